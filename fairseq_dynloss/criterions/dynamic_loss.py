@@ -1,0 +1,171 @@
+"""``--criterion dynamic_loss``: fairseq adapter around ``losses.dynamic_loss``.
+
+The maths lives in ``fairseq_dynloss/losses``; this file only turns fairseq samples into
+``(lprobs, target)``, builds Phi from the target dictionary, and logs summable statistics.
+"""
+
+# No "from __future__ import annotations": fairseq reads the dataclass field types at runtime.
+import math
+from dataclasses import dataclass, field
+from typing import Optional
+
+import torch
+from fairseq import utils
+from fairseq.criterions import FairseqCriterion, register_criterion
+from fairseq.dataclass import ChoiceEnum, FairseqDataclass
+from fairseq.logging import metrics
+from omegaconf import II
+
+from ..losses import PARAMETRISATIONS, PhiError, build_phi, default_scale, dynamic_loss, load_phi_file
+
+PHI_SOURCES = ("fixed",)
+
+# Logged per forward call and averaged over calls in reduce_metrics (summable: DDP-safe).
+PHI_STAT_KEYS = ("phi_diag_mean", "phi_offdiag_absmean")
+
+
+@dataclass
+class DynamicLossConfig(FairseqDataclass):
+    phi_parametrisation: ChoiceEnum(PARAMETRISATIONS) = field(
+        default="diag_lowrank",
+        metadata={"help": "how Phi (|V| x |V|) is parametrised: full (dense; small vocabularies), "
+                  "diag_lowrank (diag(d) + U V^T, rank --phi-rank), bucketed (diagonal plus a "
+                  "G x G matrix over --phi-buckets frequency buckets of the target dictionary)"},
+    )
+    phi_rank: int = field(default=32, metadata={"help": "rank r of diag_lowrank Phi"})
+    phi_buckets: int = field(
+        default=8, metadata={"help": "number G of frequency buckets of bucketed Phi"}
+    )
+    phi_scale: Optional[float] = field(
+        default=None,
+        metadata={"help": "scale s inside the sigmoid, l = -sigmoid(s * Phi[y] . log p); "
+                  "default 1/sqrt(|V|), which keeps the sigmoid out of saturation (README)"},
+    )
+    nll_weight: float = field(
+        default=0.0,
+        metadata={"help": "weight a in [0, 1] of the NLL term: loss = a * nll + (1 - a) * l_Phi"},
+    )
+    label_smoothing: float = field(
+        default=0.0, metadata={"help": "label smoothing epsilon of the NLL term"}
+    )
+    phi_init: str = field(
+        default="identity",
+        metadata={"help": "initial Phi: 'identity' or a .pt file (a (|V|, |V|) tensor for full, "
+                  "or what fairseq_dynloss.losses.save_phi writes), read with weights_only=True"},
+    )
+    phi_source: ChoiceEnum(PHI_SOURCES) = field(
+        default="fixed", metadata={"help": "where Phi comes from during training: fixed"},
+    )
+    report_accuracy: bool = field(default=False, metadata={"help": "report token accuracy"})
+    ignore_prefix_size: int = field(default=0, metadata={"help": "ignore first N target tokens"})
+    # Same coupling as fairseq's own criterions: --sentence-avg normalises by sentences.
+    sentence_avg: bool = II("optimization.sentence_avg")
+
+
+@register_criterion("dynamic_loss", dataclass=DynamicLossConfig)
+class DynamicLossCriterion(FairseqCriterion):
+    """Dynamic loss ``-sigmoid(s * Phi[y] . log p)`` per target token (L2T-DLF / ALA)."""
+
+    def __init__(self, task, cfg: DynamicLossConfig):
+        super().__init__(task)
+        self.cfg = cfg
+        self.sentence_avg = cfg.sentence_avg
+        dictionary = task.target_dictionary
+        num_classes = len(dictionary)
+        if not 0.0 <= cfg.nll_weight <= 1.0:
+            raise PhiError(f"--nll-weight={cfg.nll_weight}; expected a value in [0, 1]")
+        if not 0.0 <= cfg.label_smoothing < 1.0:
+            raise PhiError(f"--label-smoothing={cfg.label_smoothing}; expected a value in [0, 1)")
+        if cfg.phi_scale is not None and not (cfg.phi_scale > 0 and math.isfinite(cfg.phi_scale)):
+            raise PhiError(f"--phi-scale={cfg.phi_scale}; expected a positive finite number")
+        self.phi = build_phi(
+            str(cfg.phi_parametrisation),
+            num_classes,
+            rank=cfg.phi_rank,
+            counts=list(dictionary.count),
+            num_buckets=cfg.phi_buckets,
+        )
+        if cfg.phi_init != "identity":
+            load_phi_file(self.phi, cfg.phi_init)
+        self.scale = cfg.phi_scale if cfg.phi_scale is not None else default_scale(num_classes)
+
+    @classmethod
+    def build_criterion(cls, cfg: DynamicLossConfig, task):
+        return cls(task, cfg)
+
+    def forward(self, model, sample, reduce=True):
+        """Returns ``(loss, sample_size, logging_output)`` as every fairseq criterion."""
+        net_output = model(**sample["net_input"])
+        lprobs, target = self.get_lprobs_and_target(model, net_output, sample)
+        out = dynamic_loss(
+            lprobs,
+            target,
+            self.phi,
+            scale=self.scale,
+            nll_weight=self.cfg.nll_weight,
+            label_smoothing=self.cfg.label_smoothing,
+            ignore_index=self.padding_idx,
+            reduce=reduce,
+        )
+        sample_size = sample["target"].size(0) if self.sentence_avg else sample["ntokens"]
+        mask = target.ne(self.padding_idx)
+        # |s u| > 4 puts the sigmoid's slope below 0.018 (vs 0.25 at 0): "saturated".
+        saturated = (out.sigmoid_arg.abs() > 4.0) & mask
+        logging_output = {
+            "loss": out.loss.data,
+            "nll_loss": out.nll_loss.data,
+            "dynamic_loss": out.dynamic.data,
+            "sigmoid_saturated": saturated.sum().data,
+            "ntokens": sample["ntokens"],
+            "nsentences": sample["target"].size(0),
+            "sample_size": sample_size,
+            "phi_calls": 1,
+        }
+        for key, value in self.phi.statistics().items():
+            logging_output[key] = value
+        if self.cfg.report_accuracy:
+            correct = lprobs.argmax(-1).eq(target) & mask
+            logging_output["n_correct"] = correct.sum().item()
+            logging_output["total"] = mask.sum().item()
+        return out.loss, sample_size, logging_output
+
+    def get_lprobs_and_target(self, model, net_output, sample):
+        """Flattened ``lprobs`` (N, C) and ``target`` (N,)."""
+        lprobs = model.get_normalized_probs(net_output, log_probs=True)
+        target = model.get_targets(sample, net_output)
+        if self.cfg.ignore_prefix_size > 0:
+            lprobs = lprobs[:, self.cfg.ignore_prefix_size :, :].contiguous()
+            target = target[:, self.cfg.ignore_prefix_size :].contiguous()
+        return lprobs.view(-1, lprobs.size(-1)), target.view(-1)
+
+    @classmethod
+    def reduce_metrics(cls, logging_outputs) -> None:
+        """Aggregate logging outputs (summed across workers first)."""
+
+        def total(key):
+            return utils.item(sum(log.get(key, 0) for log in logging_outputs))
+
+        loss_sum, nll_sum = total("loss"), total("nll_loss")
+        ntokens, sample_size = total("ntokens"), total("sample_size")
+        metrics.log_scalar("loss", loss_sum / sample_size / math.log(2), sample_size, round=3)
+        metrics.log_scalar("nll_loss", nll_sum / ntokens / math.log(2), ntokens, round=3)
+        metrics.log_derived("ppl", lambda meters: utils.get_perplexity(meters["nll_loss"].avg))
+        metrics.log_scalar("dynamic_loss", total("dynamic_loss") / ntokens, ntokens, round=4)
+        metrics.log_scalar("sigmoid_sat", total("sigmoid_saturated") / ntokens, ntokens, round=4)
+        calls = total("phi_calls")
+        if calls > 0:
+            for key in PHI_STAT_KEYS:
+                metrics.log_scalar(key, total(key) / calls, calls, round=4)
+        correct_total = total("total")
+        if correct_total > 0:
+            metrics.log_scalar("n_correct", total("n_correct"))
+            metrics.log_scalar("total", correct_total)
+            metrics.log_derived(
+                "accuracy",
+                lambda m: round(m["n_correct"].sum * 100.0 / m["total"].sum, 3)
+                if m["total"].sum > 0 else float("nan"),
+            )
+
+    @staticmethod
+    def logging_outputs_can_be_summed() -> bool:
+        return True

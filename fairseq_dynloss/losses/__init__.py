@@ -1,0 +1,22 @@
+"""Pure-torch loss functions (no fairseq import): the dynamic loss and its Phi."""
+
+from .dynamic import DynamicLossOutput, dynamic_loss
+from .phi import (
+    PARAMETRISATIONS,
+    BucketedPhi,
+    DiagLowRankPhi,
+    FullPhi,
+    Phi,
+    PhiError,
+    build_phi,
+    default_scale,
+    frequency_buckets,
+    load_phi_file,
+    save_phi,
+)
+
+__all__ = [
+    "PARAMETRISATIONS", "BucketedPhi", "DiagLowRankPhi", "DynamicLossOutput", "FullPhi", "Phi",
+    "PhiError", "build_phi", "default_scale", "dynamic_loss", "frequency_buckets",
+    "load_phi_file", "save_phi",
+]

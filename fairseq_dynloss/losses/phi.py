@@ -1,0 +1,386 @@
+"""Parametrisations of the loss-coefficient matrix Phi (C x C) of the dynamic loss.
+
+Every parametrisation answers one question, ``row_dot(lprobs, target)``: the vector
+``u[n] = Phi[target[n], :] . lprobs[n, :]`` (DESIGN 3.1), without materialising the C x C
+matrix when C is a translation vocabulary.
+
+* ``full``          -- dense ``Phi`` (C, C). For classification (C up to ~1000).
+* ``diag_lowrank``  -- ``Phi = diag(d) + U V^T`` with ``U, V`` (C, r): O(C r) per token.
+* ``bucketed``      -- classes grouped into G buckets, ``Phi_ij = d_i [i=j] + B[g(i), g(j)]``:
+                       O(C) per token, and a G x G matrix for the ALA state.
+
+The tensors are persistent buffers by default (``learnable=False``): the fairseq trainer neither
+optimises them nor wraps the criterion in DDP for them (c10d DDP refuses a module without
+trainable parameters), and a teacher or controller swaps them functionally
+(``torch.func.functional_call``) or in place. ``learnable=True`` makes them ``nn.Parameter``s.
+Computations cast them to the dtype of ``lprobs`` (fairseq's ``--fp16`` halves the criterion
+but computes log-probabilities in float32).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Dict, Optional, Sequence
+
+import torch
+from torch import nn
+
+PARAMETRISATIONS = ("full", "diag_lowrank", "bucketed")
+
+
+class PhiError(ValueError):
+    """Bad Phi configuration or Phi tensors (shape, values, options)."""
+
+
+def _check_finite(name: str, tensor: torch.Tensor) -> None:
+    if not torch.isfinite(tensor).all():
+        bad = (~torch.isfinite(tensor)).sum().item()
+        raise PhiError(f"Phi tensor '{name}' has {bad} non-finite values; expected all finite")
+
+
+def _check_shape(name: str, tensor: torch.Tensor, expected: Sequence[int]) -> None:
+    if tuple(tensor.shape) != tuple(expected):
+        raise PhiError(
+            f"Phi tensor '{name}' has shape {tuple(tensor.shape)}; expected {tuple(expected)}"
+        )
+
+
+class Phi(nn.Module):
+    """Base class. Subclasses define ``row_dot`` and ``materialize``.
+
+    Attributes:
+        num_classes: C, the number of classes (vocabulary size for translation).
+        parametrisation: one of ``PARAMETRISATIONS``.
+    """
+
+    parametrisation: str = ""
+    tensor_names: tuple = ()
+
+    def __init__(self, num_classes: int):
+        super().__init__()
+        if num_classes <= 0:
+            raise PhiError(f"num_classes={num_classes}; expected a positive integer")
+        self.num_classes = int(num_classes)
+
+    def _register(self, name: str, value: torch.Tensor, learnable: bool) -> None:
+        if learnable:
+            self.register_parameter(name, nn.Parameter(value))
+        else:
+            self.register_buffer(name, value)
+
+    def row_dot(self, lprobs: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """``u[n] = Phi[target[n]] . lprobs[n]``.
+
+        Args:
+            lprobs: (N, C) log-probabilities.
+            target: (N,) class ids in [0, C).
+        Returns:
+            (N,) tensor.
+        """
+        raise NotImplementedError
+
+    def materialize(self) -> torch.Tensor:
+        """The dense (C, C) matrix. Only for small C (tests, plots)."""
+        raise NotImplementedError
+
+    def diagonal(self) -> torch.Tensor:
+        """(C,) diagonal of Phi, computed without materialising it."""
+        raise NotImplementedError
+
+    def tensors(self) -> Dict[str, torch.Tensor]:
+        """The defining tensors, by name (what ``save_phi`` writes)."""
+        return {name: getattr(self, name) for name in self.tensor_names}
+
+    @torch.no_grad()
+    def load_tensors(self, tensors: Dict[str, torch.Tensor]) -> None:
+        """Copy validated tensors into this Phi (shapes must match; values finite).
+
+        Validates everything before copying anything, so a bad file changes nothing.
+        """
+        missing = [n for n in self.tensor_names if n not in tensors]
+        extra = [n for n in tensors if n not in self.tensor_names]
+        if missing or extra:
+            raise PhiError(
+                f"Phi tensors for '{self.parametrisation}' must have keys "
+                f"{list(self.tensor_names)}; got {sorted(tensors)}"
+            )
+        for name in self.tensor_names:
+            value = tensors[name]
+            if not isinstance(value, torch.Tensor):
+                raise PhiError(f"Phi tensor '{name}' is a {type(value).__name__}; expected a tensor")
+            _check_shape(name, value, getattr(self, name).shape)
+            _check_finite(name, value)
+        for name in self.tensor_names:
+            getattr(self, name).copy_(tensors[name])
+
+    @torch.no_grad()
+    def statistics(self) -> Dict[str, float]:
+        """Summary numbers for logs: mean diagonal, mean |off-diagonal| entry.
+
+        Computed from the parametrisation, never from a C x C matrix, and cached until a
+        tensor changes (in-place updates bump ``Tensor._version``; swaps change identity).
+        """
+        key = tuple((id(t), t._version) for t in self.tensors().values())
+        if getattr(self, "_stats_key", None) != key:
+            self._stats = {
+                "phi_diag_mean": self.diagonal().mean().item(),
+                "phi_offdiag_absmean": self._offdiag_abs_sum().item()
+                / max(self.num_classes * (self.num_classes - 1), 1),
+            }
+            self._stats_key = key
+        return dict(self._stats)
+
+    def _offdiag_abs_sum(self) -> torch.Tensor:
+        raise NotImplementedError
+
+    def extra_repr(self) -> str:
+        return f"num_classes={self.num_classes}"
+
+
+class FullPhi(Phi):
+    """Dense ``Phi`` of shape (C, C)."""
+
+    parametrisation = "full"
+    tensor_names = ("matrix",)
+
+    def __init__(self, num_classes: int, learnable: bool = False):
+        super().__init__(num_classes)
+        self._register("matrix", torch.eye(num_classes), learnable)
+
+    def row_dot(self, lprobs, target):
+        return (self.matrix.to(lprobs.dtype)[target] * lprobs).sum(-1)
+
+    def materialize(self):
+        return self.matrix
+
+    def diagonal(self):
+        return self.matrix.diagonal()
+
+    def _offdiag_abs_sum(self):
+        return self.matrix.abs().sum() - self.matrix.diagonal().abs().sum()
+
+
+class DiagLowRankPhi(Phi):
+    """``Phi = diag(d) + U V^T``; ``d`` (C,), ``U`` and ``V`` (C, r).
+
+    ``u = d_y log p_y + U_y . (V^T log p)``: one (N, C) x (C, r) product per batch.
+    Identity initialisation is ``d = 1, U = V = 0``.
+    """
+
+    parametrisation = "diag_lowrank"
+    tensor_names = ("diag", "U", "V")
+
+    def __init__(self, num_classes: int, rank: int, learnable: bool = False):
+        super().__init__(num_classes)
+        if not isinstance(rank, int) or rank <= 0:
+            raise PhiError(f"phi rank={rank!r}; expected a positive integer")
+        if rank > num_classes:
+            raise PhiError(f"phi rank={rank} exceeds the number of classes {num_classes}")
+        self.rank = rank
+        self._register("diag", torch.ones(num_classes), learnable)
+        self._register("U", torch.zeros(num_classes, rank), learnable)
+        self._register("V", torch.zeros(num_classes, rank), learnable)
+
+    def row_dot(self, lprobs, target):
+        diag, U, V = (t.to(lprobs.dtype) for t in (self.diag, self.U, self.V))
+        diag_term = diag[target] * lprobs.gather(-1, target.unsqueeze(-1)).squeeze(-1)
+        return diag_term + (U[target] * (lprobs @ V)).sum(-1)
+
+    def materialize(self):
+        return torch.diag(self.diag) + self.U @ self.V.t()
+
+    def diagonal(self):
+        return self.diag + (self.U * self.V).sum(-1)
+
+    def _offdiag_abs_sum(self):
+        # Exact |.| needs the matrix; chunk it so memory stays O(chunk x C).
+        total = self.diag.new_zeros(())
+        low_rank_diag = (self.U * self.V).sum(-1)
+        for start in range(0, self.num_classes, 1024):
+            block = self.U[start : start + 1024] @ self.V.t()
+            total = total + block.abs().sum() - low_rank_diag[start : start + 1024].abs().sum()
+        return total
+
+    def extra_repr(self):
+        return f"num_classes={self.num_classes}, rank={self.rank}"
+
+
+class BucketedPhi(Phi):
+    """``Phi_ij = d_i [i = j] + B[g(i), g(j)]``; ``d`` (C,), ``B`` (G, G), ``g`` a bucket map.
+
+    ``u = d_y log p_y + sum_g B[g(y), g] * S_g`` with ``S_g = sum_{j in g} log p_j``.
+    Identity initialisation is ``d = 1, B = 0``.
+
+    Args:
+        bucket_of: (C,) long tensor, the bucket id in [0, G) of every class.
+    """
+
+    parametrisation = "bucketed"
+    tensor_names = ("diag", "B")
+
+    def __init__(self, num_classes: int, bucket_of: torch.Tensor, learnable: bool = False):
+        super().__init__(num_classes)
+        bucket_of = torch.as_tensor(bucket_of, dtype=torch.long)
+        _check_shape("bucket_of", bucket_of, (num_classes,))
+        num_buckets = int(bucket_of.max().item()) + 1
+        if bucket_of.min() < 0 or set(bucket_of.unique().tolist()) != set(range(num_buckets)):
+            raise PhiError("bucket_of must use every bucket id 0..G-1 and no negative ids")
+        self.num_buckets = num_buckets
+        self.register_buffer("bucket_of", bucket_of, persistent=False)
+        # One-hot (C, G) map: S = lprobs @ onehot is a dense GEMM, faster on CPU/GPU than a
+        # scatter over the class axis and twice differentiable.
+        self.register_buffer(
+            "bucket_onehot", nn.functional.one_hot(bucket_of, num_buckets).float(), persistent=False
+        )
+        self._register("diag", torch.ones(num_classes), learnable)
+        self._register("B", torch.zeros(num_buckets, num_buckets), learnable)
+
+    def row_dot(self, lprobs, target):
+        diag, B = self.diag.to(lprobs.dtype), self.B.to(lprobs.dtype)
+        diag_term = diag[target] * lprobs.gather(-1, target.unsqueeze(-1)).squeeze(-1)
+        bucket_sums = lprobs @ self.bucket_onehot.to(lprobs.dtype)  # (N, G)
+        return diag_term + (B[self.bucket_of[target]] * bucket_sums).sum(-1)
+
+    def materialize(self):
+        return torch.diag(self.diag) + self.B[self.bucket_of][:, self.bucket_of]
+
+    def diagonal(self):
+        return self.diag + self.B[self.bucket_of, self.bucket_of]
+
+    def _offdiag_abs_sum(self):
+        sizes = self.bucket_onehot.sum(0)  # (G,)
+        pair_counts = sizes[:, None] * sizes[None, :]
+        dense = (self.B.abs() * pair_counts).sum()
+        return dense - self.B[self.bucket_of, self.bucket_of].abs().sum()
+
+    def extra_repr(self):
+        return f"num_classes={self.num_classes}, num_buckets={self.num_buckets}"
+
+
+def frequency_buckets(counts: Sequence[int], num_buckets: int) -> torch.Tensor:
+    """Assign classes to ``num_buckets`` groups of (nearly) equal size by frequency rank.
+
+    Bucket 0 holds the most frequent classes. Ties keep the class order (stable sort), so the
+    result is deterministic.
+
+    Args:
+        counts: (C,) class frequencies (e.g. ``fairseq.data.Dictionary.count``).
+        num_buckets: G, 1 <= G <= C.
+    Returns:
+        (C,) long tensor of bucket ids.
+    """
+    num_classes = len(counts)
+    if not isinstance(num_buckets, int) or num_buckets <= 0:
+        raise PhiError(f"phi buckets={num_buckets!r}; expected a positive integer")
+    if num_buckets > num_classes:
+        raise PhiError(
+            f"phi buckets={num_buckets} exceeds the vocabulary size {num_classes}; "
+            "expected at most one bucket per class"
+        )
+    order = torch.argsort(-torch.as_tensor(list(counts), dtype=torch.float64), stable=True)
+    rank_bucket = torch.arange(num_classes) * num_buckets // num_classes
+    bucket_of = torch.empty(num_classes, dtype=torch.long)
+    bucket_of[order] = rank_bucket
+    return bucket_of
+
+
+def build_phi(
+    parametrisation: str,
+    num_classes: int,
+    rank: int = 32,
+    counts: Optional[Sequence[int]] = None,
+    num_buckets: int = 8,
+    learnable: bool = False,
+) -> Phi:
+    """Construct an identity-initialised Phi by name.
+
+    Args:
+        parametrisation: ``full``, ``diag_lowrank`` or ``bucketed``.
+        num_classes: C.
+        rank: r for ``diag_lowrank``.
+        counts: (C,) class frequencies for ``bucketed`` (uniform counts if None).
+        num_buckets: G for ``bucketed``.
+        learnable: whether the tensors require grad.
+    """
+    if parametrisation == "full":
+        return FullPhi(num_classes, learnable=learnable)
+    if parametrisation == "diag_lowrank":
+        return DiagLowRankPhi(num_classes, rank, learnable=learnable)
+    if parametrisation == "bucketed":
+        counts = [1] * num_classes if counts is None else counts
+        if len(counts) != num_classes:
+            raise PhiError(f"got {len(counts)} class counts for {num_classes} classes")
+        return BucketedPhi(num_classes, frequency_buckets(counts, num_buckets), learnable=learnable)
+    raise PhiError(
+        f"unknown Phi parametrisation {parametrisation!r}; expected one of {list(PARAMETRISATIONS)}"
+    )
+
+
+def default_scale(num_classes: int) -> float:
+    """``1 / sqrt(C)``: keeps ``s * Phi[y] . log p`` inside the sigmoid's linear range.
+
+    See README, "Choosing the scale s".
+    """
+    return 1.0 / math.sqrt(num_classes)
+
+
+def save_phi(phi: Phi, path: str) -> None:
+    """Write ``{"parametrisation": ..., "tensors": {...}}`` loadable with ``weights_only=True``.
+
+    Written to a temporary file first and renamed, so a failure leaves no half-written file.
+    """
+    import os
+    import tempfile
+
+    payload = {
+        "parametrisation": phi.parametrisation,
+        "num_classes": phi.num_classes,
+        "tensors": {k: v.detach().cpu().clone() for k, v in phi.tensors().items()},
+    }
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(dir=directory, suffix=".tmp")
+    os.close(fd)
+    try:
+        torch.save(payload, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+def load_phi_file(phi: Phi, path: str) -> None:
+    """Initialise ``phi`` from a ``.pt`` file (read with ``weights_only=True``).
+
+    Accepted formats: what ``save_phi`` writes (parametrisation must match), or -- for
+    ``full`` -- a bare (C, C) tensor. Everything is validated before ``phi`` is touched.
+    """
+    import os
+
+    if not os.path.isfile(path):
+        raise PhiError(f"Phi file {path!r} does not exist")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # corrupt file, or pickled objects outside the weights-only set
+        raise PhiError(f"cannot read Phi file {path!r} with weights_only=True: {err}") from err
+    if isinstance(payload, torch.Tensor):
+        if phi.parametrisation != "full":
+            raise PhiError(
+                f"Phi file {path!r} holds a bare tensor, which only initialises a 'full' Phi; "
+                f"this Phi is '{phi.parametrisation}' (write it with fairseq_dynloss.losses.save_phi)"
+            )
+        payload = {"parametrisation": "full", "tensors": {"matrix": payload}}
+    if not isinstance(payload, dict) or "tensors" not in payload:
+        raise PhiError(
+            f"Phi file {path!r} must hold a (C, C) tensor or a dict with 'parametrisation' and "
+            f"'tensors'; got {type(payload).__name__}"
+        )
+    if payload.get("parametrisation") != phi.parametrisation:
+        raise PhiError(
+            f"Phi file {path!r} is for parametrisation {payload.get('parametrisation')!r}; "
+            f"expected {phi.parametrisation!r}"
+        )
+    try:
+        phi.load_tensors(payload["tensors"])
+    except PhiError as err:
+        raise PhiError(f"Phi file {path!r}: {err}") from err

@@ -1,0 +1,1 @@
+"""fairseq tasks of the plugin (fairseq imports this folder of a --user-dir by itself)."""
