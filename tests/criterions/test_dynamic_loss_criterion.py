@@ -1,0 +1,121 @@
+"""The fairseq adapter: registration, equality with the pure function, batching invariance."""
+
+import math
+
+import pytest
+import torch
+
+import fairseq  # noqa: F401  (import before the plugin so it registers with fairseq)
+import fairseq_dynloss
+from fairseq import options, tasks
+from fairseq.dataclass.utils import convert_namespace_to_omegaconf
+from fairseq_dynloss.losses import PhiError, dynamic_loss, save_phi, build_phi
+
+from conftest import USER_DIR
+
+TINY_TRANSFORMER = [
+    "--arch", "transformer", "--encoder-layers", "1", "--decoder-layers", "1",
+    "--encoder-embed-dim", "16", "--decoder-embed-dim", "16", "--encoder-ffn-embed-dim", "32",
+    "--decoder-ffn-embed-dim", "32", "--encoder-attention-heads", "2",
+    "--decoder-attention-heads", "2", "--dropout", "0", "--share-all-embeddings",
+]
+
+
+def build(data_bin, *criterion_args):
+    parser = options.get_training_parser()
+    args = options.parse_args_and_arch(parser, [
+        str(data_bin), "--user-dir", USER_DIR, "--task", "translation", "--cpu",
+        *TINY_TRANSFORMER, "--criterion", "dynamic_loss", *criterion_args])
+    cfg = convert_namespace_to_omegaconf(args)
+    task = tasks.setup_task(cfg.task)
+    torch.manual_seed(0)
+    model = task.build_model(cfg.model).eval()
+    return task, model, task.build_criterion(cfg.criterion)
+
+
+def first_batch(task, max_sentences=6):
+    task.load_dataset("valid")
+    iterator = task.get_batch_iterator(task.dataset("valid"), max_sentences=max_sentences,
+                                       seed=1).next_epoch_itr(shuffle=False)
+    return next(iter(iterator))
+
+
+def test_registered_names():
+    from fairseq.criterions import CRITERION_REGISTRY
+
+    assert "dynamic_loss" in CRITERION_REGISTRY
+    assert CRITERION_REGISTRY["dynamic_loss"].__module__ == "fairseq_dynloss.criterions.dynamic_loss"
+
+
+@pytest.mark.parametrize("parametrisation", ["full", "diag_lowrank", "bucketed"])
+def test_criterion_equals_pure_function(toy_data_bin, parametrisation):
+    task, model, criterion = build(toy_data_bin / "data-bin", "--phi-parametrisation", parametrisation,
+                                   "--phi-rank", "4", "--phi-buckets", "4", "--nll-weight", "0.3",
+                                   "--label-smoothing", "0.1")
+    vocab = len(task.target_dictionary)
+    assert criterion.phi.num_classes == vocab
+    assert criterion.scale == pytest.approx(1 / math.sqrt(vocab))
+    with torch.no_grad():
+        for tensor in criterion.phi.tensors().values():
+            tensor.add_(0.1 * torch.randn_like(tensor))
+    sample = first_batch(task)
+    loss, sample_size, log = criterion(model, sample)
+    lprobs = model.get_normalized_probs(model(**sample["net_input"]), log_probs=True)
+    expected = dynamic_loss(lprobs.view(-1, vocab), sample["target"].view(-1), criterion.phi,
+                            scale=1 / math.sqrt(vocab), nll_weight=0.3, label_smoothing=0.1,
+                            ignore_index=task.target_dictionary.pad())
+    torch.testing.assert_close(loss, expected.loss)
+    assert sample_size == sample["ntokens"]
+    assert log["nll_loss"] == pytest.approx(expected.nll_loss.item(), rel=1e-5)
+    assert set(log) >= {"loss", "nll_loss", "dynamic_loss", "phi_diag_mean", "phi_offdiag_absmean"}
+
+
+def test_batch_equals_sum_of_sentences(toy_data_bin):
+    """Padding from batching changes nothing: loss(batch) == sum of per-sentence losses."""
+    task, model, criterion = build(toy_data_bin / "data-bin", "--phi-parametrisation", "bucketed")
+    sample = first_batch(task, max_sentences=5)
+    batch_loss, _, _ = criterion(model, sample)
+    total = 0.0
+    for i in range(sample["target"].size(0)):
+        single = task.dataset("valid").collater([task.dataset("valid")[sample["id"][i].item()]])
+        total += criterion(model, single)[0].item()
+    assert batch_loss.item() == pytest.approx(total, rel=1e-5)
+
+
+def test_reduce_metrics_averages_phi_statistics_over_workers():
+    from fairseq.logging import metrics
+    from fairseq_dynloss.criterions.dynamic_loss import DynamicLossCriterion
+
+    logs = [dict(loss=-2.0, nll_loss=1.0, dynamic_loss=-2.0, sigmoid_saturated=1, ntokens=4,
+                 nsentences=1, sample_size=4, phi_calls=1, phi_diag_mean=1.0, phi_offdiag_absmean=0.5)]
+    summed = {k: v * 2 for k, v in logs[0].items()}  # two workers, summed before reduce
+    with metrics.aggregate() as agg:
+        DynamicLossCriterion.reduce_metrics([summed])
+    values = agg.get_smoothed_values()
+    assert values["phi_diag_mean"] == pytest.approx(1.0)
+    assert values["phi_offdiag_absmean"] == pytest.approx(0.5)
+    assert values["loss"] == pytest.approx(-2.0 / 4 / math.log(2), abs=1e-3)
+    assert values["sigmoid_sat"] == pytest.approx(0.25)
+
+
+def test_phi_init_file_is_loaded(toy_data_bin, tmp_path):
+    vocab = len(open(toy_data_bin / "data-bin/dict.tgt.txt").readlines()) + 4
+    phi = build_phi("full", vocab)
+    with torch.no_grad():
+        phi.matrix.mul_(2.0)
+    save_phi(phi, str(tmp_path / "phi.pt"))
+    _, _, criterion = build(toy_data_bin / "data-bin", "--phi-parametrisation", "full",
+                            "--phi-init", str(tmp_path / "phi.pt"))
+    assert torch.equal(criterion.phi.matrix, 2 * torch.eye(vocab))
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--phi-parametrisation", "diag_lowrank", "--phi-rank", "0"], "rank=0"),
+    (["--phi-parametrisation", "bucketed", "--phi-buckets", "100000"], "exceeds the vocabulary size"),
+    (["--nll-weight", "2"], "--nll-weight=2.0"),
+    (["--phi-scale", "-1"], "--phi-scale=-1.0"),
+    (["--phi-init", "/nonexistent/phi.pt"], "does not exist"),
+])
+def test_criterion_errors(toy_data_bin, args, message):
+    with pytest.raises(PhiError, match=message):
+        build(toy_data_bin / "data-bin", *args)
