@@ -1,0 +1,27 @@
+"""Hypergradients through unrolled inner optimisation (DESIGN 3.3). Pure torch.
+
+``hypergradient`` differentiates an outer loss at omega_T with respect to hyper-parameters that
+feed the inner loss (and optionally the learning rate), through T functional optimiser steps,
+exactly and with bounded memory (checkpointing, truncation). ``FunctionalModule`` turns an
+``nn.Module`` student into a function of a parameter dict.
+"""
+
+from .functional import FunctionalModule, restored_slots
+from .hypergradient import HypergradientResult, NonFiniteHypergradientError, hypergradient
+from .kernels import double_backward_kernels
+from .naive import naive_hypergradient
+from .optimizers import SGD, Adam, AdamW, InnerOptimizer
+
+__all__ = [
+    "SGD",
+    "Adam",
+    "AdamW",
+    "FunctionalModule",
+    "HypergradientResult",
+    "InnerOptimizer",
+    "NonFiniteHypergradientError",
+    "double_backward_kernels",
+    "hypergradient",
+    "naive_hypergradient",
+    "restored_slots",
+]

@@ -1,0 +1,100 @@
+"""The functional inner optimisers against torch.optim, and the learning-rate schedules."""
+
+import pytest
+import torch
+
+from fairseq_dynloss.hypergrad import SGD, Adam, AdamW
+from fairseq_dynloss.hypergrad.step import StepState, forward_step
+
+D = torch.float64
+STEPS = 6
+
+
+def _problem():
+    gen = torch.Generator().manual_seed(0)
+    params = {"w": torch.randn(4, 3, generator=gen, dtype=D), "b": torch.randn(3, generator=gen, dtype=D)}
+    batches = [torch.randn(5, 4, generator=gen, dtype=D) for _ in range(STEPS)]
+
+    def loss(p, x):
+        return torch.tanh(x @ p["w"] + p["b"]).pow(2).sum() + 0.1 * p["w"].pow(4).sum()
+
+    return params, batches, loss
+
+
+def _functional_trajectory(optimizer, hparams=None):
+    params, batches, loss = _problem()
+    state = StepState(params, optimizer.init_state(params))
+    for t, x in enumerate(batches):
+        state, _ = forward_step(lambda p, h, b, s: loss(p, b), optimizer, state, hparams or {}, x, t)
+    return state.params
+
+
+def _torch_trajectory(make_optimizer, lrs=None):
+    params, batches, loss = _problem()
+    leaves = {k: v.clone().requires_grad_(True) for k, v in params.items()}
+    opt = make_optimizer(list(leaves.values()))
+    for t, x in enumerate(batches):
+        if lrs is not None:
+            opt.param_groups[0]["lr"] = lrs[t]
+        opt.zero_grad()
+        loss(leaves, x).backward()
+        opt.step()
+    return {k: v.detach() for k, v in leaves.items()}
+
+
+@pytest.mark.parametrize(
+    "ours, theirs",
+    [
+        (SGD(lr=0.1), lambda p: torch.optim.SGD(p, lr=0.1)),
+        (SGD(lr=0.1, momentum=0.9), lambda p: torch.optim.SGD(p, lr=0.1, momentum=0.9)),
+        (
+            SGD(lr=0.05, momentum=0.8, nesterov=True, weight_decay=0.01),
+            lambda p: torch.optim.SGD(p, lr=0.05, momentum=0.8, nesterov=True, weight_decay=0.01),
+        ),
+        (Adam(lr=0.01), lambda p: torch.optim.Adam(p, lr=0.01)),
+        (
+            Adam(lr=0.02, betas=(0.8, 0.99), eps=1e-6, weight_decay=0.1),
+            lambda p: torch.optim.Adam(p, lr=0.02, betas=(0.8, 0.99), eps=1e-6, weight_decay=0.1),
+        ),
+        (AdamW(lr=0.01, weight_decay=0.1), lambda p: torch.optim.AdamW(p, lr=0.01, weight_decay=0.1)),
+    ],
+    ids=["sgd", "momentum", "nesterov_wd", "adam", "adam_l2", "adamw"],
+)
+def test_optimizer_matches_torch_optim(ours, theirs):
+    got, want = _functional_trajectory(ours), _torch_trajectory(theirs)
+    for k in want:
+        torch.testing.assert_close(got[k], want[k], rtol=1e-12, atol=1e-14)
+
+
+def test_schedules_number_sequence_callable_and_hparam_agree():
+    lrs = [0.1 / (1 + t) for t in range(STEPS)]
+    want = _torch_trajectory(lambda p: torch.optim.SGD(p, lr=1.0, momentum=0.5), lrs=lrs)
+    for lr, hparams in [
+        (lrs, None),
+        (lambda t: 0.1 / (1 + t), None),
+        ("lr", {"lr": torch.tensor(lrs, dtype=D)}),
+    ]:
+        got = _functional_trajectory(SGD(lr=lr, momentum=0.5), hparams)
+        for k in want:
+            torch.testing.assert_close(got[k], want[k], rtol=1e-12, atol=1e-14)
+
+
+def test_scalar_hparam_learning_rate_is_a_constant_rate():
+    got = _functional_trajectory(Adam(lr="lr"), {"lr": torch.tensor(0.01, dtype=D)})
+    want = _functional_trajectory(Adam(lr=0.01))
+    for k in want:
+        torch.testing.assert_close(got[k], want[k], rtol=0, atol=0)
+
+
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (lambda: SGD(momentum=-0.1), "momentum must be >= 0, got -0.1"),
+        (lambda: SGD(nesterov=True), "nesterov=True needs momentum > 0"),
+        (lambda: Adam(betas=(0.9, 1.0)), r"betas must be two numbers in \[0, 1\), got \(0.9, 1.0\)"),
+        (lambda: Adam(eps=-1.0), "eps must be >= 0, got -1.0"),
+    ],
+)
+def test_bad_optimizer_settings_are_refused(make, message):
+    with pytest.raises(ValueError, match=message):
+        make()
