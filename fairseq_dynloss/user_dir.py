@@ -1,0 +1,15 @@
+"""``dynloss-user-dir``: print the path to pass as ``fairseq-train --user-dir``.
+
+fairseq resolves ``--user-dir`` as a filesystem path, so ``--user-dir fairseq_dynloss`` only works
+from the repository root; anywhere else use ``--user-dir "$(dynloss-user-dir)"``.
+"""
+
+import os
+
+
+def main() -> None:
+    print(os.path.dirname(os.path.abspath(__file__)))
+
+
+if __name__ == "__main__":
+    main()
