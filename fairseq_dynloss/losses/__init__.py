@@ -20,3 +20,11 @@ __all__ = [
     "PhiError", "build_phi", "default_scale", "dynamic_loss", "frequency_buckets",
     "load_phi_file", "save_phi",
 ]
+
+from .lsoftmax import chebyshev_cos_multiple, lsoftmax_logits  # noqa: E402
+from .self_paced import self_paced_loss, self_paced_threshold, self_paced_weights  # noqa: E402
+
+__all__ += [
+    "chebyshev_cos_multiple", "lsoftmax_logits", "self_paced_loss", "self_paced_threshold",
+    "self_paced_weights",
+]

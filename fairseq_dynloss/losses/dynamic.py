@@ -7,9 +7,10 @@ optionally mixed with (label-smoothed) NLL: ``a * nll + (1 - a) * l_Phi``.
 
 from __future__ import annotations
 
-from typing import NamedTuple, Optional
+from typing import Dict, NamedTuple, Optional
 
 import torch
+from torch.func import functional_call
 
 from .phi import Phi
 
@@ -39,6 +40,7 @@ def dynamic_loss(
     label_smoothing: float = 0.0,
     ignore_index: Optional[int] = None,
     reduce: bool = True,
+    phi_tensors: Optional[Dict[str, torch.Tensor]] = None,
 ) -> DynamicLossOutput:
     """Dynamic loss for a flat batch of predictions.
 
@@ -51,6 +53,9 @@ def dynamic_loss(
         label_smoothing: epsilon of the NLL term (fairseq's ``label_smoothed_nll_loss``).
         ignore_index: padding id, or None.
         reduce: sum over tokens if True, else per-token (N,) tensors (zeros at ignored tokens).
+        phi_tensors: optional ``{name: Tensor}`` used instead of ``phi``'s own tensors (a
+            teacher's output); gradients flow into them. Same names and shapes as
+            ``phi.tensors()``.
 
     Returns:
         DynamicLossOutput; ``sigmoid_arg`` is (N,) with zeros at ignored tokens.
@@ -78,7 +83,12 @@ def dynamic_loss(
         safe_target = target
     mask = keep.to(lprobs.dtype)
 
-    sigmoid_arg = scale * phi.row_dot(lprobs, safe_target) * mask
+    if phi_tensors is None:
+        u = phi.row_dot(lprobs, safe_target)
+    else:
+        phi.check_tensors(phi_tensors)
+        u = functional_call(phi, phi_tensors, (lprobs, safe_target), strict=False)
+    sigmoid_arg = scale * u * mask
     dynamic = -torch.sigmoid(sigmoid_arg) * mask
 
     nll = -lprobs.gather(-1, safe_target.unsqueeze(-1)).squeeze(-1) * mask

@@ -79,6 +79,20 @@ class Phi(nn.Module):
         """
         raise NotImplementedError
 
+    def forward(self, lprobs: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """``row_dot``; being ``forward`` lets ``torch.func.functional_call`` swap the tensors."""
+        return self.row_dot(lprobs, target)
+
+    def check_tensors(self, tensors: Dict[str, torch.Tensor]) -> None:
+        """Raise PhiError unless ``tensors`` has exactly this Phi's names and shapes."""
+        if set(tensors) != set(self.tensor_names):
+            raise PhiError(
+                f"Phi tensors for '{self.parametrisation}' must have keys "
+                f"{list(self.tensor_names)}; got {sorted(tensors)}"
+            )
+        for name in self.tensor_names:
+            _check_shape(name, tensors[name], getattr(self, name).shape)
+
     def materialize(self) -> torch.Tensor:
         """The dense (C, C) matrix. Only for small C (tests, plots)."""
         raise NotImplementedError

@@ -1,0 +1,71 @@
+"""Teacher files: ``{"config": {...}, "state_dict": {...}}``, safe for ``weights_only=True``."""
+
+import os
+import tempfile
+from typing import Optional
+
+import torch
+
+from ..losses.phi import PhiError
+from .models import TEACHERS, Teacher
+
+
+def save_teacher(teacher: Teacher, path: str, **extra) -> None:
+    """Write the teacher (atomically: temporary file + rename). ``extra`` holds plain values
+    (e.g. ``horizon`` = the student training length the teacher was trained for)."""
+    payload = {"config": dict(teacher.config, **extra),
+               "state_dict": {k: v.detach().cpu().clone() for k, v in teacher.state_dict().items()}}
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(dir=directory, suffix=".tmp")
+    os.close(fd)
+    try:
+        torch.save(payload, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+def load_teacher(path: str, parametrisation: Optional[str] = None, num_classes: Optional[int] = None,
+                 rank: Optional[int] = None, num_buckets: Optional[int] = None) -> Teacher:
+    """Read a teacher file with ``weights_only=True`` and check it fits the student's Phi.
+
+    Raises:
+        PhiError: missing or unreadable file, unknown kind, or a teacher built for another
+            parametrisation / vocabulary size / rank / number of buckets.
+    """
+    if not os.path.isfile(path):
+        raise PhiError(f"teacher file {path!r} does not exist")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:
+        raise PhiError(f"cannot read teacher file {path!r} with weights_only=True: {err}") from err
+    if not isinstance(payload, dict) or not {"config", "state_dict"} <= payload.keys():
+        raise PhiError(f"teacher file {path!r} must hold a dict with 'config' and 'state_dict'")
+    config = dict(payload["config"])
+    expected = {"parametrisation": parametrisation, "num_classes": num_classes}
+    if parametrisation == "diag_lowrank":
+        expected["rank"] = rank
+    if parametrisation == "bucketed":
+        expected["num_buckets"] = num_buckets
+    for key, value in expected.items():
+        if value is not None and config.get(key) != value:
+            raise PhiError(
+                f"teacher file {path!r} was built for {key}={config.get(key)!r}; this student needs {value!r}"
+            )
+    kind = config.pop("kind", None)
+    if kind not in TEACHERS:
+        raise PhiError(f"teacher file {path!r} has unknown kind {kind!r}; expected one of {sorted(TEACHERS)}")
+    kwargs = {k: config[k] for k in ("rank", "num_buckets", "num_gates", "hidden") if config.get(k) is not None}
+    if "dim" in config:
+        kwargs["dim"] = config["dim"]
+    teacher = TEACHERS[kind](config["parametrisation"], config["num_classes"], **kwargs)
+    try:
+        teacher.load_state_dict(payload["state_dict"], strict=True)
+    except RuntimeError as err:
+        raise PhiError(f"teacher file {path!r} does not match its config: {err}") from err
+    for key in ("horizon",):
+        if key in config:
+            teacher.config[key] = config[key]
+    return teacher
