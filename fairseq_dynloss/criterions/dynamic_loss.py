@@ -7,7 +7,7 @@ The maths lives in ``fairseq_dynloss/losses``; this file only turns fairseq samp
 # No "from __future__ import annotations": fairseq reads the dataclass field types at runtime.
 import math
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import List, Optional
 
 import torch
 from fairseq import utils
@@ -17,8 +17,9 @@ from fairseq.logging import metrics
 from omegaconf import II
 
 from ..losses import PARAMETRISATIONS, PhiError, build_phi, default_scale, dynamic_loss, load_phi_file
+from ..teacher import ExponentialAverage, StudentState, load_teacher
 
-PHI_SOURCES = ("fixed",)
+PHI_SOURCES = ("fixed", "teacher")
 
 # Logged per forward call and averaged over calls in reduce_metrics (summable: DDP-safe).
 PHI_STAT_KEYS = ("phi_diag_mean", "phi_offdiag_absmean")
@@ -54,8 +55,20 @@ class DynamicLossConfig(FairseqDataclass):
                   "or what fairseq_dynloss.losses.save_phi writes), read with weights_only=True"},
     )
     phi_source: ChoiceEnum(PHI_SOURCES) = field(
-        default="fixed", metadata={"help": "where Phi comes from during training: fixed"},
+        default="fixed",
+        metadata={"help": "where Phi comes from during training: fixed (--phi-init), or teacher "
+                  "(a frozen L2T-DLF teacher, --teacher-path, maps the live student state to Phi_t)"},
     )
+    teacher_path: Optional[str] = field(
+        default=None, metadata={"help": "teacher file for --phi-source teacher (weights_only=True)"}
+    )
+    teacher_horizon: int = field(
+        default=0,
+        metadata={"help": "updates that the teacher's progress feature t/T calls 'the end' (T); "
+                  "0: the horizon stored in the teacher file, else --max-update"},
+    )
+    max_update: int = II("optimization.max_update")
+    lr: List[float] = II("optimization.lr")
     report_accuracy: bool = field(default=False, metadata={"help": "report token accuracy"})
     ignore_prefix_size: int = field(default=0, metadata={"help": "ignore first N target tokens"})
     # Same coupling as fairseq's own criterions: --sentence-avg normalises by sentences.
@@ -88,6 +101,62 @@ class DynamicLossCriterion(FairseqCriterion):
         if cfg.phi_init != "identity":
             load_phi_file(self.phi, cfg.phi_init)
         self.scale = cfg.phi_scale if cfg.phi_scale is not None else default_scale(num_classes)
+        self.teacher = None
+        if cfg.phi_source == "teacher":
+            self._setup_teacher(cfg, num_classes)
+
+    def _setup_teacher(self, cfg: DynamicLossConfig, num_classes: int) -> None:
+        if not cfg.teacher_path:
+            raise PhiError("--phi-source teacher needs --teacher-path (a file written by save_teacher)")
+        teacher = load_teacher(cfg.teacher_path, str(cfg.phi_parametrisation), num_classes,
+                               rank=cfg.phi_rank, num_buckets=cfg.phi_buckets)
+        teacher.requires_grad_(False).eval()
+        # Not a registered submodule: the criterion stays parameter-free, so fairseq neither
+        # optimises the frozen teacher nor wraps the criterion in DDP.
+        object.__setattr__(self, "teacher", teacher)
+        self.horizon = cfg.teacher_horizon or teacher.config.get("horizon") or cfg.max_update
+        if not self.horizon or self.horizon <= 0:
+            raise PhiError("--phi-source teacher needs a horizon: --teacher-horizon, a teacher file "
+                           "with 'horizon', or --max-update")
+        self.peak_lr = max(cfg.lr)
+        self.train_loss = ExponentialAverage(0.9)
+        self.dev_loss: Optional[float] = None
+        self.dev_metric: Optional[float] = None
+        self._dev_sums = [0.0, 0.0, 0]  # nll, correct, tokens of the validation pass under way
+        self._phi_update = None
+
+    def student_state(self) -> StudentState:
+        """The live training state the teacher reads (fairseq's logged num_updates and lr)."""
+        num_updates_meter = metrics.get_meter("default", "num_updates")
+        lr_meter = metrics.get_meter("default", "lr")
+        return StudentState(
+            num_updates=int(num_updates_meter.val) if num_updates_meter is not None else 0,
+            horizon=int(self.horizon),
+            train_loss=self.train_loss.value,
+            dev_loss=self.dev_loss,
+            dev_metric=self.dev_metric,
+            lr=float(lr_meter.val) if lr_meter is not None else self.peak_lr,
+            peak_lr=self.peak_lr,
+        )
+
+    def _teach(self, training: bool, nll_sum: float, correct: float, ntokens: int, device) -> None:
+        """Track the student's statistics and refresh Phi_t = teacher(s_t) once per update."""
+        if training:
+            if self._dev_sums[2] > 0:  # a validation pass just ended
+                nll, right, count = self._dev_sums
+                self.dev_loss, self.dev_metric = nll / count, right / count
+                self._dev_sums = [0.0, 0.0, 0]
+            state = self.student_state()
+            if state.num_updates != self._phi_update:
+                with torch.no_grad():
+                    self.teacher.to(device)
+                    self.phi.load_tensors(self.teacher(state.features(self.phi.num_classes).to(device)))
+                self._phi_update = state.num_updates
+            self.train_loss.update(nll_sum / max(ntokens, 1))
+        else:
+            self._dev_sums[0] += nll_sum
+            self._dev_sums[1] += correct
+            self._dev_sums[2] += ntokens
 
     @classmethod
     def build_criterion(cls, cfg: DynamicLossConfig, task):
@@ -97,6 +166,12 @@ class DynamicLossCriterion(FairseqCriterion):
         """Returns ``(loss, sample_size, logging_output)`` as every fairseq criterion."""
         net_output = model(**sample["net_input"])
         lprobs, target = self.get_lprobs_and_target(model, net_output, sample)
+        mask = target.ne(self.padding_idx)
+        if self.teacher is not None:
+            with torch.no_grad():
+                nll = -lprobs.gather(-1, target.unsqueeze(-1)).squeeze(-1)[mask].sum().item()
+                correct = (lprobs.argmax(-1).eq(target) & mask).sum().item()
+            self._teach(model.training, nll, correct, int(mask.sum().item()), lprobs.device)
         out = dynamic_loss(
             lprobs,
             target,
@@ -108,7 +183,6 @@ class DynamicLossCriterion(FairseqCriterion):
             reduce=reduce,
         )
         sample_size = sample["target"].size(0) if self.sentence_avg else sample["ntokens"]
-        mask = target.ne(self.padding_idx)
         # |s u| > 4 puts the sigmoid's slope below 0.018 (vs 0.25 at 0): "saturated".
         saturated = (out.sigmoid_arg.abs() > 4.0) & mask
         logging_output = {

@@ -119,3 +119,66 @@ def test_phi_init_file_is_loaded(toy_data_bin, tmp_path):
 def test_criterion_errors(toy_data_bin, args, message):
     with pytest.raises(PhiError, match=message):
         build(toy_data_bin / "data-bin", *args)
+
+
+def write_teacher(path, vocab, parametrisation="diag_lowrank", rank=4, horizon=100):
+    from fairseq_dynloss.teacher import build_teacher, save_teacher
+
+    teacher = build_teacher("gated", parametrisation, vocab, rank=rank, init_std=0.5, seed=1)
+    save_teacher(teacher, str(path), horizon=horizon)
+    return teacher
+
+
+def vocab_size(data_bin):
+    return len((data_bin / "dict.tgt.txt").read_text().splitlines()) + 4
+
+
+def test_teacher_source_sets_phi_from_the_live_student_state(toy_data_bin, tmp_path):
+    from fairseq.logging import metrics
+    from fairseq_dynloss.teacher import StudentState
+
+    data = toy_data_bin / "data-bin"
+    teacher = write_teacher(tmp_path / "teacher.pt", vocab_size(data))
+    task, model, criterion = build(data, "--phi-source", "teacher", "--teacher-path",
+                                   str(tmp_path / "teacher.pt"), "--phi-rank", "4", "--lr", "0.002")
+    model.train()
+    sample = first_batch(task)
+    metrics.log_scalar("num_updates", 25, weight=0)
+    metrics.log_scalar("lr", 0.001, weight=0)
+    criterion(model, sample)
+    expected = teacher(StudentState(25, 100, lr=0.001, peak_lr=0.002).features(criterion.phi.num_classes))
+    for name, value in expected.items():
+        torch.testing.assert_close(getattr(criterion.phi, name), value)
+    # The next update sees a later progress and the training-loss EMA of the first forward.
+    first_loss = criterion.train_loss.value
+    assert first_loss is not None
+    metrics.log_scalar("num_updates", 26, weight=0)
+    criterion(model, sample)
+    expected = teacher(StudentState(26, 100, train_loss=first_loss, lr=0.001, peak_lr=0.002)
+                       .features(criterion.phi.num_classes))
+    for name, value in expected.items():
+        torch.testing.assert_close(getattr(criterion.phi, name), value)
+    assert criterion.teacher is not None and not list(criterion.parameters())
+
+
+@pytest.mark.parametrize("make, args, message", [
+    (None, ["--phi-source", "teacher"], "needs --teacher-path"),
+    (None, ["--phi-source", "teacher", "--teacher-path", "/nonexistent.pt"], "does not exist"),
+    ("bucketed", ["--phi-source", "teacher", "--phi-rank", "4"], "built for parametrisation='bucketed'"),
+    ("small", ["--phi-source", "teacher", "--phi-rank", "4"], "this student needs"),
+    ("rank8", ["--phi-source", "teacher", "--phi-rank", "4"], "rank=8; this student needs 4"),
+])
+def test_teacher_source_errors(toy_data_bin, tmp_path, make, args, message):
+    data = toy_data_bin / "data-bin"
+    path = tmp_path / "teacher.pt"
+    if make == "bucketed":
+        from fairseq_dynloss.teacher import build_teacher, save_teacher
+        save_teacher(build_teacher("gated", "bucketed", vocab_size(data), num_buckets=4), str(path))
+    elif make == "small":
+        write_teacher(path, vocab_size(data) - 1)
+    elif make == "rank8":
+        write_teacher(path, vocab_size(data), rank=8)
+    if make:
+        args = args + ["--teacher-path", str(path)]
+    with pytest.raises(PhiError, match=message):
+        build(data, *args)
