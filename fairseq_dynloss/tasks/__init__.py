@@ -1,1 +1,3 @@
 """fairseq tasks of the plugin (fairseq imports this folder of a --user-dir by itself)."""
+
+from . import translation_l2t  # noqa: F401  (registers "translation_l2t")

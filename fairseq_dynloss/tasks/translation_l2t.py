@@ -1,0 +1,262 @@
+"""``--task translation_l2t``: train an L2T-DLF teacher inside ``fairseq-train``.
+
+Use with ``--criterion dynamic_loss`` (its Phi parametrisation and scale are the student's loss).
+At every update the teacher sets the criterion's Phi from the live student state. Teacher steps
+(``fairseq_dynloss.teacher.TeacherLearner``) unroll a *functional copy* of the student T steps
+over the T most recent training batches, score the smoothed development objective (expected
+token accuracy, teacher-forced, dropout off) on ``--teacher-dev-batches`` fixed validation
+batches, and update theta by the hypergradient:
+
+* ``--teacher-mode episodic`` (the paper): the real student is never updated; every T fairseq
+  updates one teacher step starts from the same omega_0 (the initial weights, or those given by
+  ``--finetune-from-model``). ``--max-update`` = T x the number of teacher steps.
+* ``--teacher-mode online``: the real student trains normally with the current teacher; every
+  ``--teacher-interval`` updates a teacher step starts from its live weights.
+
+The teacher is exported to ``--teacher-save`` (default ``SAVE_DIR/teacher.pt``) after every step
+and each step is appended to ``SAVE_DIR/teacher_log.csv``; use the file with
+``--criterion dynamic_loss --phi-source teacher --teacher-path``.
+
+Maths in ``fairseq_dynloss/teacher`` and ``hypergrad``; this file is the fairseq adapter.
+"""
+
+# No "from __future__ import annotations": fairseq reads the dataclass field types at runtime.
+import csv
+import logging
+import os
+from dataclasses import dataclass, field
+from typing import List, Optional
+
+import torch
+from fairseq import distributed_utils, utils
+from fairseq.dataclass import ChoiceEnum
+from fairseq.logging import metrics
+from fairseq.tasks import register_task
+from fairseq.tasks.translation import TranslationConfig, TranslationTask
+from omegaconf import II
+
+from ..criterions.dynamic_loss import DynamicLossCriterion
+from ..hypergrad import FunctionalModule
+from ..losses import PhiError, dynamic_loss
+from ..metrics import expected_token_accuracy
+from ..teacher import (
+    TEACHERS, ExponentialAverage, StudentState, TeacherLearner, build_teacher, load_teacher, save_teacher,
+)
+from ..teacher.learner import inner_optimizer
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class TranslationL2TConfig(TranslationConfig):
+    teacher_mode: ChoiceEnum(["episodic", "online"]) = field(
+        default="episodic", metadata={"help": "episodic: teacher steps from the same initial student "
+                                      "(the paper); online: from the live student every --teacher-interval updates"})
+    teacher_kind: ChoiceEnum(sorted(TEACHERS)) = field(
+        default="gated", metadata={"help": "gated: Phi_0 + sum_k h_k(s) Phi_k; bilinear: I + E M(s) E^T"})
+    teacher_gates: int = field(default=4, metadata={"help": "K, state-dependent components"})
+    teacher_hidden: int = field(default=32, metadata={"help": "width of the teacher's state MLP"})
+    teacher_init: Optional[str] = field(default=None, metadata={"help": "start from this teacher file"})
+    teacher_seed: int = field(default=1, metadata={"help": "seed of the teacher's initialisation"})
+    teacher_lr: float = field(default=1e-3, metadata={"help": "Adam learning rate on theta"})
+    teacher_clip_norm: float = field(default=1.0, metadata={"help": "clip the hypergradient norm (0: off)"})
+    unroll_steps: int = field(default=5, metadata={"help": "T, student updates unrolled per teacher step"})
+    teacher_interval: int = field(default=50, metadata={"help": "online mode: updates between teacher steps"})
+    inner_optimizer: ChoiceEnum(["sgd", "adam"]) = field(
+        default="adam", metadata={"help": "optimiser of the unrolled (functional) student"})
+    inner_lr: float = field(default=1e-3, metadata={"help": "learning rate of the unrolled student"})
+    inner_momentum: float = field(default=0.0, metadata={"help": "momentum of inner sgd"})
+    hypergrad_checkpoint: int = field(
+        default=0, metadata={"help": "hypergradient memory: keep every k-th state and recompute (0: keep all)"})
+    hypergrad_truncate: int = field(
+        default=0, metadata={"help": "differentiate through the last K unrolled steps only (0: all T)"})
+    teacher_dev_batches: int = field(default=2, metadata={"help": "validation batches of the dev objective"})
+    teacher_dev_max_sentences: int = field(default=32, metadata={"help": "sentences per dev batch"})
+    teacher_save: Optional[str] = field(
+        default=None, metadata={"help": "where to export the teacher (default SAVE_DIR/teacher.pt)"})
+    teacher_horizon: int = field(
+        default=0, metadata={"help": "updates that progress t/T = 1 stands for (0: --max-update)"})
+    save_dir: str = II("checkpoint.save_dir")
+    valid_subset: str = II("dataset.valid_subset")
+    max_update: int = II("optimization.max_update")
+    lr: List[float] = II("optimization.lr")
+
+
+@register_task("translation_l2t", dataclass=TranslationL2TConfig)
+class TranslationL2TTask(TranslationTask):
+    """Translation whose ``train_step`` also trains an L2T-DLF teacher (see module docstring)."""
+
+    cfg: TranslationL2TConfig
+
+    def __init__(self, cfg: TranslationL2TConfig, src_dict, tgt_dict):
+        super().__init__(cfg, src_dict, tgt_dict)
+        for name in ("unroll_steps", "teacher_interval", "teacher_dev_batches", "teacher_dev_max_sentences"):
+            if getattr(cfg, name) < 1:
+                raise PhiError(f"--{name.replace('_', '-')}={getattr(cfg, name)}; expected >= 1")
+        for name in ("hypergrad_checkpoint", "hypergrad_truncate"):
+            if getattr(cfg, name) < 0:
+                raise PhiError(f"--{name.replace('_', '-')}={getattr(cfg, name)}; expected >= 0 (0: off)")
+        self.learner: Optional[TeacherLearner] = None
+        self.recent: List[dict] = []
+        self.omega0 = None
+        self.dev_samples = None
+        self.teacher_steps = 0
+        self.train_loss = ExponentialAverage(0.9)
+        self.horizon = cfg.teacher_horizon or cfg.max_update
+        if self.horizon <= 0:
+            raise PhiError("translation_l2t needs --max-update > 0 or --teacher-horizon")
+
+    # ---- set-up -------------------------------------------------------------------------
+    def build_criterion(self, cfg):
+        criterion = super().build_criterion(cfg)
+        if not isinstance(criterion, DynamicLossCriterion):
+            raise PhiError(f"--task translation_l2t needs --criterion dynamic_loss; got {type(criterion).__name__}")
+        if str(criterion.cfg.phi_source) != "fixed":
+            raise PhiError("--task translation_l2t sets Phi itself; use --phi-source fixed")
+        phi = criterion.phi
+        options = dict(rank=criterion.cfg.phi_rank, num_buckets=criterion.cfg.phi_buckets)
+        if self.cfg.teacher_init:
+            teacher = load_teacher(self.cfg.teacher_init, phi.parametrisation, phi.num_classes, **options)
+        else:
+            teacher = build_teacher(str(self.cfg.teacher_kind), phi.parametrisation, phi.num_classes,
+                                    num_gates=self.cfg.teacher_gates, hidden=self.cfg.teacher_hidden,
+                                    seed=self.cfg.teacher_seed, **options)
+        c = self.cfg
+        self.learner = TeacherLearner(
+            teacher, lr=c.teacher_lr, clip_norm=c.teacher_clip_norm,
+            optimizer=inner_optimizer(str(c.inner_optimizer), c.inner_lr, c.inner_momentum),
+            checkpoint_every=c.hypergrad_checkpoint or None, truncate=c.hypergrad_truncate or None,
+            reduce_grads=self._average_across_workers)
+        self.criterion = criterion
+        return criterion
+
+    @staticmethod
+    def _average_across_workers(grads):
+        if torch.distributed.is_initialized() and distributed_utils.get_data_parallel_world_size() > 1:
+            for grad in grads:
+                distributed_utils.all_reduce(grad, group=distributed_utils.get_data_parallel_group(), op="sum")
+                grad.div_(distributed_utils.get_data_parallel_world_size())
+
+    # ---- the student state ---------------------------------------------------------------
+    def student_state(self, update_num: int) -> StudentState:
+        lr_meter = metrics.get_meter("default", "lr")
+        peak = max(self.cfg.lr)
+        return StudentState(num_updates=update_num, horizon=self.horizon, train_loss=self.train_loss.value,
+                            lr=float(lr_meter.val) if lr_meter is not None else peak, peak_lr=peak)
+
+    def _features(self, update_num: int, steps: int, device) -> torch.Tensor:
+        """(steps, F): s_t for the unrolled updates update_num, update_num + 1, ..."""
+        rows = [self.student_state(update_num + k).features(self.criterion.phi.num_classes) for k in range(steps)]
+        return torch.stack(rows).to(device)
+
+    def _set_phi(self, update_num: int, device) -> None:
+        teacher = self.learner.teacher.to(device)
+        with torch.no_grad():
+            self.criterion.phi.load_tensors(teacher(self._features(update_num, 1, device)[0]))
+
+    # ---- the teacher step -------------------------------------------------------------------
+    def _student_loss(self, student: FunctionalModule, model):
+        criterion = self.criterion
+
+        def loss(params, phi_tensors, sample):
+            net_output = student(params, **sample["net_input"])
+            lprobs = model.get_normalized_probs(net_output, log_probs=True)
+            target = model.get_targets(sample, net_output)
+            out = dynamic_loss(lprobs.view(-1, lprobs.size(-1)), target.view(-1), criterion.phi,
+                               scale=criterion.scale, nll_weight=criterion.cfg.nll_weight,
+                               label_smoothing=criterion.cfg.label_smoothing,
+                               ignore_index=criterion.padding_idx, phi_tensors=phi_tensors)
+            return out.loss / sample["ntokens"]
+
+        return loss
+
+    def _dev_objective(self, student: FunctionalModule, model):
+        pad = self.tgt_dict.pad()
+
+        def objective(params):
+            was_training = model.training
+            model.eval()  # the smoothed metric of the student as it would be evaluated
+            try:
+                scores = []
+                for sample in self.dev_samples:
+                    net_output = student(params, **sample["net_input"])
+                    lprobs = model.get_normalized_probs(net_output, log_probs=True)
+                    scores.append(expected_token_accuracy(lprobs, sample["target"], pad))
+                return torch.stack(scores).mean()
+            finally:
+                model.train(was_training)
+
+        return objective
+
+    def _load_dev_samples(self, device):
+        split = self.cfg.valid_subset.split(",")[0]
+        if split not in self.datasets:  # e.g. --disable-validation
+            self.load_dataset(split)
+        dataset = self.dataset(split)
+        iterator = self.get_batch_iterator(dataset, max_sentences=self.cfg.teacher_dev_max_sentences,
+                                           seed=1).next_epoch_itr(shuffle=False)
+        samples = []
+        for sample in iterator:
+            samples.append(utils.move_to_cuda(sample, device=device) if device.type == "cuda" else sample)
+            if len(samples) == self.cfg.teacher_dev_batches:
+                break
+        return samples
+
+    def teacher_step(self, model, params, update_num: int) -> None:
+        device = next(model.parameters()).device
+        if self.dev_samples is None:
+            self.dev_samples = self._load_dev_samples(device)
+        student = FunctionalModule(model)
+        batches = list(self.recent)
+        result = self.learner.step(self._student_loss(student, model), self._dev_objective(student, model),
+                                   params, batches, self._features(update_num, len(batches), device))
+        self.teacher_steps += 1
+        metrics.log_scalar("teacher_dev_obj", result.dev_objective, weight=1, round=4)
+        metrics.log_scalar("teacher_gnorm", result.grad_norm, weight=1, round=4)
+        metrics.log_scalar("teacher_skipped", float(result.skipped), weight=1, round=2)
+        if self._is_master():
+            self._export(update_num, result)
+
+    @staticmethod
+    def _is_master() -> bool:
+        return not torch.distributed.is_initialized() or distributed_utils.get_data_parallel_rank() == 0
+
+    def _export(self, update_num, result) -> None:
+        os.makedirs(self.cfg.save_dir, exist_ok=True)
+        path = self.cfg.teacher_save or os.path.join(self.cfg.save_dir, "teacher.pt")
+        save_teacher(self.learner.teacher, path, horizon=int(self.horizon))
+        log_path = os.path.join(self.cfg.save_dir, "teacher_log.csv")
+        new = not os.path.exists(log_path)
+        with open(log_path, "a", newline="") as handle:
+            writer = csv.writer(handle)
+            if new:
+                writer.writerow(["teacher_step", "update", "dev_objective", "hypergrad_norm", "skipped"])
+            writer.writerow([self.teacher_steps, update_num, f"{result.dev_objective:.6f}",
+                             f"{result.grad_norm:.6g}", int(result.skipped)])
+
+    # ---- fairseq hooks ------------------------------------------------------------------------
+    def train_step(self, sample, model, criterion, optimizer, update_num, ignore_grad=False):
+        module = getattr(model, "module", model)  # unwrap DDP: the unroll is per worker
+        device = next(module.parameters()).device
+        self._set_phi(update_num, device)
+        self.recent = (self.recent + [sample])[-self.cfg.unroll_steps:]
+        if str(self.cfg.teacher_mode) == "episodic":
+            if self.omega0 is None:
+                self.omega0 = {n: p.detach().clone() for n, p in module.named_parameters()}
+            model.train()
+            with torch.no_grad():  # the real student stays at omega_0: no backward, no update
+                loss, sample_size, logging_output = criterion(model, sample)
+            if len(self.recent) == self.cfg.unroll_steps and not ignore_grad:
+                self.teacher_step(module, self.omega0, update_num)
+                self.recent = []
+        else:
+            loss, sample_size, logging_output = super().train_step(
+                sample, model, criterion, optimizer, update_num, ignore_grad)
+            ready = len(self.recent) == self.cfg.unroll_steps
+            if ready and not ignore_grad and update_num > 0 and update_num % self.cfg.teacher_interval == 0:
+                params = {n: p.detach().clone() for n, p in module.named_parameters()}
+                self.teacher_step(module, params, update_num)
+        ntokens = sample["ntokens"] if sample else 0
+        if ntokens and not ignore_grad:
+            self.train_loss.update(float(logging_output["nll_loss"]) / ntokens)
+        return loss, sample_size, logging_output

@@ -1,0 +1,75 @@
+"""--task translation_l2t: teacher training inside fairseq-train (episodic and online), errors."""
+
+import csv
+
+import pytest
+import torch
+
+from fairseq_cli_runner import fairseq, json_logs, train_args
+from fairseq_dynloss.teacher import load_teacher
+
+pytestmark = pytest.mark.slow
+
+L2T = ["--task", "translation_l2t", "--dropout", "0.1", "--disable-validation", "--teacher-dev-batches", "2",
+       "--teacher-dev-max-sentences", "20"]
+DYNAMIC = ("--criterion", "dynamic_loss", "--phi-parametrisation", "bucketed", "--phi-buckets", "4")
+
+
+def l2t_args(data, save, *extra, criterion=DYNAMIC):
+    # train_args sets --task translation; the later --task wins in argparse.
+    return train_args(data, save, "transformer", *L2T, *criterion, *extra)
+
+
+def read_log(path):
+    with open(path) as handle:
+        return list(csv.DictReader(handle))
+
+
+def test_episodic_teacher_dev_objective_rises(toy_data_bin, tmp_path):
+    data, save = toy_data_bin / "data-bin", tmp_path / "ckpt"
+    schedule = ["--max-update", "30", "--unroll-steps", "3", "--inner-lr", "0.01"]
+    proc = fairseq("train", *l2t_args(data, save, *schedule, "--teacher-lr", "0.005"))
+    # Control: the same episodes (omega_0, batches, dropout) with a teacher that barely moves.
+    fairseq("train", *l2t_args(data, tmp_path / "frozen", *schedule, "--teacher-lr", "1e-12"))
+    rows = read_log(save / "teacher_log.csv")
+    assert len(rows) == 10 and all(row["skipped"] == "0" for row in rows)
+    learned = [float(row["dev_objective"]) for row in rows]
+    frozen = [float(row["dev_objective"]) for row in read_log(tmp_path / "frozen" / "teacher_log.csv")]
+    assert learned[0] == pytest.approx(frozen[0], rel=1e-4)  # same start
+    assert sum(learned[-3:]) / 3 > sum(frozen[-3:]) / 3 + 0.01, (learned, frozen)
+    assert sum(learned[-3:]) / 3 > learned[0] + 0.01, learned
+    # Episodic: the real student is never updated.
+    assert all(float(r["gnorm"]) == 0 for r in json_logs(proc.stdout + proc.stderr) if "gnorm" in r)
+    # The exported teacher drives a student through --phi-source teacher.
+    vocab = len((data / "dict.tgt.txt").read_text().splitlines()) + 4
+    teacher = load_teacher(str(save / "teacher.pt"), "bucketed", vocab, num_buckets=4)
+    assert teacher.config["horizon"] == 30
+    fairseq("train", *train_args(data, tmp_path / "student", "transformer", "--criterion", "dynamic_loss",
+                                 "--phi-parametrisation", "bucketed", "--phi-buckets", "4",
+                                 "--phi-source", "teacher", "--teacher-path", save / "teacher.pt",
+                                 "--max-update", "5"))
+
+
+def test_online_mode_trains_student_and_teacher(toy_data_bin, tmp_path):
+    data, save = toy_data_bin / "data-bin", tmp_path / "ckpt"
+    proc = fairseq("train", *l2t_args(data, save, "--teacher-mode", "online", "--max-update", "13",
+                                      "--unroll-steps", "2", "--teacher-interval", "4",
+                                      "--hypergrad-checkpoint", "1"))
+    rows = read_log(save / "teacher_log.csv")
+    assert [int(row["update"]) for row in rows] == [4, 8, 12]
+    assert all(float(r["gnorm"]) > 0 for r in json_logs(proc.stdout + proc.stderr) if "gnorm" in r)
+
+
+@pytest.mark.parametrize("extra, criterion, message", [
+    (["--unroll-steps", "0"], DYNAMIC, "--unroll-steps=0; expected >= 1"),
+    (["--hypergrad-truncate", "-1"], DYNAMIC, "--hypergrad-truncate=-1"),
+    ([], ("--criterion", "label_smoothed_cross_entropy"), "needs --criterion dynamic_loss"),
+    (["--teacher-init", "/nonexistent/teacher.pt"], DYNAMIC, "does not exist"),
+])
+def test_bad_input(toy_data_bin, tmp_path, extra, criterion, message):
+    save = tmp_path / "ckpt"
+    proc = fairseq("train", *l2t_args(toy_data_bin / "data-bin", save, "--max-update", "3", *extra,
+                                      criterion=criterion), check=False)
+    assert proc.returncode != 0
+    assert message in proc.stdout + proc.stderr
+    assert not save.exists() or not any(save.iterdir())
