@@ -77,6 +77,8 @@ class TranslationL2TConfig(TranslationConfig):
     teacher_horizon: int = field(
         default=0, metadata={"help": "updates that progress t/T = 1 stands for (0: --max-update)"})
     save_dir: str = II("checkpoint.save_dir")
+    restore_file: str = II("checkpoint.restore_file")
+    reset_optimizer: bool = II("checkpoint.reset_optimizer")
     valid_subset: str = II("dataset.valid_subset")
     max_update: int = II("optimization.max_update")
     lr: List[float] = II("optimization.lr")
@@ -105,6 +107,7 @@ class TranslationL2TTask(TranslationTask):
         self.horizon = cfg.teacher_horizon or cfg.max_update
         if self.horizon <= 0:
             raise PhiError("translation_l2t needs --max-update > 0 or --teacher-horizon")
+        self._resume_checked = False
 
     # ---- set-up -------------------------------------------------------------------------
     def build_criterion(self, cfg):
@@ -205,7 +208,10 @@ class TranslationL2TTask(TranslationTask):
     def teacher_step(self, model, params, update_num: int) -> None:
         device = next(model.parameters()).device
         if self.dev_samples is None:
-            self.dev_samples = self._load_dev_samples(device)
+            # A DataLoader draws its base seed from the global RNG: keep the unroll's dropout
+            # independent of when the dev batches were first loaded (e.g. after a resume).
+            with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+                self.dev_samples = self._load_dev_samples(device)
         student = FunctionalModule(model)
         batches = list(self.recent)
         result = self.learner.step(self._student_loss(student, model), self._dev_objective(student, model),
@@ -234,10 +240,59 @@ class TranslationL2TTask(TranslationTask):
             writer.writerow([self.teacher_steps, update_num, f"{result.dev_objective:.6f}",
                              f"{result.grad_norm:.6g}", int(result.skipped)])
 
+    # ---- checkpoints ---------------------------------------------------------------------------
+    def state_dict(self):
+        """Teacher, its optimiser, the unroll buffer and counters: saved in every checkpoint."""
+        state = dict(super().state_dict())
+        if self.learner is not None:
+            state["l2t"] = {
+                "learner": self.learner.state_dict(),
+                "recent": [utils.move_to_cpu(sample) for sample in self.recent],
+                "omega0": None if self.omega0 is None else {k: v.cpu() for k, v in self.omega0.items()},
+                "teacher_steps": self.teacher_steps,
+                "train_loss": self.train_loss.value,
+            }
+        return state
+
+    def load_state_dict(self, state_dict):
+        state_dict = dict(state_dict)
+        l2t = state_dict.pop("l2t", None)
+        super().load_state_dict(state_dict)
+        if l2t is not None and self.learner is not None:
+            self.learner.load_state_dict(l2t["learner"])
+            self.recent = list(l2t["recent"])
+            self.omega0 = l2t["omega0"]
+            self.teacher_steps = l2t["teacher_steps"]
+            self.train_loss.value = l2t["train_loss"]
+
+    def _resume(self, device) -> None:
+        """Load the teacher state from the checkpoint fairseq-train resumed from.
+
+        fairseq's trainer saves ``task.state_dict()`` but does not restore it when resuming
+        training, so the task reads it from the same file (same rule as
+        ``checkpoint_utils.load_checkpoint``).
+        """
+        from fairseq import checkpoint_utils
+
+        path = self.cfg.restore_file
+        if path == "checkpoint_last.pt":
+            path = os.path.join(self.cfg.save_dir, path)
+        if self.cfg.reset_optimizer or not os.path.isfile(path):
+            return
+        state = checkpoint_utils.load_checkpoint_to_cpu(path)
+        self.load_state_dict(state.get("task_state", {}))
+        self.recent = [utils.move_to_cuda(s, device=device) if device.type == "cuda" else s for s in self.recent]
+        if self.omega0 is not None:
+            self.omega0 = {k: v.to(device) for k, v in self.omega0.items()}
+        logger.info(f"translation_l2t: resumed teacher state from {path} ({self.teacher_steps} teacher steps)")
+
     # ---- fairseq hooks ------------------------------------------------------------------------
     def train_step(self, sample, model, criterion, optimizer, update_num, ignore_grad=False):
         module = getattr(model, "module", model)  # unwrap DDP: the unroll is per worker
         device = next(module.parameters()).device
+        if not self._resume_checked:
+            self._resume_checked = True
+            self._resume(device)
         self._set_phi(update_num, device)
         self.recent = (self.recent + [sample])[-self.cfg.unroll_steps:]
         if str(self.cfg.teacher_mode) == "episodic":

@@ -73,3 +73,22 @@ def test_bad_input(toy_data_bin, tmp_path, extra, criterion, message):
     assert proc.returncode != 0
     assert message in proc.stdout + proc.stderr
     assert not save.exists() or not any(save.iterdir())
+
+
+def test_resume_reproduces_the_uninterrupted_teacher(toy_data_bin, tmp_path):
+    """Stop after 7 updates (mid-episode: the unroll buffer is non-empty), resume to 12."""
+    data = toy_data_bin / "data-bin"
+    # The same horizon, so that both runs see the same progress feature t/T.
+    common = ["--unroll-steps", "3", "--inner-lr", "0.01", "--teacher-lr", "0.005", "--teacher-horizon", "12"]
+    fairseq("train", *l2t_args(data, tmp_path / "straight", *common, "--max-update", "12"))
+    fairseq("train", *l2t_args(data, tmp_path / "resumed", *common, "--max-update", "7"))
+    proc = fairseq("train", *l2t_args(data, tmp_path / "resumed", *common, "--max-update", "12",
+                                      "--restore-file", tmp_path / "resumed" / "checkpoint_last.pt"))
+    assert "resumed teacher state" in proc.stdout + proc.stderr
+    a = torch.load(tmp_path / "straight" / "teacher.pt", weights_only=True)["state_dict"]
+    b = torch.load(tmp_path / "resumed" / "teacher.pt", weights_only=True)["state_dict"]
+    for key, value in a.items():
+        torch.testing.assert_close(b[key], value, rtol=0, atol=1e-6)
+    straight = read_log(tmp_path / "straight" / "teacher_log.csv")
+    resumed = read_log(tmp_path / "resumed" / "teacher_log.csv")
+    assert [r["dev_objective"] for r in resumed] == [r["dev_objective"] for r in straight]
