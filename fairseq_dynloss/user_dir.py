@@ -6,9 +6,11 @@ from the repository root; anywhere else use ``--user-dir "$(dynloss-user-dir)"``
 
 import os
 
+USER_DIR = os.path.dirname(os.path.abspath(__file__))
+
 
 def main() -> None:
-    print(os.path.dirname(os.path.abspath(__file__)))
+    print(USER_DIR)
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ import argparse
 import json
 import os
 import re
+import statistics
 
 
 def parse_train_log(path):
@@ -30,6 +31,8 @@ def parse_train_log(path):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--work", required=True)
+    parser.add_argument("--group-seeds", action="store_true",
+                        help="group runs named PREFIX_seedN and print mean +- std over seeds")
     parser.add_argument("names", nargs="+")
     args = parser.parse_args()
     rows, signature = [], None
@@ -41,11 +44,36 @@ def main():
         bleu = json.load(open(bleu_path))
         signature = bleu["signature"]
         rows.append((name, parse_train_log(log_path), bleu["score"]))
-    print("| run | updates | valid ppl | test BLEU | train time (s) |")
-    print("|---|---|---|---|---|")
-    for name, log, score in rows:
-        print(f"| {name} | {log['updates']} | {log['valid_ppl']:.2f} | {score:.2f} | {log['seconds']:.0f} |")
+    if args.group_seeds:
+        print_grouped(rows)
+    else:
+        print("| run | updates | valid ppl | test BLEU | train time (s) |")
+        print("|---|---|---|---|---|")
+        for name, log, score in rows:
+            print(f"| {name} | {log['updates']} | {log['valid_ppl']:.2f} | {score:.2f} | {log['seconds']:.0f} |")
     print(f"\nsacrebleu signature: {signature}")
+
+
+def print_grouped(rows):
+    """One line per PREFIX of runs named PREFIX_seedN: mean +- sample std over the seeds."""
+    groups = {}
+    for name, log, score in rows:
+        prefix, _, seed = name.rpartition("_seed")
+        if not prefix or not seed.isdigit():
+            raise SystemExit(f"toy_results_table: run {name!r} is not named PREFIX_seedN")
+        groups.setdefault(prefix, []).append((log, score))
+
+    def mean_std(values):
+        mean = statistics.fmean(values)
+        return mean, (statistics.stdev(values) if len(values) > 1 else float("nan"))
+
+    print("| runs | seeds | test BLEU mean +- std | valid ppl mean +- std | train time (s) |")
+    print("|---|---|---|---|---|")
+    for prefix, items in groups.items():
+        bleu = mean_std([score for _, score in items])
+        ppl = mean_std([log["valid_ppl"] for log, _ in items])
+        seconds = statistics.fmean(log["seconds"] for log, _ in items)
+        print(f"| {prefix} | {len(items)} | {bleu[0]:.2f} +- {bleu[1]:.2f} | {ppl[0]:.3f} +- {ppl[1]:.3f} | {seconds:.0f} |")
 
 
 if __name__ == "__main__":

@@ -14,7 +14,6 @@ def float64_default():
 
 
 REPO = __import__("pathlib").Path(__file__).resolve().parents[1]
-USER_DIR = str(REPO / "fairseq_dynloss")
 
 
 @pytest.fixture(scope="session")

@@ -14,6 +14,7 @@ from fairseq_dynloss.metrics.bleu import (
     sentence_bleu,
 )
 from fairseq_dynloss.metrics.candidates import append_reference, sequence_logprobs
+from fairseq_dynloss.metrics.classification import aucpr_one_vs_rest, error_rate, expected_accuracy
 from fairseq_dynloss.metrics.dev_objective import METRICS, smoothed_dev_metric
 from fairseq_dynloss.metrics.expected import (
     candidate_weights,
@@ -21,10 +22,17 @@ from fairseq_dynloss.metrics.expected import (
     expected_token_accuracy,
 )
 from fairseq_dynloss.metrics.ngram_matches import clipped_ngram_matches
+from fairseq_dynloss.metrics.retrieval import RECALL_KS, nearest_neighbours, recall_at_k
 from fairseq_dynloss.metrics.tokens import strip_special
 
 __all__ = [
     "METRICS",
+    "RECALL_KS",
+    "aucpr_one_vs_rest",
+    "error_rate",
+    "expected_accuracy",
+    "nearest_neighbours",
+    "recall_at_k",
     "MAX_NGRAM_ORDER",
     "SMOOTH_DEFAULTS",
     "BleuStats",

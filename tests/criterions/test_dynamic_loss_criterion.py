@@ -11,7 +11,7 @@ from fairseq import options, tasks
 from fairseq.dataclass.utils import convert_namespace_to_omegaconf
 from fairseq_dynloss.losses import PhiError, dynamic_loss, save_phi, build_phi
 
-from conftest import USER_DIR
+from fairseq_dynloss.user_dir import USER_DIR
 
 TINY_TRANSFORMER = [
     "--arch", "transformer", "--encoder-layers", "1", "--decoder-layers", "1",

@@ -5,7 +5,7 @@ import os
 import subprocess
 import sys
 
-from conftest import USER_DIR
+from fairseq_dynloss.user_dir import USER_DIR
 
 TINY = {
     "transformer": [

@@ -6,7 +6,7 @@ import pytest
 import sacrebleu
 import torch
 
-from conftest import USER_DIR
+from fairseq_dynloss.user_dir import USER_DIR
 from fairseq_cli_runner import fairseq, json_logs, train_args
 
 pytestmark = pytest.mark.slow

@@ -1,0 +1,284 @@
+"""The training loop of ``dynloss-train``: one linear function, phases commented.
+
+Data-parallel semantics: every rank draws the same global order for an epoch (seeded by
+``seed`` and the epoch, as ``DistributedSampler`` does), cuts it into global batches of
+``task.batch_size`` and trains on its contiguous slice of each. DDP averages gradients, and the
+local loss is scaled by ``world_size * local / global`` examples, so an update equals the
+single-process update on the same global batch (models without BatchNorm exactly; BatchNorm
+statistics stay per rank). Contiguous slices keep the m-per-class groups of metric learning
+intact on each rank.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import time
+from pathlib import Path
+from typing import Dict, List, Optional
+
+import torch
+import torch.nn.functional as F
+from omegaconf import DictConfig, OmegaConf
+from torch import nn
+from tqdm import tqdm
+
+from fairseq_dynloss.metrics.classification import aucpr_one_vs_rest, error_rate
+from fairseq_dynloss.metrics.retrieval import recall_at_k
+
+from . import distributed
+from .checkpoint import atomic_write, load_checkpoint, save_checkpoint
+from .plots import plot_curves, plot_phi
+from .registry import ConfigError, build_net, build_objective, build_splits
+from .run_log import log_tensorboard, open_tensorboard, write_csv
+
+log = logging.getLogger("dynloss-train")
+
+LOWER_IS_BETTER = ("error",)
+PHI_SNAPSHOTS = 6
+
+
+class Student(nn.Module):
+    """The network and its objective as one module, so that DDP syncs both (L-Softmax owns the
+    class weights).
+
+    ``student(images, target)`` -> scalar loss; ``student(images)`` -> logits or embeddings.
+    """
+
+    def __init__(self, net: nn.Module, objective: nn.Module):
+        super().__init__()
+        self.net, self.objective = net, objective
+
+    def forward(self, images: torch.Tensor, target: Optional[torch.Tensor] = None) -> torch.Tensor:
+        outputs = self.net(images)
+        if target is None:
+            return self.objective.predict(outputs)
+        return self.objective(outputs, target)
+
+
+def epoch_order(labels: torch.Tensor, seed: int, epoch: int, m_per_class: int) -> torch.Tensor:
+    """The global example order of an epoch: a seeded permutation, or (``m_per_class`` > 0)
+    shuffled groups of m examples of one class, for in-batch mining."""
+    generator = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+    if m_per_class <= 0:
+        return torch.randperm(labels.numel(), generator=generator)
+    groups = []
+    for cls in torch.unique(labels).tolist():
+        members = (labels == cls).nonzero().squeeze(1)
+        members = members[torch.randperm(members.numel(), generator=generator)]
+        groups += [g for g in members.split(m_per_class) if g.numel() == m_per_class]
+    order = torch.randperm(len(groups), generator=generator)
+    return torch.cat([groups[i] for i in order.tolist()])
+
+
+@torch.no_grad()
+def evaluate(student: Student, dataset, metrics: List[str], batch_size: int,
+             device: torch.device) -> Dict[str, float]:
+    """Validation loss and ``metrics`` (error, aucpr, recall@k) of a whole split."""
+    student.eval()
+    outputs, labels, loss_sum = [], [], 0.0
+    for start in range(0, len(dataset), batch_size):
+        indices = torch.arange(start, min(start + batch_size, len(dataset)))
+        images, target = dataset.batch(indices)
+        images, target = images.to(device), target.to(device)
+        raw = student.net(images)
+        loss_sum += student.objective.eval_loss(raw, target).item() * target.numel()
+        outputs.append(student.objective.predict(raw).float().cpu())
+        labels.append(target.cpu())
+    outputs, labels = torch.cat(outputs), torch.cat(labels)
+    result = {"loss": loss_sum / labels.numel()}
+    for name in metrics:
+        if name == "error":
+            result[name] = error_rate(outputs, labels)
+        elif name == "aucpr":
+            result[name] = aucpr_one_vs_rest(outputs, labels)
+        elif name.startswith("recall@"):
+            k = int(name.split("@")[1])
+            result[name] = recall_at_k(outputs, labels, [k]).get(k, float("nan"))
+        else:
+            raise ConfigError(f"unknown metric {name!r}; valid: error, aucpr, recall@K")
+    return result
+
+
+def _better(value: float, best: Optional[float], metric: str) -> bool:
+    if best is None or math.isnan(best):
+        return not math.isnan(value)
+    return value < best if metric in LOWER_IS_BETTER else value > best
+
+
+def train(cfg: DictConfig, out_dir: str) -> List[Dict[str, float]]:
+    """Train ``cfg.model`` on ``cfg.task`` with ``cfg.loss``; write logs, checkpoints and plots
+    into ``out_dir``. Returns the per-epoch history (rank 0; other ranks: an empty list)."""
+    if cfg.teacher.name != "none" or cfg.controller.name != "none":
+        raise ConfigError("teacher and controller are not implemented in this trainer yet; use none")
+
+    # -- set-up: devices, processes, determinism ------------------------------------------------
+    context = distributed.setup(cfg.device)
+    torch.manual_seed(cfg.seed)
+    if cfg.deterministic:
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        torch.backends.cudnn.benchmark = False
+    last_path = os.path.join(out_dir, "checkpoint_last.pt")
+    if os.path.exists(last_path) and not cfg.resume and not cfg.overwrite:
+        raise FileExistsError(
+            f"{last_path} exists; pass resume=true to continue that run, overwrite=true to start "
+            "again in the same folder, or choose another hydra.run.dir"
+        )
+    if cfg.resume and not os.path.exists(last_path):
+        raise FileNotFoundError(f"resume=true but there is no checkpoint at {last_path}")
+
+    OmegaConf.resolve(cfg)
+    if context.is_main:
+        text = OmegaConf.to_yaml(cfg)
+        atomic_write(os.path.join(out_dir, "config.yaml"), lambda tmp: Path(tmp).write_text(text))
+
+    # -- data, model, objective, optimiser ------------------------------------------------------
+    task = cfg.task
+    splits = build_splits(task, cfg.data_dir)
+    metrics = list(task.metrics)
+    select = metrics[0]
+    probe = build_objective(cfg.loss, splits.num_classes, 1)
+    num_outputs = splits.num_classes if probe.needs_head else 0
+    net = build_net(cfg.model, splits.input_shape, num_outputs)
+    objective = build_objective(cfg.loss, splits.num_classes, net.feature_dim)
+    student = Student(net, objective).to(context.device)
+    model = student
+    if context.world_size > 1:
+        model = nn.parallel.DistributedDataParallel(
+            student, device_ids=[context.device.index] if context.device.type == "cuda" else None)
+    optim = cfg.optim
+    params = [p for p in student.parameters() if p.requires_grad]
+    if optim.name == "sgd":
+        optimizer = torch.optim.SGD(params, lr=optim.lr, momentum=optim.momentum,
+                                    weight_decay=optim.weight_decay, nesterov=optim.nesterov)
+    elif optim.name == "adam":
+        optimizer = torch.optim.Adam(params, lr=optim.lr, weight_decay=optim.weight_decay)
+    else:
+        raise ConfigError(f"unknown optim {optim.name!r}; valid choices: sgd, adam")
+    epochs = task.epochs
+    if optim.schedule == "multistep":
+        milestones = sorted({max(1, round(f * epochs)) for f in optim.milestones})
+        scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones, optim.gamma)
+    elif optim.schedule == "cosine":
+        scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, epochs)
+    elif optim.schedule == "constant":
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
+    else:
+        raise ConfigError(f"unknown optim.schedule {optim.schedule!r}; valid: multistep, cosine, constant")
+
+    # -- resume ---------------------------------------------------------------------------------
+    history: List[Dict[str, float]] = []
+    best: Optional[float] = None
+    start_epoch = 0
+    track_phi = getattr(objective, "phi", None) is not None and objective.phi.parametrisation == "full"
+    phi_snapshots: Dict[int, torch.Tensor] = {}
+    if track_phi:
+        phi_snapshots[0] = objective.phi.materialize().detach().cpu().clone()
+    if cfg.resume:
+        state = load_checkpoint(last_path, context.device)
+        saved = OmegaConf.create(state["config"])
+        for group in ("task", "model", "loss"):
+            if saved[group].name != cfg[group].name:
+                raise ConfigError(f"{last_path} was trained with {group}={saved[group].name}, "
+                                  f"not {cfg[group].name}")
+        student.load_state_dict(state["student"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        start_epoch, history, best = state["epoch"], list(state["history"]), state["best"]
+        phi_snapshots = {int(k): v.cpu() for k, v in state.get("phi_snapshots", {}).items()}
+        log.info("resumed from %s at epoch %d", last_path, start_epoch)
+    writer = open_tensorboard(out_dir, cfg.tensorboard) if context.is_main else None
+    snapshot_epochs = {round(i * epochs / (PHI_SNAPSHOTS - 1)) for i in range(1, PHI_SNAPSHOTS)}
+    if context.is_main:
+        n_params = sum(p.numel() for p in student.parameters())
+        log.info("%s | %s (%d parameters) | %s | %d train / %d val / %d test | %s x%d",
+                 task.name, cfg.model.name, n_params, cfg.loss.name, len(splits.train),
+                 len(splits.val) if splits.val is not None else 0, len(splits.test),
+                 context.device, context.world_size)
+
+    stop = epochs if cfg.stop_after_epoch is None else min(epochs, cfg.stop_after_epoch)
+    for epoch in range(start_epoch, stop):
+        # -- one epoch of training: every random draw is seeded by (seed, epoch[, rank]), so a
+        #    resumed run replays exactly what the uninterrupted run would have done ------------
+        torch.manual_seed(cfg.seed * 1_000_003 + epoch)
+        augment_rng = torch.Generator().manual_seed((cfg.seed * 1_000_003 + epoch) * 101 + context.rank)
+        student.train()
+        objective.start_epoch(epoch)
+        order = epoch_order(splits.train.labels, cfg.seed, epoch, task.get("m_per_class", 0))
+        global_batches = [b for b in order.split(task.batch_size)
+                          if b.numel() >= context.world_size
+                          and not (task.drop_last and b.numel() < task.batch_size)]
+        batch_losses, local_sizes, seen = [], [], 0
+        started = time.perf_counter()
+        for batch in tqdm(global_batches, desc=f"epoch {epoch + 1}/{epochs}", leave=False,
+                          disable=not (cfg.progress and context.is_main), mininterval=1.0):
+            local = batch if context.world_size == 1 else batch.tensor_split(context.world_size)[context.rank]
+            images, target = splits.train.batch(local, augment=True, generator=augment_rng)
+            images = images.to(context.device, non_blocking=True)
+            target = target.to(context.device, non_blocking=True)
+            loss = model(images, target)
+            optimizer.zero_grad(set_to_none=True)
+            # DDP averages gradients over ranks: weight a rank's batch-mean loss by its share of
+            # the global batch so that the update is the global-batch mean (weight 1 if even).
+            weight = context.world_size * local.numel() / batch.numel()
+            (loss if weight == 1.0 else loss * weight).backward()
+            optimizer.step()
+            batch_losses.append(loss.detach())  # no .item(): no host sync inside the loop
+            local_sizes.append(local.numel())
+            seen += batch.numel()
+        loss_sum = torch.zeros((), dtype=torch.float64, device=context.device)
+        if batch_losses:
+            sizes = torch.tensor(local_sizes, dtype=torch.float64, device=context.device)
+            loss_sum = (torch.stack(batch_losses).double() * sizes).sum()
+        train_loss = distributed.all_reduce_sum(loss_sum, context).item() / max(seen, 1)
+        train_time = time.perf_counter() - started
+        lr = optimizer.param_groups[0]["lr"]
+        scheduler.step()
+        if not math.isfinite(train_loss):
+            raise FloatingPointError(f"training loss is {train_loss} at epoch {epoch + 1}; "
+                                     "lower optim.lr or check the loss settings")
+        if track_phi and (epoch + 1) in snapshot_epochs:
+            phi_snapshots[epoch + 1] = objective.phi.materialize().detach().cpu().clone()
+
+        # -- evaluation and logging (rank 0 only; the other ranks go on to the next epoch) --------
+        if not context.is_main:
+            continue
+        row: Dict[str, float] = {"epoch": epoch + 1, "train_loss": train_loss}
+        val = evaluate(student, splits.val, metrics, cfg.eval_batch_size, context.device) \
+            if splits.val is not None else {}
+        test = evaluate(student, splits.test, metrics, cfg.eval_batch_size, context.device)
+        row["val_loss"] = val.get("loss", float("nan"))
+        row.update({f"val_{m}": val.get(m, float("nan")) for m in metrics})
+        row["test_loss"] = test["loss"]
+        row.update({f"test_{m}": test[m] for m in metrics})
+        row.update({"lr": lr, "time": train_time})
+        history.append(row)
+        log.info("epoch %d | train loss %.4f | val loss %.4f | val %s %.3f | test %s %.3f | %.1fs",
+                 epoch + 1, train_loss, row["val_loss"], select, row[f"val_{select}"], select,
+                 row[f"test_{select}"], train_time)
+
+        # -- checkpoints (atomic), CSV, TensorBoard, plots ----------------------------------------
+        # Without a validation split the last epoch is the best (never select on test data).
+        improved = _better(row[f"val_{select}"], best, select) if splits.val is not None else True
+        if improved:
+            best = row[f"val_{select}"] if splits.val is not None else None
+        state = {
+            "student": student.state_dict(), "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(), "epoch": epoch + 1, "history": history,
+            "best": best, "config": OmegaConf.to_yaml(cfg), "phi_snapshots": phi_snapshots,
+        }
+        save_checkpoint(state, last_path)
+        if improved:
+            save_checkpoint(state, os.path.join(out_dir, "checkpoint_best.pt"))
+        write_csv(os.path.join(out_dir, "metrics.csv"), history)
+        log_tensorboard(writer, row)
+        if (epoch + 1) % cfg.plot_every == 0 or epoch + 1 == stop:
+            plot_curves(os.path.join(out_dir, "curves.png"), history, select)
+            if track_phi:
+                plot_phi(os.path.join(out_dir, "phi.png"), phi_snapshots)
+
+    if writer is not None:
+        writer.close()
+    distributed.teardown(context)
+    return history if context.is_main else []

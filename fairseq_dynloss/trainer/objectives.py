@@ -1,0 +1,142 @@
+"""Training objectives of the generic trainer: thin modules around the pure functions in
+``fairseq_dynloss.losses`` (classification) and pytorch-metric-learning (metric learning).
+
+Every objective maps the network's outputs and targets to a scalar batch-mean loss
+(``forward``), says what the network outputs at test time (``predict``), and gives the loss
+reported on validation data (``eval_loss``). State that must survive a resume is a buffer.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from fairseq_dynloss.losses import build_phi, dynamic_loss, lsoftmax_logits
+from fairseq_dynloss.losses.self_paced import self_paced_loss, self_paced_threshold
+
+
+class ClassificationObjective(nn.Module):
+    """Base: the network outputs logits; the validation loss is cross-entropy (comparable across
+    losses, as the validation-loss curves of ALA's Figure 5)."""
+
+    kind = "classification"
+    needs_head = True
+
+    def start_epoch(self, epoch: int) -> None:
+        """Hook called before each training epoch (schedules)."""
+
+    def predict(self, outputs: torch.Tensor) -> torch.Tensor:
+        return outputs
+
+    def eval_loss(self, outputs: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return F.cross_entropy(self.predict(outputs), target)
+
+
+class CrossEntropyObjective(ClassificationObjective):
+    def forward(self, outputs, target):
+        return F.cross_entropy(outputs, target)
+
+
+class LabelSmoothingObjective(ClassificationObjective):
+    """Cross-entropy against ``(1 - eps) one_hot + eps / C`` (Szegedy et al. 2016)."""
+
+    def __init__(self, epsilon: float):
+        super().__init__()
+        if not 0 <= epsilon < 1:
+            raise ValueError(f"loss.epsilon={epsilon}; expected a value in [0, 1)")
+        self.epsilon = epsilon
+
+    def forward(self, outputs, target):
+        return F.cross_entropy(outputs, target, label_smoothing=self.epsilon)
+
+
+class LSoftmaxObjective(ClassificationObjective):
+    """L-Softmax: owns the (C, D) class weights; the network outputs features.
+
+    ``beta`` is annealed per training step as in the authors' code:
+    ``beta_t = max(beta_min, beta_start * (1 + gamma t) ** -power)``.
+    """
+
+    needs_head = False
+
+    def __init__(self, feature_dim: int, num_classes: int, margin: int, beta_start: float,
+                 beta_gamma: float, beta_power: float, beta_min: float):
+        super().__init__()
+        self.weight = nn.Parameter(torch.empty(num_classes, feature_dim))
+        nn.init.kaiming_uniform_(self.weight, a=math.sqrt(5))
+        self.margin = int(margin)
+        self.beta_start, self.beta_gamma = beta_start, beta_gamma
+        self.beta_power, self.beta_min = beta_power, beta_min
+        self.register_buffer("step", torch.zeros((), dtype=torch.long))
+
+    def beta(self) -> float:
+        t = self.step.item()
+        return max(self.beta_min, self.beta_start * (1 + self.beta_gamma * t) ** -self.beta_power)
+
+    def forward(self, outputs, target):
+        logits = lsoftmax_logits(outputs, self.weight, target, self.margin, self.beta())
+        self.step += 1
+        return F.cross_entropy(logits, target)
+
+    def predict(self, outputs):
+        return outputs @ self.weight.t()
+
+
+class SelfPacedObjective(ClassificationObjective):
+    """Cross-entropy of the examples easier than ``lambda_e = start * growth ** epoch``."""
+
+    def __init__(self, num_classes: int, start: Optional[float], growth: float):
+        super().__init__()
+        # Default: ln C, the loss of a uniform prediction, so about half the data counts at first.
+        self.start = math.log(num_classes) if start is None else float(start)
+        self.growth = growth
+        self.threshold = self_paced_threshold(0, self.start, growth)
+
+    def start_epoch(self, epoch):
+        self.threshold = self_paced_threshold(epoch, self.start, self.growth)
+
+    def forward(self, outputs, target):
+        return self_paced_loss(F.cross_entropy(outputs, target, reduction="none"), self.threshold)
+
+
+class DynamicObjective(ClassificationObjective):
+    """The dynamic loss ``-sigmoid(s Phi[y] . log p)`` with a fixed (teacher-free) Phi."""
+
+    def __init__(self, num_classes: int, parametrisation: str, rank: int, num_buckets: int,
+                 scale: float, nll_weight: float, label_smoothing: float):
+        super().__init__()
+        self.phi = build_phi(parametrisation, num_classes, rank=rank, num_buckets=num_buckets)
+        self.scale, self.nll_weight, self.label_smoothing = scale, nll_weight, label_smoothing
+
+    def forward(self, outputs, target):
+        out = dynamic_loss(F.log_softmax(outputs, dim=1), target, self.phi, scale=self.scale,
+                           nll_weight=self.nll_weight, label_smoothing=self.label_smoothing)
+        return out.loss / target.numel()
+
+
+class MetricLearningObjective(nn.Module):
+    """pytorch-metric-learning loss + miner on L2-normalised embeddings."""
+
+    kind = "metric"
+    needs_head = False
+
+    def __init__(self, loss: nn.Module, miner: Optional[nn.Module]):
+        super().__init__()
+        self.loss, self.miner = loss, miner
+
+    def start_epoch(self, epoch):
+        pass
+
+    def forward(self, outputs, target):
+        pairs = self.miner(outputs, target) if self.miner is not None else None
+        return self.loss(outputs, target, pairs)
+
+    def predict(self, outputs):
+        return outputs
+
+    def eval_loss(self, outputs, target):
+        return self.loss(outputs, target)

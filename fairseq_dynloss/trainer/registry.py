@@ -1,0 +1,110 @@
+"""Builders from config sections, each rejecting unknown names with the valid choices."""
+
+from __future__ import annotations
+
+import math
+import os
+from typing import Dict
+
+from torch import nn
+
+from fairseq_dynloss import vision
+from fairseq_dynloss.data.images import Splits
+
+from . import objectives
+
+TASKS = ("digits", "mnist", "cifar10", "cifar100", "sop")
+MODELS = ("mlp", "lenet", "resnet8", "resnet20", "resnet32", "wrn28_10", "densenet_bc100",
+          "embedding_resnet")
+LOSSES = ("ce", "label_smoothing", "lsoftmax", "self_paced", "dynamic", "triplet", "margin")
+METRIC_LEARNING_LOSSES = ("triplet", "margin")
+
+
+class ConfigError(ValueError):
+    """An unknown name or an impossible combination in the trainer config."""
+
+
+def _check(kind: str, name: str, choices) -> None:
+    if name not in choices:
+        raise ConfigError(f"unknown {kind} {name!r}; valid choices: {', '.join(choices)}")
+
+
+def build_splits(task, data_dir: str) -> Splits:
+    """The task's train/val/test datasets."""
+    _check("task", task.name, TASKS)
+    root = os.path.expanduser(data_dir)
+    if task.name == "digits":
+        from fairseq_dynloss.data.digits import load_digits_splits
+        return load_digits_splits(task.val_size, task.test_size, task.split_seed)
+    if task.name == "mnist":
+        from fairseq_dynloss.data.mnist import load_mnist_splits
+        return load_mnist_splits(root, task.download, task.val_size, task.split_seed)
+    if task.name in ("cifar10", "cifar100"):
+        from fairseq_dynloss.data.cifar import load_cifar_splits
+        return load_cifar_splits(root, task.num_classes, task.download, task.val_size,
+                                 task.split_seed, task.crop_padding, task.flip)
+    from fairseq_dynloss.data.sop import load_sop_splits
+    return load_sop_splits(root, task.download, task.val_classes, task.num_train_classes,
+                           task.resize, task.crop)
+
+
+def build_net(model, input_shape, num_outputs: int) -> nn.Module:
+    """A network from ``vision`` (``num_outputs=0``: features, no head)."""
+    _check("model", model.name, MODELS)
+    channels = input_shape[0]
+    if model.name == "mlp":
+        return vision.MLP(input_shape, num_outputs, tuple(model.hidden))
+    if model.name == "lenet":
+        return vision.LeNet(tuple(input_shape), num_outputs)
+    if model.name.startswith("resnet"):
+        return vision.CifarResNet(model.depth, num_outputs, channels)
+    if model.name == "wrn28_10":
+        return vision.WideResNet(model.depth, model.widen, num_outputs, model.dropout, channels)
+    if model.name == "densenet_bc100":
+        return vision.DenseNetBC(model.depth, model.growth, num_outputs, model.reduction, channels)
+    return vision.EmbeddingResNet(model.depth, model.embedding_dim, model.width,
+                                  model.pretrained_path, True, channels)
+
+
+def build_objective(loss, num_classes, feature_dim: int) -> nn.Module:
+    """The training objective; classification losses need ``num_classes``."""
+    _check("loss", loss.name, LOSSES)
+    metric = loss.name in METRIC_LEARNING_LOSSES
+    if metric != (num_classes is None):
+        raise ConfigError(
+            f"loss={loss.name} is a {'metric-learning' if metric else 'classification'} loss but "
+            f"the task is {'classification' if num_classes else 'metric learning'}; use "
+            f"{'ce, label_smoothing, lsoftmax, self_paced or dynamic' if num_classes else 'triplet or margin'}"
+        )
+    if loss.name == "ce":
+        return objectives.CrossEntropyObjective()
+    if loss.name == "label_smoothing":
+        return objectives.LabelSmoothingObjective(loss.epsilon)
+    if loss.name == "lsoftmax":
+        return objectives.LSoftmaxObjective(feature_dim, num_classes, loss.margin, loss.beta_start,
+                                            loss.beta_gamma, loss.beta_power, loss.beta_min)
+    if loss.name == "self_paced":
+        return objectives.SelfPacedObjective(num_classes, loss.start, loss.growth)
+    if loss.name == "dynamic":
+        scale = 1.0 / math.sqrt(num_classes) if loss.scale is None else loss.scale
+        return objectives.DynamicObjective(num_classes, loss.parametrisation, loss.rank,
+                                           loss.num_buckets, scale, loss.nll_weight,
+                                           loss.label_smoothing)
+    from pytorch_metric_learning import distances, losses, miners
+
+    distance = _build_distance(loss.distance, distances)
+    if loss.name == "triplet":
+        return objectives.MetricLearningObjective(
+            losses.TripletMarginLoss(margin=loss.margin, distance=distance),
+            None if loss.miner == "none" else miners.TripletMarginMiner(
+                margin=loss.margin, type_of_triplets=loss.miner, distance=distance))
+    return objectives.MetricLearningObjective(
+        losses.MarginLoss(margin=loss.margin, beta=loss.beta, distance=distance),
+        None if loss.miner == "none" else miners.DistanceWeightedMiner(
+            cutoff=loss.cutoff, nonzero_loss_cutoff=loss.nonzero_loss_cutoff))
+
+
+def _build_distance(name: str, distances):
+    choices: Dict[str, object] = {"euclidean": distances.LpDistance, "cosine": distances.CosineSimilarity}
+    _check("distance", name, tuple(choices))
+    return choices[name]()
