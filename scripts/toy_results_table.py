@@ -17,7 +17,7 @@ import statistics
 def parse_train_log(path):
     """Architecture, criterion arguments, final valid ppl, updates and wall time from a log."""
     text = open(path, encoding="utf-8").read()
-    valid = re.findall(r"\| valid on 'valid' subset \|.*?\| ppl ([0-9.]+).*?\| num_updates (\d+)", text)
+    valid = re.findall(r"\| valid on 'valid' subset \|.*?\| ppl ([0-9.]+(?:e[+-]?\d+)?).*?\| num_updates (\d+)", text)
     done = re.search(r"done training in ([0-9.]+) seconds", text)
     criterion = re.search(r"criterion: (\w+)", text)
     return {
@@ -50,7 +50,7 @@ def main():
         print("| run | updates | valid ppl | test BLEU | train time (s) |")
         print("|---|---|---|---|---|")
         for name, log, score in rows:
-            print(f"| {name} | {log['updates']} | {log['valid_ppl']:.2f} | {score:.2f} | {log['seconds']:.0f} |")
+            print(f"| {name} | {log['updates']} | {log['valid_ppl']:.4g} | {score:.2f} | {log['seconds']:.0f} |")
     print(f"\nsacrebleu signature: {signature}")
 
 
@@ -73,7 +73,7 @@ def print_grouped(rows):
         bleu = mean_std([score for _, score in items])
         ppl = mean_std([log["valid_ppl"] for log, _ in items])
         seconds = statistics.fmean(log["seconds"] for log, _ in items)
-        print(f"| {prefix} | {len(items)} | {bleu[0]:.2f} +- {bleu[1]:.2f} | {ppl[0]:.3f} +- {ppl[1]:.3f} | {seconds:.0f} |")
+        print(f"| {prefix} | {len(items)} | {bleu[0]:.2f} +- {bleu[1]:.2f} | {ppl[0]:.4g} +- {ppl[1]:.3g} | {seconds:.0f} |")
 
 
 if __name__ == "__main__":
