@@ -105,12 +105,13 @@ class TranslationL2TTask(TranslationTask):
         self.teacher_steps = 0
         self.train_loss = ExponentialAverage(0.9)
         self.horizon = cfg.teacher_horizon or cfg.max_update
-        if self.horizon <= 0:
-            raise PhiError("translation_l2t needs --max-update > 0 or --teacher-horizon")
         self._resume_checked = False
 
     # ---- set-up -------------------------------------------------------------------------
     def build_criterion(self, cfg):
+        # Checked here, not in __init__: fairseq-generate sets up the task without training options.
+        if self.horizon <= 0:
+            raise PhiError("translation_l2t needs --max-update > 0 or --teacher-horizon")
         criterion = super().build_criterion(cfg)
         if not isinstance(criterion, DynamicLossCriterion):
             raise PhiError(f"--task translation_l2t needs --criterion dynamic_loss; got {type(criterion).__name__}")

@@ -32,6 +32,8 @@ with_critic_state "$CE_CKPT" "$WORK/checkpoints/transformer_ce_with_baseline.pt"
 # name | criterion | start checkpoint | extra fairseq-train args
 COMMON="--lr 0.0005 --warmup-updates 1 --dropout 0.1 --max-tokens 1000"
 RUNS=(
+    # Control: the same fine-tuning schedule with plain cross-entropy (more training alone).
+    "transformer_ce_cont|ce|$CE_CKPT|"
     "transformer_ce_mrt|expected_bleu|$CE_CKPT|--seq-candidates 8 --seq-alpha 0.2 --nll-weight 0.1"
     "transformer_ce_reinforce|reinforce_bleu|$WORK/checkpoints/transformer_ce_with_baseline.pt|--seq-candidates 4 --reinforce-baseline learned --decoder-state-dim $STATE_DIM --nll-weight 0.1"
     "transformer_ce_ac|actor_critic_bleu|$WORK/checkpoints/transformer_ce_with_critic.pt|--seq-candidates 4 --decoder-state-dim $STATE_DIM --nll-weight 0.3"

@@ -1,0 +1,31 @@
+"""ALA (adaptive loss alignment) controllers, pure torch (DESIGN 3.4).
+
+* ``state``     -- validation statistics -> controller inputs (confusion state, pair features,
+                   metric-learning distance statistics).
+* ``policy``    -- the policy shared by all controlled elements, beta scaling, Phi updates.
+* ``reward``    -- discounted window metric and the direction-aware sign reward.
+* ``memory``    -- replay memory of ``<s, a, r, s'>`` from one or several child models.
+* ``reinforce`` -- REINFORCE with a moving-average baseline; controller files.
+"""
+
+from .errors import ControllerError
+from .memory import ReplayMemory, Transition
+from .policy import ACTIONS, PairPolicy, apply_actions, beta_for, check_beta, controlled_tensor
+from .reinforce import LoadedController, ReinforceLearner, load_controller, save_controller
+from .reward import (
+    METRIC_DIRECTION, WindowReward, check_gamma, check_window, discounted_window_metric,
+    higher_is_better, reward,
+)
+from .state import (
+    ConfusionAccumulator, StateHistory, confusion_state, controlled_pairs, distance_statistics,
+    element_features, pair_feature_size, pair_features,
+)
+
+__all__ = [
+    "ACTIONS", "METRIC_DIRECTION", "ConfusionAccumulator", "ControllerError", "LoadedController",
+    "PairPolicy", "ReinforceLearner", "ReplayMemory", "StateHistory", "Transition", "WindowReward",
+    "apply_actions", "beta_for", "check_beta", "check_gamma", "check_window", "confusion_state",
+    "controlled_pairs", "controlled_tensor", "discounted_window_metric", "distance_statistics",
+    "element_features", "higher_is_better", "load_controller", "pair_feature_size",
+    "pair_features", "reward", "save_controller",
+]

@@ -1,0 +1,162 @@
+"""Replay memory of ALA experiences ``<s_t, a_t, r_t, s_{t+1}>`` from one or several children.
+
+Every transition records the child model it came from and its window index ``step`` in that
+child's run, so consecutive transitions of one child can be replayed as a trajectory (REINFORCE
+needs the rewards that follow a step). The memory is bounded: past ``capacity`` the oldest
+transition is dropped. Sampling draws from the memory's own seeded generator, and the generator
+state is part of ``state_dict``, so a resumed run samples exactly what the uninterrupted run would.
+
+Tensors are stored detached on CPU. Size: one transition holds two (P, F) float states (P = 9900,
+F = 6 is ~0.5 MB), which bounds a sensible capacity.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Dict, List, Optional, Sequence
+
+import torch
+
+from .errors import ControllerError, check_finite_tensor, check_positive_int
+
+
+@dataclass
+class Transition:
+    """One controller step of one child: state (P, F), action (P,) in {-1, 0, 1}, scalar reward,
+    next state (P', F) or None, child id, window index within the child's run."""
+
+    state: torch.Tensor
+    action: torch.Tensor
+    reward: float
+    next_state: Optional[torch.Tensor] = None
+    child: int = 0
+    step: int = 0
+
+
+def _validated(state, action, reward, next_state, child, step) -> Transition:
+    check_finite_tensor("state", state)
+    if state.dim() != 2:
+        raise ControllerError(f"state has shape {tuple(state.shape)}; expected (P, F)")
+    if (not isinstance(action, torch.Tensor) or action.is_floating_point()
+            or tuple(action.shape) != (state.shape[0],)):
+        raise ControllerError(
+            f"action must be an integer tensor of shape ({state.shape[0]},), one per state row"
+        )
+    if action.numel() and (action.min() < -1 or action.max() > 1):
+        raise ControllerError("action values must be in {-1, 0, 1}")
+    reward = float(reward)
+    if not math.isfinite(reward):
+        raise ControllerError(f"reward={reward}; expected a finite number")
+    if next_state is not None:
+        check_finite_tensor("next_state", next_state)
+        if next_state.dim() != 2 or next_state.shape[1] != state.shape[1]:
+            raise ControllerError(
+                f"next_state has shape {tuple(next_state.shape)}; expected (P', {state.shape[1]})"
+            )
+        next_state = next_state.detach().cpu().clone()
+    return Transition(state.detach().cpu().clone(), action.detach().long().cpu().clone(), reward,
+                      next_state, check_positive_int("child", child, 0), check_positive_int("step", step, 0))
+
+
+class ReplayMemory:
+    """Bounded FIFO memory of transitions with seeded sampling.
+
+    Args:
+        capacity: the most transitions kept.
+        seed: seed of the sampling generator.
+    """
+
+    def __init__(self, capacity: int, seed: int = 0):
+        self.capacity = check_positive_int("capacity", capacity)
+        self.generator = torch.Generator().manual_seed(int(seed))
+        self.transitions: List[Transition] = []
+        self.next_step: Dict[int, int] = {}
+
+    def __len__(self) -> int:
+        return len(self.transitions)
+
+    def add(self, state: torch.Tensor, action: torch.Tensor, reward: float,
+            next_state: Optional[torch.Tensor] = None, child: int = 0,
+            step: Optional[int] = None) -> Transition:
+        """Store a transition; ``step`` defaults to the child's next window index."""
+        step = self.next_step.get(child, 0) if step is None else step
+        transition = _validated(state, action, reward, next_state, child, step)
+        self._push(transition)
+        return transition
+
+    def extend(self, transitions: Sequence[Transition]) -> None:
+        """Store transitions gathered from several children (validated before any is stored)."""
+        checked = [_validated(t.state, t.action, t.reward, t.next_state, t.child, t.step) for t in transitions]
+        for t in checked:
+            self._push(t)
+
+    def _push(self, transition: Transition) -> None:
+        self.transitions.append(transition)
+        self.next_step[transition.child] = max(self.next_step.get(transition.child, 0), transition.step + 1)
+        if len(self.transitions) > self.capacity:
+            del self.transitions[0]
+
+    def _check_batch(self, batch_size: int) -> int:
+        batch_size = check_positive_int("batch_size", batch_size)
+        if not self.transitions:
+            raise ControllerError("sampling from an empty replay memory; expected >= 1 transition")
+        return min(batch_size, len(self.transitions))
+
+    def sample(self, batch_size: int) -> List[Transition]:
+        """``min(batch_size, len)`` distinct transitions, uniformly at random."""
+        n = self._check_batch(batch_size)
+        order = torch.randperm(len(self.transitions), generator=self.generator)[:n]
+        return [self.transitions[i] for i in order.tolist()]
+
+    def sample_trajectories(self, batch_size: int, horizon: int) -> List[List[Transition]]:
+        """Random starts, each followed by up to ``horizon - 1`` consecutive windows of its child.
+
+        A trajectory stops early where the child's next window is not (or no longer) stored.
+        """
+        horizon = check_positive_int("horizon", horizon)
+        n = self._check_batch(batch_size)
+        where = {(t.child, t.step): t for t in self.transitions}
+        starts = torch.randperm(len(self.transitions), generator=self.generator)[:n].tolist()
+        out = []
+        for i in starts:
+            first = self.transitions[i]
+            trajectory = [first]
+            while len(trajectory) < horizon:
+                nxt = where.get((first.child, trajectory[-1].step + 1))
+                if nxt is None:
+                    break
+                trajectory.append(nxt)
+            out.append(trajectory)
+        return out
+
+    def state_dict(self) -> Dict:
+        """Plain containers and tensors only (loadable with ``weights_only=True``)."""
+        return {
+            "capacity": self.capacity,
+            "transitions": [
+                {"state": t.state, "action": t.action, "reward": t.reward, "next_state": t.next_state,
+                 "child": t.child, "step": t.step}
+                for t in self.transitions
+            ],
+            "next_step": [[c, s] for c, s in sorted(self.next_step.items())],
+            "generator": self.generator.get_state(),
+        }
+
+    def load_state_dict(self, state: Dict) -> None:
+        """Restore a memory of the same capacity; validated before anything changes."""
+        if state.get("capacity") != self.capacity:
+            raise ControllerError(
+                f"replay memory state has capacity {state.get('capacity')!r}; expected {self.capacity}"
+            )
+        items = state["transitions"]
+        if len(items) > self.capacity:
+            raise ControllerError(f"replay memory state holds {len(items)} transitions; capacity is {self.capacity}")
+        transitions = [_validated(d["state"], d["action"], d["reward"], d.get("next_state"), d["child"], d["step"])
+                       for d in items]
+        generator_state = state["generator"]
+        if not isinstance(generator_state, torch.Tensor) or generator_state.dtype != torch.uint8:
+            raise ControllerError("replay memory state has no valid generator state (a uint8 tensor)")
+        self.generator.set_state(generator_state.clone())
+        self.transitions = transitions
+        self.next_step = {int(c): int(s) for c, s in state["next_step"]}

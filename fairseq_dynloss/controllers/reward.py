@@ -1,0 +1,117 @@
+"""ALA rewards (slides, eq. 5):
+
+    M_{t+1} = sum_{j=1..K} gamma^{K-j} M(f_{w^j}, D_val)       (the K updates of window t)
+    r_t     = sign(M_t - M_{t+1})       for a metric where lower is better (error, loss)
+    r_t     = sign(M_{t+1} - M_t)       for a metric where higher is better (AUCPR, recall, BLEU)
+
+The latest update of a window weighs 1 and earlier ones gamma, gamma^2, ...; gamma = 1 sums.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Dict, Optional, Sequence, Union
+
+from .errors import ControllerError, check_positive_int
+
+LOWER, HIGHER = "lower", "higher"
+METRIC_DIRECTION = {"error": LOWER, "loss": LOWER, "aucpr": HIGHER, "recall": HIGHER, "bleu": HIGHER}
+
+
+def higher_is_better(metric: str) -> bool:
+    """Direction of a reward metric by name (``recall@k`` counts as ``recall``)."""
+    key = metric.split("@", 1)[0].lower() if isinstance(metric, str) else None
+    if key not in METRIC_DIRECTION:
+        raise ControllerError(
+            f"unknown reward metric {metric!r}; expected one of {sorted(METRIC_DIRECTION)} "
+            "(recall may carry '@k')"
+        )
+    return METRIC_DIRECTION[key] == HIGHER
+
+
+_metric_higher = higher_is_better  # reward()'s argument shadows the name
+
+
+def check_window(window) -> int:
+    """The window size K (student updates per controller step) as an int >= 1."""
+    return check_positive_int("window K", window)
+
+
+def check_gamma(gamma) -> float:
+    """The discount gamma as a float in (0, 1]."""
+    if isinstance(gamma, bool) or not isinstance(gamma, (int, float)) or not (0.0 < gamma <= 1.0):
+        raise ControllerError(f"gamma={gamma!r}; expected a discount in (0, 1]")
+    return float(gamma)
+
+
+def _check_value(name: str, value) -> float:
+    value = float(value)
+    if not math.isfinite(value):
+        raise ControllerError(f"{name}={value}; expected a finite metric value")
+    return value
+
+
+def discounted_window_metric(values: Sequence[float], gamma: float) -> float:
+    """``sum_{j=1..K} gamma^{K-j} M_j`` over the K = len(values) per-update metric values."""
+    gamma = check_gamma(gamma)
+    values = [_check_value(f"metric value {j + 1}", v) for j, v in enumerate(values)]
+    K = check_window(len(values))
+    return sum(gamma ** (K - j) * m for j, m in enumerate(values, start=1))
+
+
+def reward(previous: float, current: float, higher_is_better: Union[bool, str]) -> float:
+    """``sign`` of the improvement from ``previous`` (M_t) to ``current`` (M_{t+1}): -1, 0 or 1.
+
+    ``higher_is_better`` is a bool or a metric name of ``METRIC_DIRECTION``.
+    """
+    higher = _metric_higher(higher_is_better) if isinstance(higher_is_better, str) else higher_is_better
+    if not isinstance(higher, bool):
+        raise ControllerError(f"higher_is_better={higher_is_better!r}; expected a bool or a metric name")
+    delta = _check_value("current", current) - _check_value("previous", previous)
+    if not higher:
+        delta = -delta
+    return float((delta > 0) - (delta < 0))
+
+
+class WindowReward:
+    """Turns per-update validation metrics into one reward per window of K updates.
+
+    ``add(value)`` after every student update; on the K-th it returns the window's reward (None
+    for the very first window, which only sets M_0) and starts a new window.
+
+    Args:
+        metric: a ``METRIC_DIRECTION`` name (direction of the reward).
+        window: K >= 1.
+        gamma: discount in (0, 1].
+    """
+
+    def __init__(self, metric: str, window: int, gamma: float):
+        self.higher = higher_is_better(metric)
+        self.metric = metric
+        self.window = check_window(window)
+        self.gamma = check_gamma(gamma)
+        self.values: list = []
+        self.previous: Optional[float] = None
+
+    def add(self, value: float) -> Optional[float]:
+        self.values.append(_check_value(f"{self.metric} value", value))
+        if len(self.values) < self.window:
+            return None
+        current = discounted_window_metric(self.values, self.gamma)
+        self.values = []
+        r = None if self.previous is None else reward(self.previous, current, self.higher)
+        self.previous = current
+        return r
+
+    def state_dict(self) -> Dict:
+        return {"metric": self.metric, "window": self.window, "gamma": self.gamma,
+                "values": list(self.values), "previous": self.previous}
+
+    def load_state_dict(self, state: Dict) -> None:
+        for key in ("metric", "window", "gamma"):
+            if state.get(key) != getattr(self, key):
+                raise ControllerError(
+                    f"window reward state has {key}={state.get(key)!r}; expected {getattr(self, key)!r}"
+                )
+        self.values = [float(v) for v in state["values"]]
+        self.previous = None if state["previous"] is None else float(state["previous"])

@@ -1,0 +1,137 @@
+"""ALA rewards (discounting, direction-aware sign) and the replay memory."""
+
+import math
+
+import pytest
+import torch
+
+from fairseq_dynloss.controllers import (
+    METRIC_DIRECTION, ControllerError, ReplayMemory, Transition, WindowReward, check_window,
+    discounted_window_metric, higher_is_better, reward,
+)
+
+
+def test_discounted_window_metric_by_hand():
+    assert discounted_window_metric([1.0, 2.0, 3.0], 0.5) == pytest.approx(0.25 * 1 + 0.5 * 2 + 3)
+    assert discounted_window_metric([1.0, 2.0, 3.0], 1.0) == pytest.approx(6.0)
+    assert discounted_window_metric([0.7], 0.3) == pytest.approx(0.7)
+
+
+@pytest.mark.parametrize("gamma", [0.0, -0.5, 1.5, float("nan"), True])
+def test_gamma_outside_unit_interval(gamma):
+    with pytest.raises(ControllerError, match=r"gamma=.*expected a discount in \(0, 1\]"):
+        discounted_window_metric([1.0], gamma)
+
+
+def test_window_size_and_values_checked():
+    with pytest.raises(ControllerError, match=r"window K=0; expected an integer >= 1"):
+        discounted_window_metric([], 0.9)
+    with pytest.raises(ControllerError, match=r"window K=0"):
+        check_window(0)
+    with pytest.raises(ControllerError, match=r"window K=-2"):
+        WindowReward("error", -2, 0.9)
+    with pytest.raises(ControllerError, match="finite metric value"):
+        discounted_window_metric([1.0, math.nan], 0.9)
+
+
+def test_reward_sign_both_directions():
+    # error / loss: lower is better, r = sign(M_t - M_{t+1})
+    assert reward(0.30, 0.20, False) == 1.0
+    assert reward(0.20, 0.30, False) == -1.0
+    assert reward(0.20, 0.20, False) == 0.0
+    assert reward(0.30, 0.20, "error") == 1.0 and reward(2.0, 2.5, "loss") == -1.0
+    # AUCPR / recall / BLEU: flipped
+    assert reward(0.30, 0.20, True) == -1.0
+    assert reward(0.20, 0.30, "aucpr") == 1.0
+    assert reward(20.0, 19.0, "bleu") == -1.0
+    assert reward(0.5, 0.6, "recall@4") == 1.0
+    assert METRIC_DIRECTION == {"error": "lower", "loss": "lower", "aucpr": "higher",
+                                "recall": "higher", "bleu": "higher"}
+    with pytest.raises(ControllerError, match="unknown reward metric 'accuracy'; expected one of"):
+        higher_is_better("accuracy")
+    with pytest.raises(ControllerError, match="unknown reward metric 'f1'"):
+        reward(0.1, 0.2, "f1")
+    with pytest.raises(ControllerError, match="unknown reward metric"):
+        WindowReward("top1", 2, 0.9)
+
+
+def test_window_reward_sequence_and_resume():
+    tracker = WindowReward("error", window=2, gamma=0.5)
+    assert tracker.add(0.4) is None and tracker.add(0.4) is None  # first window sets M_0 = 0.6
+    assert tracker.add(0.2) is None
+    assert tracker.add(0.3) == 1.0  # M_1 = 0.1 + 0.3 = 0.4 < 0.6
+    assert tracker.add(0.5) is None
+    resumed = WindowReward("error", window=2, gamma=0.5)
+    resumed.load_state_dict(tracker.state_dict())
+    assert resumed.add(0.5) == tracker.add(0.5) == -1.0  # M_2 = 0.75 > 0.4
+    with pytest.raises(ControllerError, match="window=2; expected 3"):
+        WindowReward("error", 3, 0.5).load_state_dict(tracker.state_dict())
+
+
+def _fill(memory, n, child=0, size=2):
+    for k in range(n):
+        memory.add(torch.full((size, 3), float(k)), torch.tensor([1, -1] * (size // 2)), reward=k % 2,
+                   next_state=torch.full((size, 3), k + 1.0), child=child)
+
+
+def test_memory_capacity_and_fifo():
+    memory = ReplayMemory(3, seed=0)
+    _fill(memory, 5)
+    assert len(memory) == 3
+    assert [t.step for t in memory.transitions] == [2, 3, 4]
+    assert memory.transitions[0].state[0, 0].item() == 2.0
+
+
+def test_memory_seeded_sampling():
+    a, b = ReplayMemory(10, seed=7), ReplayMemory(10, seed=7)
+    _fill(a, 8)
+    _fill(b, 8)
+    sa = [t.step for t in a.sample(5)]
+    assert sa == [t.step for t in b.sample(5)] and len(set(sa)) == 5
+    assert len(a.sample(100)) == 8
+    c = ReplayMemory(10, seed=8)
+    _fill(c, 8)
+    assert [[t.step for t in c.sample(8)] for _ in range(3)] != [[t.step for t in a.sample(8)] for _ in range(3)]
+
+
+def test_memory_trajectories_follow_one_child():
+    memory = ReplayMemory(20, seed=0)
+    for k in range(4):  # two children interleaved, as gathered every window
+        for child in (0, 1):
+            memory.add(torch.full((2, 3), 10.0 * child + k), torch.tensor([0, 1]), reward=1.0, child=child)
+    for trajectory in memory.sample_trajectories(8, horizon=3):
+        steps = [t.step for t in trajectory]
+        assert steps == list(range(steps[0], steps[0] + len(trajectory)))
+        assert len({t.child for t in trajectory}) == 1
+        assert len(trajectory) == min(3, 4 - steps[0])
+
+
+def test_memory_state_round_trip(tmp_path):
+    memory = ReplayMemory(4, seed=3)
+    _fill(memory, 6, child=0)
+    _fill(memory, 1, child=2)
+    path = tmp_path / "memory.pt"
+    torch.save(memory.state_dict(), path)
+    restored = ReplayMemory(4, seed=999)
+    restored.load_state_dict(torch.load(path, weights_only=True))
+    assert [(t.child, t.step) for t in restored.transitions] == [(t.child, t.step) for t in memory.transitions]
+    assert [t.step for t in restored.sample(3)] == [t.step for t in memory.sample(3)]
+    restored.add(torch.zeros(2, 3), torch.tensor([0, 0]), 0.0)
+    assert restored.transitions[-1].step == 6
+    with pytest.raises(ControllerError, match="capacity 4; expected 5"):
+        ReplayMemory(5).load_state_dict(memory.state_dict())
+
+
+def test_memory_errors():
+    with pytest.raises(ControllerError, match="capacity=0"):
+        ReplayMemory(0)
+    memory = ReplayMemory(2)
+    with pytest.raises(ControllerError, match="empty replay memory"):
+        memory.sample(1)
+    with pytest.raises(ControllerError, match=r"shape \(2,\)"):
+        memory.add(torch.zeros(2, 3), torch.tensor([0]), 1.0)
+    with pytest.raises(ControllerError, match="reward=nan"):
+        memory.add(torch.zeros(2, 3), torch.tensor([0, 1]), math.nan)
+    with pytest.raises(ControllerError, match=r"\{-1, 0, 1\}"):
+        memory.extend([Transition(torch.zeros(1, 3), torch.tensor([3]), 1.0)])
+    assert len(memory) == 0
