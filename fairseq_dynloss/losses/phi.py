@@ -101,6 +101,21 @@ class Phi(nn.Module):
         """(C,) diagonal of Phi, computed without materialising it."""
         raise NotImplementedError
 
+    def rows(self, index: torch.Tensor) -> torch.Tensor:
+        """Rows ``Phi[index, :]`` as a (len(index), C) tensor, without materialising C x C."""
+        index = torch.as_tensor(index, dtype=torch.long)
+        off = self._rows_without_diag(index)
+        eye = torch.zeros_like(off)
+        eye[torch.arange(len(index)), index] = 1.0
+        return off + eye * self._diag_term()[index].unsqueeze(-1)
+
+    def _rows_without_diag(self, index: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def _diag_term(self) -> torch.Tensor:
+        """The explicit diagonal vector d of the parametrisation (zeros for full)."""
+        return self.diag
+
     def tensors(self) -> Dict[str, torch.Tensor]:
         """The defining tensors, by name (what ``save_phi`` writes)."""
         return {name: getattr(self, name) for name in self.tensor_names}
@@ -170,6 +185,12 @@ class FullPhi(Phi):
     def diagonal(self):
         return self.matrix.diagonal()
 
+    def _rows_without_diag(self, index):
+        return self.matrix[index]
+
+    def _diag_term(self):
+        return torch.zeros_like(self.matrix[0])
+
     def _offdiag_abs_sum(self):
         return self.matrix.abs().sum() - self.matrix.diagonal().abs().sum()
 
@@ -205,6 +226,9 @@ class DiagLowRankPhi(Phi):
 
     def diagonal(self):
         return self.diag + (self.U * self.V).sum(-1)
+
+    def _rows_without_diag(self, index):
+        return self.U[index] @ self.V.t()
 
     def _offdiag_abs_sum(self):
         # Exact |.| needs the matrix; chunk it so memory stays O(chunk x C).
@@ -260,6 +284,9 @@ class BucketedPhi(Phi):
 
     def diagonal(self):
         return self.diag + self.B[self.bucket_of, self.bucket_of]
+
+    def _rows_without_diag(self, index):
+        return self.B[self.bucket_of[index]][:, self.bucket_of]
 
     def _offdiag_abs_sum(self):
         sizes = self.bucket_onehot.sum(0)  # (G,)

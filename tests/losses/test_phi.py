@@ -182,3 +182,12 @@ def test_save_phi_writes_nothing_on_failure(tmp_path):
     with pytest.raises(OSError):
         save_phi(phi, str(target))
     assert not target.exists()
+
+
+@pytest.mark.parametrize("phi", [
+    FullPhi(7), DiagLowRankPhi(7, rank=3), BucketedPhi(7, torch.tensor([0, 1, 2, 0, 1, 2, 2])),
+], ids=lambda p: p.parametrisation)
+def test_rows_match_materialised_matrix(phi):
+    phi = randomise(phi.double(), seed=5)
+    index = torch.tensor([3, 0, 6, 3])
+    torch.testing.assert_close(phi.rows(index), phi.materialize()[index], rtol=1e-12, atol=1e-12)
