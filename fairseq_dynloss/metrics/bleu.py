@@ -18,8 +18,8 @@ from typing import NamedTuple, Optional
 
 import torch
 
-from fairseq_dynloss.metrics.ngram_matches import clipped_ngram_matches
-from fairseq_dynloss.metrics.tokens import check_token_matrix, strip_special
+from fairseq_dynloss.metrics.ngram_matches import clipped_ngram_matches_inside
+from fairseq_dynloss.metrics.tokens import check_token_matrix, kept_tokens
 
 MAX_NGRAM_ORDER = 4
 
@@ -76,9 +76,12 @@ def bleu_stats(
         )
     if hyps.device != refs.device:
         raise ValueError(f"hyps is on {hyps.device} and refs on {refs.device}; expected one device")
-    hyp_words, hyp_len = strip_special(hyps, pad, eos)
-    ref_words, ref_len = strip_special(refs, pad, eos)
-    matches = clipped_ngram_matches(hyp_words, hyp_len, ref_words, ref_len, MAX_NGRAM_ORDER)
+    # The matcher takes the keep masks directly: no pad fill, no second length mask.
+    hyp_tokens, hyp_inside, hyp_len = kept_tokens(hyps, pad, eos)
+    ref_tokens, ref_inside, ref_len = kept_tokens(refs, pad, eos)
+    matches = clipped_ngram_matches_inside(
+        hyp_tokens, hyp_inside, hyp_len, ref_tokens, ref_inside, ref_len, MAX_NGRAM_ORDER
+    )
     orders = torch.arange(1, MAX_NGRAM_ORDER + 1, device=hyps.device)
     totals = (hyp_len[:, None] - orders[None, :] + 1).clamp_min(0)
     return BleuStats(matches, totals, hyp_len, ref_len)

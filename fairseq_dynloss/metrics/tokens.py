@@ -28,6 +28,38 @@ def check_token_matrix(name: str, tokens: torch.Tensor) -> None:
         raise ValueError(f"{name} has dtype {tokens.dtype}; expected an integer dtype")
 
 
+def kept_tokens(
+    tokens: torch.Tensor, pad: int, eos: Optional[int] = None
+) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Left-align the tokens that are neither ``pad`` nor ``eos``, without overwriting the rest.
+
+    ``strip_special`` without its final fill: the n-gram matcher overwrites the positions past
+    each sentence's end with its own markers, so filling them with ``pad`` first would be a
+    wasted pass over the batch.
+
+    Args:
+        tokens: (N, L) integer token ids.
+        pad: padding id; these tokens are not part of the sentence.
+        eos: optional end-of-sentence id, removed as well.
+
+    Returns:
+        ``(tokens, keep, lengths)``: tokens (N, L) with each row's kept tokens first, in order
+        (the input itself when already left-aligned); keep (N, L) bool, True exactly at the
+        first ``lengths`` positions of each row; lengths (N,) int64.
+    """
+    check_token_matrix("tokens", tokens)
+    keep = tokens != pad
+    if eos is not None:
+        keep &= tokens != eos
+    lengths = keep.view(torch.uint8).sum(dim=1, dtype=torch.int64)
+    # Right-padded rows (fairseq targets and hypotheses) are already left-aligned: skip the sort.
+    if bool((keep[:, 1:] > keep[:, :-1]).any()):
+        order = torch.argsort((~keep).to(torch.uint8), dim=1, stable=True)
+        tokens = tokens.gather(1, order)
+        keep = keep.gather(1, order)
+    return tokens, keep, lengths
+
+
 def strip_special(
     tokens: torch.Tensor, pad: int, eos: Optional[int] = None
 ) -> Tuple[torch.Tensor, torch.Tensor]:
@@ -42,14 +74,5 @@ def strip_special(
         ``(words, lengths)``: words (N, L), each row's kept tokens in their original order
         followed by ``pad``; lengths (N,) int64, the number of kept tokens.
     """
-    check_token_matrix("tokens", tokens)
-    keep = tokens != pad
-    if eos is not None:
-        keep &= tokens != eos
-    lengths = keep.view(torch.uint8).sum(dim=1, dtype=torch.int64)
-    # Right-padded rows (fairseq targets and hypotheses) are already left-aligned: skip the sort.
-    if bool((keep[:, 1:] > keep[:, :-1]).any()):
-        order = torch.argsort((~keep).to(torch.uint8), dim=1, stable=True)
-        tokens = tokens.gather(1, order)
-        keep = keep.gather(1, order)
+    tokens, keep, lengths = kept_tokens(tokens, pad, eos)
     return torch.where(keep, tokens, pad), lengths

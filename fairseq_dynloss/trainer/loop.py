@@ -28,6 +28,7 @@ from fairseq_dynloss.metrics.classification import aucpr_one_vs_rest, error_rate
 from fairseq_dynloss.metrics.retrieval import recall_at_k
 
 from . import distributed
+from .ala import ALATrainerController, check_ala_config, steps_per_epoch
 from .checkpoint import atomic_write, load_checkpoint, save_checkpoint
 from .plots import plot_curves, plot_phi
 from .registry import ConfigError, build_net, build_objective, build_splits
@@ -110,8 +111,12 @@ def _better(value: float, best: Optional[float], metric: str) -> bool:
 def train(cfg: DictConfig, out_dir: str) -> List[Dict[str, float]]:
     """Train ``cfg.model`` on ``cfg.task`` with ``cfg.loss``; write logs, checkpoints and plots
     into ``out_dir``. Returns the per-epoch history (rank 0; other ranks: an empty list)."""
-    if cfg.teacher.name != "none" or cfg.controller.name != "none":
-        raise ConfigError("teacher and controller are not implemented in this trainer yet; use none")
+    if cfg.teacher.name != "none":
+        raise ConfigError("teachers are not implemented in this trainer yet; use teacher=none")
+    if cfg.controller.name not in ("none", "ala"):
+        raise ConfigError(f"unknown controller {cfg.controller.name!r}; valid choices: none, ala")
+    if cfg.controller.name == "ala":
+        check_ala_config(cfg.controller, cfg.loss)
 
     # -- set-up: devices, processes, determinism ------------------------------------------------
     context = distributed.setup(cfg.device)
@@ -128,6 +133,9 @@ def train(cfg: DictConfig, out_dir: str) -> List[Dict[str, float]]:
     if cfg.resume and not os.path.exists(last_path):
         raise FileNotFoundError(f"resume=true but there is no checkpoint at {last_path}")
 
+    if cfg.controller.name == "ala" and context.world_size > 1:
+        raise ConfigError("controller=ala runs single-network (one process); multi-network ALA "
+                          "is not implemented in this trainer yet")
     OmegaConf.resolve(cfg)
     if context.is_main:
         text = OmegaConf.to_yaml(cfg)
@@ -167,6 +175,13 @@ def train(cfg: DictConfig, out_dir: str) -> List[Dict[str, float]]:
     else:
         raise ConfigError(f"unknown optim.schedule {optim.schedule!r}; valid: multistep, cosine, constant")
 
+    # -- ALA controller (single network): acts on the dynamic loss's Phi every K updates -------
+    ala = None
+    if cfg.controller.name == "ala":
+        total_updates = epochs * steps_per_epoch(len(splits.train), task.batch_size, task.drop_last)
+        ala = ALATrainerController(cfg.controller, objective.phi, splits.val, total_updates,
+                                   context.device, cfg.eval_batch_size)
+
     # -- resume ---------------------------------------------------------------------------------
     history: List[Dict[str, float]] = []
     best: Optional[float] = None
@@ -178,7 +193,7 @@ def train(cfg: DictConfig, out_dir: str) -> List[Dict[str, float]]:
     if cfg.resume:
         state = load_checkpoint(last_path, context.device)
         saved = OmegaConf.create(state["config"])
-        for group in ("task", "model", "loss"):
+        for group in ("task", "model", "loss", "controller"):
             if saved[group].name != cfg[group].name:
                 raise ConfigError(f"{last_path} was trained with {group}={saved[group].name}, "
                                   f"not {cfg[group].name}")
@@ -187,6 +202,8 @@ def train(cfg: DictConfig, out_dir: str) -> List[Dict[str, float]]:
         scheduler.load_state_dict(state["scheduler"])
         start_epoch, history, best = state["epoch"], list(state["history"]), state["best"]
         phi_snapshots = {int(k): v.cpu() for k, v in state.get("phi_snapshots", {}).items()}
+        if ala is not None:
+            ala.load_state_dict(state["controller"])
         log.info("resumed from %s at epoch %d", last_path, start_epoch)
     writer = open_tensorboard(out_dir, cfg.tensorboard) if context.is_main else None
     snapshot_epochs = {round(i * epochs / (PHI_SNAPSHOTS - 1)) for i in range(1, PHI_SNAPSHOTS)}
@@ -210,6 +227,7 @@ def train(cfg: DictConfig, out_dir: str) -> List[Dict[str, float]]:
                           if b.numel() >= context.world_size
                           and not (task.drop_last and b.numel() < task.batch_size)]
         batch_losses, local_sizes, seen = [], [], 0
+        ala_rows_before = len(ala.rows) if ala is not None else 0
         started = time.perf_counter()
         for batch in tqdm(global_batches, desc=f"epoch {epoch + 1}/{epochs}", leave=False,
                           disable=not (cfg.progress and context.is_main), mininterval=1.0):
@@ -224,6 +242,8 @@ def train(cfg: DictConfig, out_dir: str) -> List[Dict[str, float]]:
             weight = context.world_size * local.numel() / batch.numel()
             (loss if weight == 1.0 else loss * weight).backward()
             optimizer.step()
+            if ala is not None:  # every K updates: validation state, reward, policy step, act on Phi
+                ala.after_update(student)
             batch_losses.append(loss.detach())  # no .item(): no host sync inside the loop
             local_sizes.append(local.numel())
             seen += batch.numel()
@@ -253,6 +273,8 @@ def train(cfg: DictConfig, out_dir: str) -> List[Dict[str, float]]:
         row["test_loss"] = test["loss"]
         row.update({f"test_{m}": test[m] for m in metrics})
         row.update({"lr": lr, "time": train_time})
+        if ala is not None:
+            row.update(ala.epoch_summary(ala_rows_before))
         history.append(row)
         log.info("epoch %d | train loss %.4f | val loss %.4f | val %s %.3f | test %s %.3f | %.1fs",
                  epoch + 1, train_loss, row["val_loss"], select, row[f"val_{select}"], select,
@@ -268,6 +290,9 @@ def train(cfg: DictConfig, out_dir: str) -> List[Dict[str, float]]:
             "scheduler": scheduler.state_dict(), "epoch": epoch + 1, "history": history,
             "best": best, "config": OmegaConf.to_yaml(cfg), "phi_snapshots": phi_snapshots,
         }
+        if ala is not None:
+            state["controller"] = ala.state_dict()
+            ala.write_files(out_dir)  # ala_log.csv and ala_controller.pt
         save_checkpoint(state, last_path)
         if improved:
             save_checkpoint(state, os.path.join(out_dir, "checkpoint_best.pt"))
@@ -277,6 +302,9 @@ def train(cfg: DictConfig, out_dir: str) -> List[Dict[str, float]]:
             plot_curves(os.path.join(out_dir, "curves.png"), history, select)
             if track_phi:
                 plot_phi(os.path.join(out_dir, "phi.png"), phi_snapshots)
+            if track_phi and ala is not None:  # off-diagonal only: its own colour scale
+                plot_phi(os.path.join(out_dir, "phi_offdiag.png"),
+                         {e: p - torch.diag(p.diagonal()) for e, p in phi_snapshots.items()})
 
     if writer is not None:
         writer.close()

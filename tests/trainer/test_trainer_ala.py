@@ -1,0 +1,119 @@
+"""controller=ala in dynloss-train on the offline digits task: a run logs rewards and moves Phi,
+resume equals the uninterrupted run, policy transfer loads, and bad settings are refused."""
+
+import csv
+
+import pytest
+import torch
+from trainer_helpers import compose_config
+
+from fairseq_dynloss.controllers import ControllerError, PairPolicy, save_controller
+from fairseq_dynloss.trainer import train
+from fairseq_dynloss.trainer.registry import ConfigError
+
+# Small and quick: 17 updates per epoch, a window every 4 updates, 180 validation examples.
+ALA = ["loss=dynamic", "controller=ala", "controller.window=4", "controller.val_subset=180",
+       "optim=adam", "optim.lr=0.003"]
+
+
+def read_csv(path):
+    with open(path) as handle:
+        return list(csv.DictReader(handle))
+
+
+def test_ala_run_logs_rewards_moves_phi_and_writes_its_files(tmp_path):
+    history = train(compose_config(*ALA, "task.epochs=3", "plot_every=3", "controller.base_beta=1.0",
+                                   "controller.clamp=[-2.0,2.0]"), str(tmp_path))
+    assert len(history) == 3
+    rows = read_csv(tmp_path / "ala_log.csv")
+    assert len(rows) == 3 * 17 // 4  # one row per window of K = 4 updates
+    assert [int(r["update"]) for r in rows] == [4 * (k + 1) for k in range(len(rows))]
+    assert rows[0]["reward"] == ""  # the first window only sets M_0
+    rewards = [float(r["reward"]) for r in rows[1:]]
+    assert set(rewards) <= {-1.0, 0.0, 1.0} and len(rewards) == len(rows) - 1
+    for r in rows:
+        assert 0.0 <= float(r["metric"]) <= 100.0
+        assert 0.0 < float(r["entropy"]) <= 1.0987  # <= log 3
+        assert sum(int(r[f"actions_{k}"]) for k in ("minus", "zero", "plus")) == 90  # 10 x 9 pairs
+    # Phi's off-diagonal moved away from the identity, and the diagonal stayed 1.
+    phi = torch.load(tmp_path / "checkpoint_last.pt", weights_only=True)["student"]["objective.phi.matrix"]
+    off = phi - torch.diag(phi.diagonal())
+    assert off.abs().max() > 0
+    assert float(rows[-1]["phi_offdiag_mean_abs"]) == pytest.approx(off.abs().sum().item() / 90, rel=1e-5)
+    assert torch.equal(phi.diagonal(), torch.ones(10))
+    # every entry moved by multiples of beta = base_beta / sqrt(90) (12 windows: never clamped)
+    steps = off / (1.0 / 90 ** 0.5)
+    assert torch.allclose(steps, steps.round(), atol=1e-4) and steps.abs().max() <= len(rows)
+    for name in ("config.yaml", "metrics.csv", "curves.png", "phi.png", "phi_offdiag.png",
+                 "ala_controller.pt", "ala_log.csv"):
+        assert (tmp_path / name).stat().st_size > 0, name
+    assert "name: ala" in (tmp_path / "config.yaml").read_text()
+    assert "phi_offdiag_mean_abs" in read_csv(tmp_path / "metrics.csv")[0]
+
+
+def test_ala_resume_equals_an_uninterrupted_run(tmp_path):
+    # window 5 does not divide the 17 updates of an epoch: the checkpoint falls mid-window
+    common = [*ALA, "controller.window=5", "task.epochs=3"]
+    full = train(compose_config(*common), str(tmp_path / "full"))
+    train(compose_config(*common, "stop_after_epoch=1"), str(tmp_path / "split"))
+    resumed = train(compose_config(*common, "resume=true"), str(tmp_path / "split"))
+    strip = lambda rows: [{k: v for k, v in row.items() if k not in ("time", "controller_time")}
+                          for row in rows]
+    assert strip(resumed) == strip(full)
+    assert strip(read_csv(tmp_path / "split/ala_log.csv")) == strip(read_csv(tmp_path / "full/ala_log.csv"))
+    a = torch.load(tmp_path / "full/checkpoint_last.pt", weights_only=True)
+    b = torch.load(tmp_path / "split/checkpoint_last.pt", weights_only=True)
+    for key in a["student"]:
+        assert torch.equal(a["student"][key], b["student"][key]), key
+    for key, value in a["controller"]["learner"]["policy"].items():
+        assert torch.equal(value, b["controller"]["learner"]["policy"][key]), key
+    assert a["controller"]["learner"]["baseline"] == b["controller"]["learner"]["baseline"]
+    assert torch.equal(a["controller"]["generator"], b["controller"]["generator"])
+
+
+def test_policy_transfer_loads_a_saved_policy(tmp_path):
+    source = tmp_path / "policy.pt"
+    policy = PairPolicy(4 + 2 * 2, seed=7)
+    with torch.no_grad():
+        policy.net[-1].bias.copy_(torch.tensor([0.0, 0.0, 20.0]))  # always +beta
+    save_controller(str(source), policy)
+    cfg = compose_config(*ALA, "task.epochs=1", f"controller.policy_path={source}",
+                         "controller.train_policy=false", "controller.clamp=null",
+                         "controller.base_beta=1.0")
+    train(cfg, str(tmp_path / "run"))
+    rows = read_csv(tmp_path / "run/ala_log.csv")
+    assert all(int(r["actions_plus"]) == 90 for r in rows)
+    phi = torch.load(tmp_path / "run/checkpoint_last.pt", weights_only=True)["student"]["objective.phi.matrix"]
+    expected = torch.full((10, 10), len(rows) / 90 ** 0.5).fill_diagonal_(1.0)
+    torch.testing.assert_close(phi, expected)
+
+
+@pytest.mark.parametrize("override,error,match", [
+    ("controller.base_beta=0", ControllerError, "beta=0"),
+    ("controller.base_beta=-0.5", ControllerError, "beta=-0.5"),
+    ("controller.window=0", ControllerError, "window K=0"),
+    ("controller.reward_metric=accuracy", ControllerError, "unknown reward metric 'accuracy'"),
+    ("controller.reward_metric=bleu", ControllerError, "not available for classification"),
+    ("controller.gamma=1.5", ControllerError, "gamma=1.5"),
+    ("controller.clamp=[1.0,-1.0]", ControllerError, "low <= high"),
+    ("loss.parametrisation=diag_lowrank", ConfigError, "parametrisation in"),
+])
+def test_bad_ala_settings_are_refused_before_anything_is_written(tmp_path, override, error, match):
+    with pytest.raises(error, match=match):
+        train(compose_config(*ALA, "task.epochs=1", override), str(tmp_path))
+    assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("loss", ["ce", "label_smoothing"])
+def test_ala_with_a_loss_without_phi_is_refused(tmp_path, loss):
+    with pytest.raises(ConfigError, match=f"controller=ala acts on the Phi of the dynamic loss; got loss={loss}"):
+        train(compose_config(f"loss={loss}", "controller=ala", "task.epochs=1"), str(tmp_path))
+    assert not list(tmp_path.iterdir())
+
+
+def test_policy_file_for_another_state_size_is_refused(tmp_path):
+    source = tmp_path / "policy.pt"
+    save_controller(str(source), PairPolicy(4 + 2 * 5))  # history 5, this run uses history 2
+    with pytest.raises(ControllerError, match="feature size 14; this run builds states of feature size 8"):
+        train(compose_config(*ALA, "task.epochs=1", f"controller.policy_path={source}"),
+              str(tmp_path / "run"))
