@@ -67,7 +67,7 @@ def main() -> None:
     rows = []
     for name in args.models:
         with initialize_config_module("fairseq_dynloss.trainer.conf", version_base="1.3"):
-            cfg = compose("config", overrides=[
+            cfg = compose("dynloss_train", overrides=[
                 f"model={name}", "task=digits", "loss=ce", f"task.epochs={args.epochs}",
                 "optim.schedule=constant", "device=cpu", "progress=true", "plot_every=100000"])
         # Interleaved, best of N: a shared machine's load hits both sides alike.
