@@ -17,12 +17,12 @@
 from __future__ import annotations
 
 import os
-import tempfile
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence, Union
 
 import torch
 
+from ..atomic_save import atomic_torch_save
 from .errors import ControllerError
 from .memory import ReplayMemory, Transition
 from .policy import PairPolicy
@@ -134,16 +134,7 @@ def save_controller(path: str, controller: Union[PairPolicy, ReinforceLearner],
         "learner": learner_state, "memory": None if memory is None else memory.state_dict(),
         "extra": dict(extra),
     }
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=directory, suffix=".tmp")
-    os.close(fd)
-    try:
-        torch.save(payload, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    atomic_torch_save(payload, path)
 
 
 @dataclass

@@ -20,10 +20,13 @@ but computes log-probabilities in float32).
 from __future__ import annotations
 
 import math
+import os
 from typing import Dict, Optional, Sequence
 
 import torch
 from torch import nn
+
+from ..atomic_save import atomic_torch_save
 
 PARAMETRISATIONS = ("full", "diag_lowrank", "bucketed")
 
@@ -370,24 +373,12 @@ def save_phi(phi: Phi, path: str) -> None:
 
     Written to a temporary file first and renamed, so a failure leaves no half-written file.
     """
-    import os
-    import tempfile
-
     payload = {
         "parametrisation": phi.parametrisation,
         "num_classes": phi.num_classes,
         "tensors": {k: v.detach().cpu().clone() for k, v in phi.tensors().items()},
     }
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=directory, suffix=".tmp")
-    os.close(fd)
-    try:
-        torch.save(payload, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    atomic_torch_save(payload, path)
 
 
 def load_phi_file(phi: Phi, path: str) -> None:
@@ -396,8 +387,6 @@ def load_phi_file(phi: Phi, path: str) -> None:
     Accepted formats: what ``save_phi`` writes (parametrisation must match), or -- for
     ``full`` -- a bare (C, C) tensor. Everything is validated before ``phi`` is touched.
     """
-    import os
-
     if not os.path.isfile(path):
         raise PhiError(f"Phi file {path!r} does not exist")
     try:

@@ -1,11 +1,11 @@
 """Teacher files: ``{"config": {...}, "state_dict": {...}}``, safe for ``weights_only=True``."""
 
 import os
-import tempfile
 from typing import Optional
 
 import torch
 
+from ..atomic_save import atomic_torch_save
 from ..losses.phi import PhiError
 from .models import TEACHERS, Teacher
 
@@ -15,16 +15,7 @@ def save_teacher(teacher: Teacher, path: str, **extra) -> None:
     (e.g. ``horizon`` = the student training length the teacher was trained for)."""
     payload = {"config": dict(teacher.config, **extra),
                "state_dict": {k: v.detach().cpu().clone() for k, v in teacher.state_dict().items()}}
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=directory, suffix=".tmp")
-    os.close(fd)
-    try:
-        torch.save(payload, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    atomic_torch_save(payload, path)
 
 
 def load_teacher(path: str, parametrisation: Optional[str] = None, num_classes: Optional[int] = None,
