@@ -14,6 +14,13 @@ TINY = {
         "--decoder-ffn-embed-dim", "64", "--encoder-attention-heads", "2",
         "--decoder-attention-heads", "2", "--share-all-embeddings",
     ],
+    # Separate encoder / decoder / output embeddings (no weight tying).
+    "transformer_untied": [
+        "--arch", "transformer", "--encoder-layers", "1", "--decoder-layers", "1",
+        "--encoder-embed-dim", "32", "--decoder-embed-dim", "32", "--encoder-ffn-embed-dim", "64",
+        "--decoder-ffn-embed-dim", "64", "--encoder-attention-heads", "2",
+        "--decoder-attention-heads", "2",
+    ],
     "lstm": [
         "--arch", "lstm", "--encoder-embed-dim", "32", "--decoder-embed-dim", "32",
         "--encoder-hidden-size", "32", "--decoder-hidden-size", "32", "--decoder-out-embed-dim", "32",

@@ -12,7 +12,7 @@ from fairseq_cli_runner import fairseq, json_logs, train_args
 pytestmark = pytest.mark.slow
 
 
-@pytest.mark.parametrize("arch", ["lstm", "transformer"])
+@pytest.mark.parametrize("arch", ["lstm", "transformer", "transformer_untied"])
 def test_train_resume_generate_score(toy_data_bin, tmp_path, arch):
     data, save = toy_data_bin / "data-bin", tmp_path / "ckpt"
     common = train_args(data, save, arch, "--criterion", "dynamic_loss",
