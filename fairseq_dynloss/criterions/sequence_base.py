@@ -7,6 +7,7 @@ rebuilds their corpus BLEU, as fairseq's translation task does) and their mean s
 """
 
 # No "from __future__ import annotations": fairseq reads the dataclass field types at runtime.
+import logging
 import math
 from dataclasses import dataclass, field
 from typing import Dict, Tuple
@@ -26,6 +27,8 @@ from .candidates import (
     generate_candidates,
     score_candidates,
 )
+
+logger = logging.getLogger(__name__)
 
 BLEU_KEYS = (
     [f"bleu_matches_{i}" for i in range(MAX_NGRAM_ORDER)]
@@ -61,6 +64,19 @@ class SequenceCriterion(FairseqCriterion):
     @classmethod
     def build_criterion(cls, cfg, task):
         return cls(task, cfg)
+
+    def load_state_dict(self, state_dict, strict=True):
+        """Accept a checkpoint without criterion state (e.g. a cross-entropy model).
+
+        fairseq's trainer loads ``state["criterion"]`` whenever the criterion has parameters (a
+        learned baseline or critic head), also for ``--finetune-from-model``; a checkpoint of
+        another criterion holds ``None`` there. The heads then keep their fresh initialisation.
+        """
+        if state_dict is None:
+            logger.info("checkpoint has no criterion state: %s starts with freshly initialised heads",
+                        type(self).__name__)
+            return torch.nn.modules.module._IncompatibleKeys([], [])
+        return super().load_state_dict(state_dict, strict=strict)
 
     def uses_reference(self) -> bool:
         """Whether the reference is scored as the last row (for the NLL term, or the loss)."""

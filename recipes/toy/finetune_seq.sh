@@ -11,23 +11,6 @@ CE_CKPT="$WORK/checkpoints/transformer_ce/checkpoint_best.pt"
 [[ -f "$CE_CKPT" ]] || { echo "finetune_seq.sh: no $CE_CKPT; run run_all.sh (transformer_ce) first" >&2; exit 2; }
 STATE_DIM=64  # --decoder-embed-dim of ARCH_ARGS_transformer in common.sh
 
-# fairseq's trainer reads state["criterion"] whenever the criterion has parameters (critic,
-# learned baseline), also with --finetune-from-model; give the CE checkpoint the fresh head's.
-with_critic_state() {  # IN OUT HEAD_OUT_DIM
-    python - "$1" "$2" "$3" "$STATE_DIM" <<'PY'
-import argparse, sys, torch
-src, dst, out_dim, dim = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
-with torch.serialization.safe_globals([argparse.Namespace]):
-    state = torch.load(src, weights_only=True)
-name = "critic" if out_dim > 1 else "baseline"
-state["criterion"] = {f"{name}.weight": torch.zeros(out_dim, dim), f"{name}.bias": torch.zeros(out_dim)}
-torch.save(state, dst)
-PY
-}
-VOCAB=$(( $(wc -l < "$DATA_BIN/dict.tgt.txt") + 4 ))
-mkdir -p "$WORK/checkpoints"
-with_critic_state "$CE_CKPT" "$WORK/checkpoints/transformer_ce_with_critic.pt" "$VOCAB"
-with_critic_state "$CE_CKPT" "$WORK/checkpoints/transformer_ce_with_baseline.pt" 1
 
 # name | criterion | start checkpoint | extra fairseq-train args
 COMMON="--lr 0.0005 --warmup-updates 1 --dropout 0.1 --max-tokens 1000"
@@ -35,8 +18,8 @@ RUNS=(
     # Control: the same fine-tuning schedule with plain cross-entropy (more training alone).
     "transformer_ce_cont|ce|$CE_CKPT|"
     "transformer_ce_mrt|expected_bleu|$CE_CKPT|--seq-candidates 8 --seq-alpha 0.2 --nll-weight 0.1"
-    "transformer_ce_reinforce|reinforce_bleu|$WORK/checkpoints/transformer_ce_with_baseline.pt|--seq-candidates 4 --reinforce-baseline learned --decoder-state-dim $STATE_DIM --nll-weight 0.1"
-    "transformer_ce_ac|actor_critic_bleu|$WORK/checkpoints/transformer_ce_with_critic.pt|--seq-candidates 4 --decoder-state-dim $STATE_DIM --nll-weight 0.3"
+    "transformer_ce_reinforce|reinforce_bleu|$CE_CKPT|--seq-candidates 4 --reinforce-baseline learned --decoder-state-dim $STATE_DIM --nll-weight 0.1"
+    "transformer_ce_ac|actor_critic_bleu|$CE_CKPT|--seq-candidates 4 --decoder-state-dim $STATE_DIM --nll-weight 0.3"
     "transformer_ce_smm|softmax_margin|$CE_CKPT|--seq-candidates 4 --nll-weight 0.3"
 )
 NAMES=(transformer_ce)
