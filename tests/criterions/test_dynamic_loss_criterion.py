@@ -7,37 +7,14 @@ import torch
 
 import fairseq  # noqa: F401  (import before the plugin so it registers with fairseq)
 import fairseq_dynloss
-from fairseq import options, tasks
-from fairseq.dataclass.utils import convert_namespace_to_omegaconf
 from fairseq_dynloss.losses import PhiError, dynamic_loss, save_phi, build_phi
 
-from fairseq_dynloss.user_dir import USER_DIR
-
-TINY_TRANSFORMER = [
-    "--arch", "transformer", "--encoder-layers", "1", "--decoder-layers", "1",
-    "--encoder-embed-dim", "16", "--decoder-embed-dim", "16", "--encoder-ffn-embed-dim", "32",
-    "--decoder-ffn-embed-dim", "32", "--encoder-attention-heads", "2",
-    "--decoder-attention-heads", "2", "--dropout", "0", "--share-all-embeddings",
-]
+import tiny_fairseq
+from tiny_fairseq import first_batch
 
 
 def build(data_bin, *criterion_args):
-    parser = options.get_training_parser()
-    args = options.parse_args_and_arch(parser, [
-        str(data_bin), "--user-dir", USER_DIR, "--task", "translation", "--cpu",
-        *TINY_TRANSFORMER, "--criterion", "dynamic_loss", *criterion_args])
-    cfg = convert_namespace_to_omegaconf(args)
-    task = tasks.setup_task(cfg.task)
-    torch.manual_seed(0)
-    model = task.build_model(cfg.model).eval()
-    return task, model, task.build_criterion(cfg.criterion)
-
-
-def first_batch(task, max_sentences=6):
-    task.load_dataset("valid")
-    iterator = task.get_batch_iterator(task.dataset("valid"), max_sentences=max_sentences,
-                                       seed=1).next_epoch_itr(shuffle=False)
-    return next(iter(iterator))
+    return tiny_fairseq.build(data_bin, "dynamic_loss", *criterion_args)
 
 
 def test_registered_names():
@@ -58,7 +35,7 @@ def test_criterion_equals_pure_function(toy_data_bin, parametrisation):
     with torch.no_grad():
         for tensor in criterion.phi.tensors().values():
             tensor.add_(0.1 * torch.randn_like(tensor))
-    sample = first_batch(task)
+    sample = first_batch(task, max_sentences=6)
     loss, sample_size, log = criterion(model, sample)
     lprobs = model.get_normalized_probs(model(**sample["net_input"]), log_probs=True)
     expected = dynamic_loss(lprobs.view(-1, vocab), sample["target"].view(-1), criterion.phi,
@@ -142,7 +119,7 @@ def test_teacher_source_sets_phi_from_the_live_student_state(toy_data_bin, tmp_p
     task, model, criterion = build(data, "--phi-source", "teacher", "--teacher-path",
                                    str(tmp_path / "teacher.pt"), "--phi-rank", "4", "--lr", "0.002")
     model.train()
-    sample = first_batch(task)
+    sample = first_batch(task, max_sentences=6)
     metrics.log_scalar("num_updates", 25, weight=0)
     metrics.log_scalar("lr", 0.001, weight=0)
     criterion(model, sample)

@@ -7,9 +7,8 @@ import torch
 from fairseq_dynloss.losses.actor_critic import intermediate_rewards, td_targets
 from fairseq_dynloss.losses.sequence_level import softmax_margin_loss
 
+from tiny_fairseq import TINY_TRANSFORMER, build, first_batch
 from test_expected_bleu_criterion import (
-    build,
-    first_batch,
     fixed_candidates,
     sacre_bleu,
     token_logprobs_one,
@@ -86,7 +85,6 @@ def test_reinforce_learned_baseline_is_optimised_by_fairseq_trainer(toy_data_bin
     from fairseq.trainer import Trainer
     from fairseq import options
     from fairseq.dataclass.utils import convert_namespace_to_omegaconf
-    from test_expected_bleu_criterion import TINY_TRANSFORMER
     from fairseq_dynloss.user_dir import USER_DIR
     from fairseq import tasks
 
