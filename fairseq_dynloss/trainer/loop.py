@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import shutil
 import time
 from pathlib import Path
 from typing import Dict, List, Optional
@@ -215,6 +216,14 @@ def train(cfg: DictConfig, out_dir: str) -> List[Dict[str, float]]:
                  context.device, context.world_size)
 
     stop = epochs if cfg.stop_after_epoch is None else min(epochs, cfg.stop_after_epoch)
+    # One bar for the whole run (not one per epoch): building and closing a bar costs about as
+    # much as a small model's update, and an epoch of digits is only 17 updates.
+    bar = tqdm(disable=not (cfg.progress and context.is_main), mininterval=1.0, leave=False,
+               unit="upd")
+    # DDP needs its wrapper called; a single process calls the parts directly (one module call
+    # fewer per update, as a hand-written loop).
+    forward = model if context.world_size > 1 else lambda x, y: objective(net(x), y)
+    on_device = lambda t: t if t.device == context.device else t.to(context.device, non_blocking=True)
     for epoch in range(start_epoch, stop):
         # -- one epoch of training: every random draw is seeded by (seed, epoch[, rank]), so a
         #    resumed run replays exactly what the uninterrupted run would have done ------------
@@ -229,13 +238,12 @@ def train(cfg: DictConfig, out_dir: str) -> List[Dict[str, float]]:
         batch_losses, local_sizes, seen = [], [], 0
         ala_rows_before = len(ala.rows) if ala is not None else 0
         started = time.perf_counter()
-        for batch in tqdm(global_batches, desc=f"epoch {epoch + 1}/{epochs}", leave=False,
-                          disable=not (cfg.progress and context.is_main), mininterval=1.0):
+        bar.total = bar.n + len(global_batches) * (stop - epoch)
+        bar.set_description(f"epoch {epoch + 1}/{epochs}", refresh=False)
+        for batch in global_batches:
             local = batch if context.world_size == 1 else batch.tensor_split(context.world_size)[context.rank]
             images, target = splits.train.batch(local, augment=True, generator=augment_rng)
-            images = images.to(context.device, non_blocking=True)
-            target = target.to(context.device, non_blocking=True)
-            loss = model(images, target)
+            loss = forward(on_device(images), on_device(target))
             optimizer.zero_grad(set_to_none=True)
             # DDP averages gradients over ranks: weight a rank's batch-mean loss by its share of
             # the global batch so that the update is the global-batch mean (weight 1 if even).
@@ -247,6 +255,7 @@ def train(cfg: DictConfig, out_dir: str) -> List[Dict[str, float]]:
             batch_losses.append(loss.detach())  # no .item(): no host sync inside the loop
             local_sizes.append(local.numel())
             seen += batch.numel()
+            bar.update()
         loss_sum = torch.zeros((), dtype=torch.float64, device=context.device)
         if batch_losses:
             sizes = torch.tensor(local_sizes, dtype=torch.float64, device=context.device)
@@ -276,6 +285,7 @@ def train(cfg: DictConfig, out_dir: str) -> List[Dict[str, float]]:
         if ala is not None:
             row.update(ala.epoch_summary(ala_rows_before))
         history.append(row)
+        bar.clear()  # the log line replaces the bar until the next update redraws it
         log.info("epoch %d | train loss %.4f | val loss %.4f | val %s %.3f | test %s %.3f | %.1fs",
                  epoch + 1, train_loss, row["val_loss"], select, row[f"val_{select}"], select,
                  row[f"test_{select}"], train_time)
@@ -294,8 +304,9 @@ def train(cfg: DictConfig, out_dir: str) -> List[Dict[str, float]]:
             state["controller"] = ala.state_dict()
             ala.write_files(out_dir)  # ala_log.csv and ala_controller.pt
         save_checkpoint(state, last_path)
-        if improved:
-            save_checkpoint(state, os.path.join(out_dir, "checkpoint_best.pt"))
+        if improved:  # a byte copy: serialising the same state twice costs twice as much
+            atomic_write(os.path.join(out_dir, "checkpoint_best.pt"),
+                         lambda tmp: shutil.copyfile(last_path, tmp))
         write_csv(os.path.join(out_dir, "metrics.csv"), history)
         log_tensorboard(writer, row)
         if (epoch + 1) % cfg.plot_every == 0 or epoch + 1 == stop:
@@ -306,6 +317,7 @@ def train(cfg: DictConfig, out_dir: str) -> List[Dict[str, float]]:
                 plot_phi(os.path.join(out_dir, "phi_offdiag.png"),
                          {e: p - torch.diag(p.diagonal()) for e, p in phi_snapshots.items()})
 
+    bar.close()
     if writer is not None:
         writer.close()
     distributed.teardown(context)
