@@ -1,0 +1,78 @@
+"""Markdown tables of a seeded comparison: mean +- std per method, difference from a baseline,
+Welch's t-test p-value, and time relative to the baseline."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import List, Sequence
+
+from .stats import summarize, welch_t_test
+
+
+@dataclass
+class MethodRow:
+    """One method's results over seeds.
+
+    Attributes:
+        name: the row label.
+        values: the metric per seed (same seeds as the baseline row).
+        seconds: wall time per seed (everything the method needs: teacher training included).
+        note: free text for the last column.
+    """
+
+    name: str
+    values: List[float]
+    seconds: List[float] = field(default_factory=list)
+    note: str = ""
+
+
+def _fmt(value: float, digits: int) -> str:
+    return "—" if math.isnan(value) else f"{value:.{digits}f}"
+
+
+def _p_value(row: MethodRow, baseline: MethodRow) -> str:
+    if row is baseline or len(row.values) < 2 or len(baseline.values) < 2:
+        return "—"
+    p = welch_t_test(row.values, baseline.values).p
+    return f"{p:.3f}" if p >= 0.001 else f"{p:.1e}"
+
+
+def method_table(rows: Sequence[MethodRow], baseline: str, metric: str,
+                 lower_is_better: bool, digits: int = 2) -> str:
+    """A markdown table, one line per method, compared with the row named ``baseline``.
+
+    The "better?" column says ``yes``/``no`` only where Welch's p < 0.05, else ``n.s.``.
+    """
+    by_name = {row.name: row for row in rows}
+    if baseline not in by_name:
+        raise ValueError(f"baseline {baseline!r} is not a row; rows: {sorted(by_name)}")
+    base = by_name[baseline]
+    base_mean = summarize(base.values).mean
+    base_time = summarize(base.seconds).mean if base.seconds else float("nan")
+    arrow = "lower is better" if lower_is_better else "higher is better"
+    lines = [
+        f"| method | seeds | {metric} ({arrow}) | Δ vs {baseline} | p (Welch) | better? | "
+        f"time × {baseline} | notes |",
+        "|---|---:|---:|---:|---:|:---:|---:|---|",
+    ]
+    for row in rows:
+        if not row.values:
+            lines.append(f"| {row.name} | 0 | — | — | — | — | — | {row.note} |")
+            continue
+        s = summarize(row.values)
+        delta = s.mean - base_mean
+        p = _p_value(row, base)
+        if row is base or p == "—":
+            verdict = "—"
+        elif float(p) >= 0.05:
+            verdict = "n.s."
+        else:
+            verdict = "yes" if (delta < 0) == lower_is_better else "no"
+        time_ratio = (summarize(row.seconds).mean / base_time) if row.seconds else float("nan")
+        lines.append(
+            f"| {row.name} | {s.n} | {_fmt(s.mean, digits)} ± {_fmt(s.std, digits)} | "
+            f"{'—' if row is base else f'{delta:+.{digits}f}'} | {p} | {verdict} | "
+            f"{_fmt(time_ratio, 2)} | {row.note} |"
+        )
+    return "\n".join(lines)

@@ -1,0 +1,393 @@
+#!/usr/bin/env python
+"""The results study (issue 8): every method over >= 5 seeds on the offline tasks -> RESULTS.md.
+
+    .venv/bin/python scripts/study.py                    # digits + toy translation, 5 seeds
+    .venv/bin/python scripts/study.py --parts digits --seeds 3 --out /tmp/RESULTS.md
+
+Parts:
+* ``digits`` (scikit-learn 8x8 digits, ``dynloss-train``): MLP and LeNet with CE, label
+  smoothing, L-Softmax, self-paced, L2T-DLF (teacher trained in the run), ALA single-network and
+  ALA multi-network (2 processes); test error at the best-validation epoch. Plus AUCPR, CE vs
+  ALA with the AUCPR reward (MLP).
+* ``toy`` (the toy translation corpus, ``fairseq-train`` through ``recipes/toy/``): Transformer
+  and LSTM students with CE, label-smoothed CE, the sequence-level criteria fine-tuned from each
+  seed's CE model (and CE fine-tuned the same way as their control), L2T-DLF (one teacher per
+  architecture, then students) and ALA (``--task translation_ala``); sacrebleu BLEU on test.
+
+Every row: mean +- sample std over seeds, the difference from CE, Welch's t-test p-value, and
+time relative to CE (digits: training time incl. controller / teacher work; toy: job wall time). Jobs run two at a time with one thread each (two cores); finished jobs
+are recorded under ``--work`` and skipped when the study is run again (delete it to redo).
+Plots go to ``--plots`` (default ``docs/img/study``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import datetime
+import json
+import os
+import platform
+import sys
+import time
+from typing import Dict, List, Sequence
+
+import torch
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO)
+
+from fairseq_dynloss.study.jobs import Job, load_record, run_jobs  # noqa: E402
+from fairseq_dynloss.study.report import MethodRow, method_table  # noqa: E402
+
+PYTHON = sys.executable
+ONE_THREAD = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+
+# -- digits ------------------------------------------------------------------------------------
+# name -> dynloss-train overrides. ALA and L2T use the dynamic loss mixed with NLL (weight 0.5):
+# without it -sigmoid(Phi[y] . log p) saturates and training stalls (README, "ALA").
+DIGITS_METHODS: Dict[str, List[str]] = {
+    "ce": ["loss=ce"],
+    "label_smoothing": ["loss=label_smoothing"],
+    "lsoftmax": ["loss=lsoftmax"],
+    "self_paced": ["loss=self_paced"],
+    "l2t": ["loss=dynamic", "loss.nll_weight=0.5", "teacher=l2t"],
+    "ala": ["loss=dynamic", "loss.nll_weight=0.5", "controller=ala"],
+    "ala_multi": ["loss=dynamic", "loss.nll_weight=0.5", "controller=ala",
+                  "controller.multi_network=true"],
+}
+MULTI_PROCESS = {"ala_multi": 2}
+AUCPR_METHODS: Dict[str, List[str]] = {
+    "ce": ["loss=ce"],
+    "ala_aucpr": ["loss=dynamic", "loss.nll_weight=0.5", "controller=ala",
+                  "controller.reward_metric=aucpr"],
+}
+
+# -- toy translation ---------------------------------------------------------------------------
+TOY_UPDATES = {"transformer": 600, "lstm": 1000}
+STATE_DIM = {"transformer": 64, "lstm": 128}  # decoder output dims in recipes/toy/common.sh
+FINETUNE = "--lr 0.0005 --warmup-updates 1 --max-tokens 1000"
+# name -> (criterion, extra args); fine-tuned from the same seed's CE checkpoint.
+TOY_FINETUNED = {
+    "ce_continued": ("ce", ""),
+    "expected_bleu": ("expected_bleu", "--seq-candidates 8 --seq-alpha 0.2 --nll-weight 0.1"),
+    "reinforce": ("reinforce_bleu", "--seq-candidates 4 --reinforce-baseline learned "
+                                    "--decoder-state-dim {state_dim} --nll-weight 0.1"),
+    "actor_critic": ("actor_critic_bleu", "--seq-candidates 4 --decoder-state-dim {state_dim} "
+                                          "--nll-weight 0.3"),
+    "softmax_margin": ("softmax_margin", "--seq-candidates 4 --nll-weight 0.3"),
+}
+L2T_PHI = "--phi-parametrisation bucketed --phi-buckets 8"
+L2T_TEACHER = ("--task translation_l2t {phi} --teacher-mode episodic --unroll-steps 3 "
+               "--inner-optimizer adam --inner-lr 0.01 --teacher-lr 0.005 "
+               "--teacher-horizon {updates} --teacher-dev-batches 2 "
+               "--teacher-dev-max-sentences 32 --disable-validation --max-tokens 1000")
+ALA_TOY = "--task translation_ala --phi-source ala {phi}"
+
+
+def digits_jobs(args, work: str) -> List[Job]:
+    jobs = []
+    grids = [(m, name, overrides, ["task.metrics=[error]"])
+             for m in args.digits_models for name, overrides in DIGITS_METHODS.items()
+             if name in args.digits_methods]
+    grids += [("mlp", "aucpr_" + name, overrides, ["task.metrics=[aucpr,error]"])
+              for name, overrides in AUCPR_METHODS.items()] if args.aucpr else []
+    for model, name, overrides, metrics in grids:
+        for seed in args.seed_list:
+            run_dir = os.path.join(work, "digits", f"{model}_{name}_seed{seed}")
+            command = ["-m", "fairseq_dynloss.trainer", "task=digits", f"model={model}",
+                       *overrides, *metrics, f"seed={seed}", f"task.epochs={args.digits_epochs}",
+                       "progress=false", "tensorboard=false", "overwrite=true", "device=cpu",
+                       f"hydra.run.dir={run_dir}"]
+            processes = MULTI_PROCESS.get(name.replace("aucpr_", ""), 1)
+            if processes > 1:
+                command = ["-m", "torch.distributed.run", "--standalone",
+                           f"--nproc_per_node={processes}", "-m", *command[1:]]
+            jobs.append(Job(f"digits_{model}_{name}_seed{seed}", [PYTHON, *command],
+                            outputs=[os.path.join(run_dir, "metrics.csv")], env=ONE_THREAD))
+    return jobs
+
+
+def toy_jobs(args, work: str) -> List[Job]:
+    toy_work = os.path.join(work, "toy")
+    recipes = os.path.join(REPO, "recipes", "toy")
+    env = dict(ONE_THREAD, WORK=toy_work, VENV_BIN=os.path.dirname(PYTHON))
+    result = lambda name: os.path.join(toy_work, "results", f"{name}.bleu.json")
+
+    def train_and_score(name, arch, criterion, updates, extra="", after=(), seed=1):
+        script = (f"MAX_UPDATE={updates} SEED={seed} bash {recipes}/train.sh {name} {arch} "
+                  f"{criterion} {extra} && bash {recipes}/evaluate.sh {name}")
+        return Job(f"toy_{name}", ["bash", "-c", script], [result(name)], tuple(after), env)
+
+    jobs = [Job("toy_prepare", ["bash", os.path.join(recipes, "prepare.sh")],
+                [os.path.join(toy_work, "data-bin", ".done")], env=env)]
+    for arch in args.toy_archs:
+        updates = args.toy_updates[arch]
+        methods = args.toy_methods
+        teacher_dir = os.path.join(toy_work, "checkpoints", f"{arch}_l2t_teacher")
+        if "l2t" in methods:  # one teacher per architecture, trained once, then frozen
+            teacher = L2T_TEACHER.format(phi=L2T_PHI, updates=updates)
+            script = (f"MAX_UPDATE={args.teacher_steps * 3} SEED=1 bash {recipes}/train.sh {arch}_l2t_teacher "
+                      f"{arch} dynamic_loss {teacher}")
+            jobs.append(Job(f"toy_{arch}_l2t_teacher", ["bash", "-c", script],
+                            [os.path.join(teacher_dir, "teacher.pt")], ("toy_prepare",), env))
+        for seed in args.seed_list:
+            ce = f"{arch}_ce_seed{seed}"
+            if "ce" in methods or any(m in TOY_FINETUNED for m in methods):
+                jobs.append(train_and_score(ce, arch, "ce", updates, after=["toy_prepare"], seed=seed))
+            if "label_smoothing" in methods:
+                jobs.append(train_and_score(f"{arch}_label_smoothing_seed{seed}", arch,
+                                            "label_smoothed_cross_entropy", updates,
+                                            "--label-smoothing 0.1", ["toy_prepare"], seed))
+            for method, (criterion, extra) in TOY_FINETUNED.items():
+                if method not in methods:
+                    continue
+                start = os.path.join(toy_work, "checkpoints", ce, "checkpoint_best.pt")
+                extra = f"--finetune-from-model {start} {FINETUNE} " + extra.format(
+                    state_dim=STATE_DIM[arch])
+                jobs.append(train_and_score(f"{arch}_{method}_seed{seed}", arch, criterion,
+                                            args.seq_updates, extra, [f"toy_{ce}"], seed))
+            if "l2t" in methods:
+                extra = f"{L2T_PHI} --phi-source teacher --teacher-path {teacher_dir}/teacher.pt"
+                jobs.append(train_and_score(f"{arch}_l2t_seed{seed}", arch, "dynamic_loss",
+                                            updates, extra, [f"toy_{arch}_l2t_teacher"], seed))
+            if "ala" in methods:
+                jobs.append(train_and_score(f"{arch}_ala_seed{seed}", arch, "dynamic_loss", updates,
+                                            ALA_TOY.format(phi=L2T_PHI), ["toy_prepare"], seed))
+    return jobs
+
+
+# -- results -----------------------------------------------------------------------------------
+def best_val_row(metrics_csv: str, metric: str) -> Dict[str, float]:
+    """The epoch row with the best validation ``metric`` (first on ties), as floats."""
+    with open(metrics_csv) as handle:
+        rows = [{k: float(v) for k, v in row.items() if v not in ("", None)}
+                for row in csv.DictReader(handle)]
+    if not rows:
+        raise ValueError(f"{metrics_csv} has no epochs")
+    lower = metric == "error"
+    key = lambda row: row[f"val_{metric}"] if lower else -row[f"val_{metric}"]
+    return min(rows, key=key)
+
+
+def training_seconds(run_dir: str) -> float:
+    """A digits run's training cost: its epochs' training time (the ``time`` column, which
+    includes the ALA controller's work), plus the teacher-training phase of an L2T run. Not the
+    process's wall time: on digits, start-up (imports) outweighs a whole MLP run."""
+    with open(os.path.join(run_dir, "metrics.csv")) as handle:
+        seconds = sum(float(row["time"]) for row in csv.DictReader(handle))
+    teacher_log = os.path.join(run_dir, "teacher_log.csv")
+    if os.path.exists(teacher_log):
+        with open(teacher_log) as handle:
+            rows = list(csv.DictReader(handle))
+        if rows and "seconds" in rows[-1]:  # cumulative teacher-training time
+            seconds += float(rows[-1]["seconds"])
+    return seconds
+
+
+def seconds_of(work: str, job: str) -> float:
+    record = load_record(os.path.join(work, "state"), job)
+    return record.seconds if record else float("nan")
+
+
+def digits_tables(args, work: str) -> List[str]:
+    sections = []
+    for model in args.digits_models:
+        rows = []
+        for name in DIGITS_METHODS:
+            if name not in args.digits_methods:
+                continue
+            values, seconds = [], []
+            for seed in args.seed_list:
+                run_dir = os.path.join(work, "digits", f"{model}_{name}_seed{seed}")
+                values.append(best_val_row(os.path.join(run_dir, "metrics.csv"), "error")["test_error"])
+                seconds.append(training_seconds(run_dir))
+            rows.append(MethodRow(name, values, seconds))
+        sections.append(f"### digits, {model}: test error % at the best-validation epoch "
+                        f"({args.digits_epochs} epochs)\n\n"
+                        + method_table(rows, "ce", "test error %", lower_is_better=True))
+    if args.aucpr:
+        rows = []
+        for name in AUCPR_METHODS:
+            values, seconds = [], []
+            for seed in args.seed_list:
+                run_dir = os.path.join(work, "digits", f"mlp_aucpr_{name}_seed{seed}")
+                values.append(best_val_row(os.path.join(run_dir, "metrics.csv"), "aucpr")["test_aucpr"])
+                seconds.append(training_seconds(run_dir))
+            rows.append(MethodRow(name, values, seconds))
+        sections.append("### digits, mlp: test AUCPR (one-vs-rest, macro) at the best-validation "
+                        "epoch\n\n" + method_table(rows, "ce", "AUCPR", lower_is_better=False, digits=4))
+    return sections
+
+
+def toy_tables(args, work: str) -> List[str]:
+    toy_work = os.path.join(work, "toy")
+    sections = []
+    for arch in args.toy_archs:
+        rows = []
+        teacher_seconds = seconds_of(work, f"toy_{arch}_l2t_teacher")
+        for method in ["ce", "label_smoothing", *TOY_FINETUNED, "l2t", "ala"]:
+            if method not in args.toy_methods and not (method == "ce" and any(
+                    m in TOY_FINETUNED for m in args.toy_methods)):
+                continue
+            values, seconds = [], []
+            for seed in args.seed_list:
+                name = f"{arch}_{method}_seed{seed}"
+                with open(os.path.join(toy_work, "results", f"{name}.bleu.json")) as handle:
+                    values.append(json.load(handle)["score"])
+                spent = seconds_of(work, f"toy_{name}")
+                if method in TOY_FINETUNED:  # the CE model it starts from is part of its cost
+                    spent += seconds_of(work, f"toy_{arch}_ce_seed{seed}")
+                if method == "l2t":  # the shared teacher, spread over the seeds it teaches
+                    spent += teacher_seconds / len(args.seed_list)
+                seconds.append(spent)
+            note = {"ce_continued": f"control: CE fine-tuned {args.seq_updates} more updates",
+                    "l2t": "teacher time shared over seeds"}.get(method, "")
+            if method in TOY_FINETUNED and method != "ce_continued":
+                note = f"fine-tuned {args.seq_updates} updates from CE"
+            rows.append(MethodRow(method, values, seconds, note))
+        sections.append(f"### toy translation, {arch} ({args.toy_updates[arch]} updates): "
+                        "sacrebleu BLEU on test\n\n"
+                        + method_table(rows, "ce", "BLEU", lower_is_better=False))
+    return sections
+
+
+# -- plots -------------------------------------------------------------------------------------
+def make_plots(args, work: str, plots: str) -> List[str]:
+    """PNG files: Phi over training (ALA), validation loss vs test error (CE vs ALA), and the
+    teachers' dev objective over teacher steps. Returns markdown image lines."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from fairseq_dynloss.trainer.plots import plot_phi
+
+    os.makedirs(plots, exist_ok=True)
+    lines = []
+    seed = args.seed_list[0]
+    if "digits" in args.parts and "ala" in args.digits_methods:
+        model = args.digits_models[0]
+        state = torch.load(os.path.join(work, "digits", f"{model}_ala_seed{seed}",
+                                        "checkpoint_last.pt"), weights_only=True)
+        snapshots = {int(k): v - torch.diag(v.diagonal()) for k, v in state["phi_snapshots"].items()}
+        path = os.path.join(plots, "digits_ala_phi_offdiag.png")
+        plot_phi(path, snapshots)
+        lines.append(f"![ALA Phi (off-diagonal) over training, digits {model}, seed {seed}]({path})")
+
+        fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.6))
+        for name in ("ce", "ala"):
+            with open(os.path.join(work, "digits", f"{model}_{name}_seed{seed}", "metrics.csv")) as h:
+                rows = list(csv.DictReader(h))
+            epochs = [int(r["epoch"]) for r in rows]
+            left.plot(epochs, [float(r["val_loss"]) for r in rows], label=name)
+            right.plot(epochs, [float(r["test_error"]) for r in rows], label=name)
+        left.set(xlabel="epoch", ylabel="validation cross-entropy", title="validation loss")
+        right.set(xlabel="epoch", ylabel="test error %", title="test error")
+        left.legend(), right.legend()
+        path = os.path.join(plots, "digits_val_loss_vs_test_error.png")
+        fig.savefig(path, dpi=100, bbox_inches="tight")
+        plt.close(fig)
+        lines.append(f"![validation loss vs test error, CE vs ALA, digits {model}]({path})")
+
+    logs = []
+    if "toy" in args.parts and "l2t" in args.toy_methods:
+        for arch in args.toy_archs:
+            logs.append((f"toy {arch}", os.path.join(work, "toy", "checkpoints",
+                                                     f"{arch}_l2t_teacher", "teacher_log.csv")))
+    if "digits" in args.parts and "l2t" in args.digits_methods:
+        for model in args.digits_models:
+            logs.append((f"digits {model}", os.path.join(work, "digits", f"{model}_l2t_seed{seed}",
+                                                         "teacher_log.csv")))
+    logs = [(label, path) for label, path in logs if os.path.exists(path)]
+    if logs:
+        fig, ax = plt.subplots(figsize=(6, 3.6))
+        for label, path in logs:
+            with open(path) as handle:
+                rows = list(csv.DictReader(handle))
+            ax.plot([float(r["dev_objective"]) for r in rows], label=label, alpha=0.8)
+        ax.set(xlabel="teacher step", ylabel="dev objective (after the unroll)",
+               title="L2T-DLF teachers' dev objective")
+        ax.legend()
+        path = os.path.join(plots, "teacher_dev_objective.png")
+        fig.savefig(path, dpi=100, bbox_inches="tight")
+        plt.close(fig)
+        lines.append(f"![teacher dev objective over teacher steps]({path})")
+    return lines
+
+
+def main(argv: Sequence[str] = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--parts", nargs="+", default=["digits", "toy"], choices=["digits", "toy"])
+    parser.add_argument("--seeds", type=int, default=5, help="seeds 1..N per method (>= 2)")
+    parser.add_argument("--workers", type=int, default=2, help="jobs at a time (one thread each)")
+    parser.add_argument("--work", default=os.path.join(REPO, "work", "study"))
+    parser.add_argument("--out", default=os.path.join(REPO, "RESULTS.md"))
+    parser.add_argument("--plots", default="docs/img/study",
+                        help="folder for PNGs, relative to the folder of --out")
+    parser.add_argument("--digits-models", nargs="+", default=["mlp", "lenet"])
+    parser.add_argument("--digits-methods", nargs="+", default=list(DIGITS_METHODS),
+                        choices=list(DIGITS_METHODS))
+    parser.add_argument("--digits-epochs", type=int, default=30)
+    parser.add_argument("--no-aucpr", dest="aucpr", action="store_false")
+    parser.add_argument("--toy-archs", nargs="+", default=["transformer", "lstm"],
+                        choices=list(TOY_UPDATES))
+    toy_choices = ["ce", "label_smoothing", *TOY_FINETUNED, "l2t", "ala"]
+    parser.add_argument("--toy-methods", nargs="+", default=toy_choices, choices=toy_choices)
+    parser.add_argument("--seq-updates", type=int, default=100,
+                        help="fine-tuning updates of the sequence-level criteria")
+    parser.add_argument("--toy-updates", type=int, nargs=2, metavar=("TRANSFORMER", "LSTM"),
+                        default=[TOY_UPDATES["transformer"], TOY_UPDATES["lstm"]],
+                        help="training updates of the toy students")
+    parser.add_argument("--teacher-steps", type=int, default=60,
+                        help="L2T-DLF teacher steps on the toy corpus (unroll 3 each)")
+    args = parser.parse_args(argv)
+    if args.seeds < 2:
+        parser.error(f"--seeds {args.seeds}: need >= 2 for a standard deviation and a t-test")
+    if "ce" not in args.digits_methods:
+        parser.error("--digits-methods must include ce (the baseline of every row)")
+    args.seed_list = list(range(1, args.seeds + 1))
+    args.toy_updates = dict(zip(["transformer", "lstm"], args.toy_updates))
+    if "digits" not in args.parts:
+        args.aucpr = False
+
+    work = os.path.abspath(args.work)
+    jobs = (digits_jobs(args, work) if "digits" in args.parts else []) + \
+           (toy_jobs(args, work) if "toy" in args.parts else [])
+    started = time.perf_counter()
+    run_jobs(jobs, os.path.join(work, "state"), workers=args.workers)
+    elapsed = time.perf_counter() - started
+
+    sections = (digits_tables(args, work) if "digits" in args.parts else []) + \
+               (toy_tables(args, work) if "toy" in args.parts else [])
+    out_dir = os.path.dirname(os.path.abspath(args.out))
+    plot_lines = make_plots(args, work, os.path.join(out_dir, args.plots))
+    plot_lines = [line.replace(out_dir + os.sep, "") for line in plot_lines]
+    command = "python scripts/study.py " + " ".join(sys.argv[1:] if argv is None else argv)
+    text = "\n".join([
+        "# Results", "",
+        "Generated by `scripts/study.py` — do not edit by hand; re-run it instead:", "",
+        f"    {command.strip()}", "",
+        f"{datetime.date.today()}, {platform.machine()} CPU ({os.cpu_count()} cores), torch "
+        f"{torch.__version__}; {len(jobs)} jobs, {args.workers} at a time with one thread each; "
+        f"this invocation ran for {elapsed / 60:.1f} min (jobs finished earlier were reused). "
+        f"Seeds {args.seed_list[0]}..{args.seed_list[-1]}. Columns: mean ± sample std over seeds; "
+        "Δ = difference of the means from the baseline row; p = two-sided Welch t-test against "
+        "it (p = 1 / 0 when both rows have zero spread and equal / different means); 'better?' "
+        "says yes/no only where p < 0.05; time = the method's mean cost over the baseline's — "
+        "digits: training time including controller and teacher-training work (not process "
+        "start-up); toy: wall time of everything the row needs (the CE model a fine-tuned row "
+        "starts from, its share of a shared teacher).", "",
+        *[s + "\n" for s in sections],
+        "## Plots", "", *[line + "\n" for line in plot_lines],
+    ])
+    tmp = args.out + ".tmp"
+    with open(tmp, "w") as handle:
+        handle.write(text)
+    os.replace(tmp, args.out)
+    print(f"wrote {args.out} ({elapsed / 60:.1f} min)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,67 @@
+import os
+import sys
+
+import pytest
+
+from fairseq_dynloss.study.jobs import Job, JobFailed, load_record, run_jobs
+
+
+def python_job(name, code, outputs=(), after=()):
+    return Job(name, [sys.executable, "-c", code], list(outputs), tuple(after))
+
+
+def test_dependencies_run_first_and_records_skip_reruns(tmp_path):
+    trace = tmp_path / "trace.txt"
+    append = lambda tag: f"open({str(trace)!r}, 'a').write({tag!r} + '\\n')"
+    out = tmp_path / "b.out"
+    jobs = [
+        python_job("b", append("b") + f"; open({str(out)!r}, 'w').write('x')", [out], ["a"]),
+        python_job("a", append("a")),
+        python_job("c", append("c"), after=["b"]),
+    ]
+    records = run_jobs(jobs, str(tmp_path / "state"), workers=2, progress=False)
+    assert set(records) == {"a", "b", "c"}
+    assert trace.read_text().split() == ["a", "b", "c"]
+    assert load_record(str(tmp_path / "state"), "b").returncode == 0
+    # A second run finds every record and runs nothing.
+    run_jobs(jobs, str(tmp_path / "state"), workers=2, progress=False)
+    assert trace.read_text().split() == ["a", "b", "c"]
+    # A record whose output has disappeared is re-run.
+    os.remove(out)
+    run_jobs(jobs, str(tmp_path / "state"), workers=1, progress=False)
+    assert trace.read_text().split() == ["a", "b", "c", "b"]
+
+
+def test_failure_blocks_dependants_and_reports_log(tmp_path):
+    jobs = [
+        python_job("bad", "import sys; print('boom here'); sys.exit(3)"),
+        python_job("child", "pass", after=["bad"]),
+        python_job("independent", "pass"),
+    ]
+    with pytest.raises(JobFailed, match="boom here") as info:
+        run_jobs(jobs, str(tmp_path), workers=2, progress=False)
+    assert "['bad']" in str(info.value) and "child" in str(info.value)
+    assert load_record(str(tmp_path), "independent") is not None
+    assert load_record(str(tmp_path), "bad") is None and load_record(str(tmp_path), "child") is None
+
+
+def test_missing_declared_output_is_a_failure(tmp_path):
+    with pytest.raises(JobFailed, match="outputs missing"):
+        run_jobs([python_job("j", "pass", [tmp_path / "never"])], str(tmp_path), progress=False)
+    assert load_record(str(tmp_path), "j") is None
+
+
+@pytest.mark.parametrize("jobs,message", [
+    ([Job("a b", ["true"])], "expected letters"),
+    ([Job("a", ["true"]), Job("a", ["true"])], "unique"),
+    ([Job("a", ["true"], after=("zzz",))], "not a job"),
+    ([Job("a", ["true"], after=("b",)), Job("b", ["true"], after=("a",))], "wait on each other"),
+])
+def test_bad_job_lists(tmp_path, jobs, message):
+    with pytest.raises(ValueError, match=message):
+        run_jobs(jobs, str(tmp_path), progress=False)
+
+
+def test_workers_must_be_positive(tmp_path):
+    with pytest.raises(ValueError, match="workers=0"):
+        run_jobs([], str(tmp_path), workers=0)
