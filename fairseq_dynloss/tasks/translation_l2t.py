@@ -13,6 +13,14 @@ batches, and update theta by the hypergradient:
 * ``--teacher-mode online``: the real student trains normally with the current teacher; every
   ``--teacher-interval`` updates a teacher step starts from its live weights.
 
+Data parallelism and ``--update-freq``: a teacher step unrolls one functional student per
+micro-batch stream -- stream j takes the j-th micro-batch of each of the last T updates, on every
+rank -- and theta follows the mean of their hypergradients (all-reduced across ranks). The
+student-state feature ``train_loss`` is the NLL per token of whole updates (summed over
+micro-batches and ranks). So W ranks x ``--update-freq`` F give the same teacher as any other
+split of the same W x F micro-batches, e.g. 1 rank x ``--update-freq`` W x F. The teacher step's
+memory grows with F (the streams of one rank are unrolled together).
+
 The teacher is exported to ``--teacher-save`` (default ``SAVE_DIR/teacher.pt``) after every step
 and each step is appended to ``SAVE_DIR/teacher_log.csv``; use the file with
 ``--criterion dynamic_loss --phi-source teacher --teacher-path``.
@@ -21,6 +29,7 @@ Maths in ``fairseq_dynloss/teacher`` and ``hypergrad``; this file is the fairseq
 """
 
 # No "from __future__ import annotations": fairseq reads the dataclass field types at runtime.
+import contextlib
 import csv
 import logging
 import os
@@ -99,7 +108,10 @@ class TranslationL2TTask(TranslationTask):
             if getattr(cfg, name) < 0:
                 raise PhiError(f"--{name.replace('_', '-')}={getattr(cfg, name)}; expected >= 0 (0: off)")
         self.learner: Optional[TeacherLearner] = None
-        self.recent: List[dict] = []
+        self.recent: List[List[dict]] = []  # the micro-batches of each of the last T updates
+        self.pending: List[dict] = []  # the micro-batches of the current update
+        self.pending_nll = 0.0  # summed NLL and target tokens of the current update's real batches
+        self.pending_tokens = 0
         self.omega0 = None
         self.dev_samples = None
         self.teacher_steps = 0
@@ -135,11 +147,28 @@ class TranslationL2TTask(TranslationTask):
         return criterion
 
     @staticmethod
-    def _average_across_workers(grads):
-        if torch.distributed.is_initialized() and distributed_utils.get_data_parallel_world_size() > 1:
+    def _data_parallel() -> bool:
+        return torch.distributed.is_initialized() and distributed_utils.get_data_parallel_world_size() > 1
+
+    @classmethod
+    def _average_across_workers(cls, grads):
+        if cls._data_parallel():
             for grad in grads:
                 distributed_utils.all_reduce(grad, group=distributed_utils.get_data_parallel_group(), op="sum")
                 grad.div_(distributed_utils.get_data_parallel_world_size())
+
+    @classmethod
+    def _sum_across_workers(cls, tensor: torch.Tensor) -> torch.Tensor:
+        if cls._data_parallel():
+            distributed_utils.all_reduce(tensor, group=distributed_utils.get_data_parallel_group(), op="sum")
+        return tensor
+
+    @classmethod
+    def _mean_across_workers(cls, value: float, device) -> float:
+        if not cls._data_parallel():
+            return value
+        total = cls._sum_across_workers(torch.tensor([value], dtype=torch.float64, device=device))
+        return float(total) / distributed_utils.get_data_parallel_world_size()
 
     # ---- the student state ---------------------------------------------------------------
     def student_state(self, update_num: int) -> StudentState:
@@ -159,33 +188,51 @@ class TranslationL2TTask(TranslationTask):
             self.criterion.phi.load_tensors(teacher(self._features(update_num, 1, device)[0]))
 
     # ---- the teacher step -------------------------------------------------------------------
-    def _student_loss(self, student: FunctionalModule, model):
+    # The streams' students are unrolled as one: their parameters are stacked in one dict under
+    # "j/name" keys, the inner loss is the sum of the streams' losses and the dev objective their
+    # mean. The inner optimisers act elementwise, so each stream follows its own trajectory exactly
+    # and the hypergradient is the mean of the streams' hypergradients.
+    @staticmethod
+    def _stack_streams(params, streams: int):
+        return {f"{j}/{name}": p for j in range(streams) for name, p in params.items()}
+
+    @staticmethod
+    def _stream_params(stacked, names, j: int):
+        return {name: stacked[f"{j}/{name}"] for name in names}
+
+    def _student_loss(self, student: FunctionalModule, model, names):
         criterion = self.criterion
 
-        def loss(params, phi_tensors, sample):
-            net_output = student(params, **sample["net_input"])
-            lprobs = model.get_normalized_probs(net_output, log_probs=True)
-            target = model.get_targets(sample, net_output)
-            out = dynamic_loss(lprobs.view(-1, lprobs.size(-1)), target.view(-1), criterion.phi,
-                               scale=criterion.scale, nll_weight=criterion.cfg.nll_weight,
-                               label_smoothing=criterion.cfg.label_smoothing,
-                               ignore_index=criterion.padding_idx, phi_tensors=phi_tensors)
-            return out.loss / sample["ntokens"]
+        def loss(params, phi_tensors, samples):
+            """Summed over the streams: ``samples[j]`` is stream j's batch of this inner step."""
+            total = 0.0
+            for j, sample in enumerate(samples):
+                net_output = student(self._stream_params(params, names, j), **sample["net_input"])
+                lprobs = model.get_normalized_probs(net_output, log_probs=True)
+                target = model.get_targets(sample, net_output)
+                out = dynamic_loss(lprobs.view(-1, lprobs.size(-1)), target.view(-1), criterion.phi,
+                                   scale=criterion.scale, nll_weight=criterion.cfg.nll_weight,
+                                   label_smoothing=criterion.cfg.label_smoothing,
+                                   ignore_index=criterion.padding_idx, phi_tensors=phi_tensors)
+                total = total + out.loss / sample["ntokens"]
+            return total
 
         return loss
 
-    def _dev_objective(self, student: FunctionalModule, model):
+    def _dev_objective(self, student: FunctionalModule, model, names, streams: int):
         pad = self.tgt_dict.pad()
 
         def objective(params):
+            """Mean over the streams (and the dev batches) of the expected token accuracy."""
             was_training = model.training
             model.eval()  # the smoothed metric of the student as it would be evaluated
             try:
                 scores = []
-                for sample in self.dev_samples:
-                    net_output = student(params, **sample["net_input"])
-                    lprobs = model.get_normalized_probs(net_output, log_probs=True)
-                    scores.append(expected_token_accuracy(lprobs, sample["target"], pad))
+                for j in range(streams):
+                    for sample in self.dev_samples:
+                        net_output = student(self._stream_params(params, names, j), **sample["net_input"])
+                        lprobs = model.get_normalized_probs(net_output, log_probs=True)
+                        scores.append(expected_token_accuracy(lprobs, sample["target"], pad))
                 return torch.stack(scores).mean()
             finally:
                 model.train(was_training)
@@ -214,9 +261,20 @@ class TranslationL2TTask(TranslationTask):
             with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
                 self.dev_samples = self._load_dev_samples(device)
         student = FunctionalModule(model)
-        batches = list(self.recent)
-        result = self.learner.step(self._student_loss(student, model), self._dev_objective(student, model),
-                                   params, batches, self._features(update_num, len(batches), device))
+        # Stream j: the j-th micro-batch of each of the T updates (the last update of an epoch
+        # may have fewer micro-batches; ranks always have as many as each other).
+        streams = min(len(group) for group in self.recent)
+        batches = [group[:streams] for group in self.recent]
+        names = list(params)
+        # cuDNN RNNs have no double backward (hypergrad/kernels.py): LSTM students unroll without it.
+        rnn_on_cuda = device.type == "cuda" and any(isinstance(m, torch.nn.RNNBase) for m in model.modules())
+        with torch.backends.cudnn.flags(enabled=False) if rnn_on_cuda else contextlib.nullcontext():
+            result = self.learner.step(self._student_loss(student, model, names),
+                                       self._dev_objective(student, model, names, streams),
+                                       self._stack_streams(params, streams), batches,
+                                       self._features(update_num, len(batches), device))
+        # The mean over ranks, as the hypergradient (one stream per rank with --update-freq 1).
+        result.dev_objective = self._mean_across_workers(result.dev_objective, device)
         self.teacher_steps += 1
         metrics.log_scalar("teacher_dev_obj", result.dev_objective, weight=1, round=4)
         metrics.log_scalar("teacher_gnorm", result.grad_norm, weight=1, round=4)
@@ -248,7 +306,7 @@ class TranslationL2TTask(TranslationTask):
         if self.learner is not None:
             state["l2t"] = {
                 "learner": self.learner.state_dict(),
-                "recent": [utils.move_to_cpu(sample) for sample in self.recent],
+                "recent": [[utils.move_to_cpu(sample) for sample in group] for group in self.recent],
                 "omega0": None if self.omega0 is None else {k: v.cpu() for k, v in self.omega0.items()},
                 "teacher_steps": self.teacher_steps,
                 "train_loss": self.train_loss.value,
@@ -282,37 +340,68 @@ class TranslationL2TTask(TranslationTask):
             return
         state = checkpoint_utils.load_checkpoint_to_cpu(path)
         self.load_state_dict(state.get("task_state", {}))
-        self.recent = [utils.move_to_cuda(s, device=device) if device.type == "cuda" else s for s in self.recent]
+        if device.type == "cuda":
+            self.recent = [[utils.move_to_cuda(s, device=device) for s in group] for group in self.recent]
         if self.omega0 is not None:
             self.omega0 = {k: v.to(device) for k, v in self.omega0.items()}
         logger.info(f"translation_l2t: resumed teacher state from {path} ({self.teacher_steps} teacher steps)")
 
     # ---- fairseq hooks ------------------------------------------------------------------------
+    @staticmethod
+    def _unwrap(model):
+        """The fairseq model inside fairseq's DDP wrappers (ModuleProxyWrapper(DDP(model))): the
+        unroll is per worker."""
+        while isinstance(getattr(model, "module", None), torch.nn.Module):
+            model = model.module
+        return model
+
     def train_step(self, sample, model, criterion, optimizer, update_num, ignore_grad=False):
-        module = getattr(model, "module", model)  # unwrap DDP: the unroll is per worker
+        module = self._unwrap(model)
         device = next(module.parameters()).device
         if not self._resume_checked:
             self._resume_checked = True
             self._resume(device)
         self._set_phi(update_num, device)
-        self.recent = (self.recent + [sample])[-self.cfg.unroll_steps:]
+        # Dummy batches (fairseq's stand-in on a rank whose shard ran out) join the unroll too:
+        # every rank then has as many streams and enters the teacher step's all-reduce together.
+        self.pending.append(sample)
         if str(self.cfg.teacher_mode) == "episodic":
             if self.omega0 is None:
                 self.omega0 = {n: p.detach().clone() for n, p in module.named_parameters()}
             model.train()
             with torch.no_grad():  # the real student stays at omega_0: no backward, no update
                 loss, sample_size, logging_output = criterion(model, sample)
-            if len(self.recent) == self.cfg.unroll_steps and not ignore_grad:
-                self.teacher_step(module, self.omega0, update_num)
-                self.recent = []
         else:
             loss, sample_size, logging_output = super().train_step(
                 sample, model, criterion, optimizer, update_num, ignore_grad)
-            ready = len(self.recent) == self.cfg.unroll_steps
-            if ready and not ignore_grad and update_num > 0 and update_num % self.cfg.teacher_interval == 0:
-                params = {n: p.detach().clone() for n, p in module.named_parameters()}
-                self.teacher_step(module, params, update_num)
         ntokens = sample["ntokens"] if sample else 0
         if ntokens and not ignore_grad:
-            self.train_loss.update(float(logging_output["nll_loss"]) / ntokens)
+            self.pending_nll += float(logging_output["nll_loss"])
+            self.pending_tokens += int(ntokens)
         return loss, sample_size, logging_output
+
+    def optimizer_step(self, optimizer, model, update_num):
+        """End of an update, after all its micro-batches on every rank: teacher step, then the real one."""
+        module = self._unwrap(model)
+        device = next(module.parameters()).device
+        self.recent = (self.recent + [self.pending])[-self.cfg.unroll_steps:]
+        self.pending = []
+        ready = len(self.recent) == self.cfg.unroll_steps
+        if str(self.cfg.teacher_mode) == "episodic":
+            if ready:
+                self.teacher_step(module, self.omega0, update_num)
+                self.recent = []
+        elif ready and update_num > 0 and update_num % self.cfg.teacher_interval == 0:
+            params = {n: p.detach().clone() for n, p in module.named_parameters()}
+            self.teacher_step(module, params, update_num)
+        self._update_train_loss(device)
+        super().optimizer_step(optimizer, model, update_num)
+
+    def _update_train_loss(self, device) -> None:
+        """The train-loss EMA takes the NLL per token of the whole update (all micro-batches, all
+        ranks), so that every rank computes the same state features."""
+        totals = torch.tensor([self.pending_nll, self.pending_tokens], dtype=torch.float64, device=device)
+        self.pending_nll, self.pending_tokens = 0.0, 0
+        nll, tokens = self._sum_across_workers(totals).tolist()
+        if tokens > 0:
+            self.train_loss.update(nll / tokens)
