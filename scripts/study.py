@@ -85,6 +85,12 @@ L2T_TEACHER = ("--task translation_l2t {phi} --teacher-mode episodic --unroll-st
 ALA_TOY = "--task translation_ala --phi-source ala {phi}"
 
 
+def child_dir(run_dir: str, method: str) -> str:
+    """Where a run's metrics are: multi-network ALA trains child r (seed + r) into
+    ``child<r>/``; child 0 has the run's own seed, like the other rows."""
+    return os.path.join(run_dir, "child0") if method in MULTI_PROCESS else run_dir
+
+
 def digits_jobs(args, work: str) -> List[Job]:
     jobs = []
     grids = [(m, name, overrides, ["task.metrics=[error]"])
@@ -104,7 +110,8 @@ def digits_jobs(args, work: str) -> List[Job]:
                 command = ["-m", "torch.distributed.run", "--standalone",
                            f"--nproc_per_node={processes}", "-m", *command[1:]]
             jobs.append(Job(f"digits_{model}_{name}_seed{seed}", [PYTHON, *command],
-                            outputs=[os.path.join(run_dir, "metrics.csv")], env=ONE_THREAD))
+                            outputs=[os.path.join(child_dir(run_dir, name), "metrics.csv")],
+                            env=ONE_THREAD))
     return jobs
 
 
@@ -199,10 +206,13 @@ def digits_tables(args, work: str) -> List[str]:
                 continue
             values, seconds = [], []
             for seed in args.seed_list:
-                run_dir = os.path.join(work, "digits", f"{model}_{name}_seed{seed}")
+                run_dir = child_dir(os.path.join(work, "digits", f"{model}_{name}_seed{seed}"), name)
                 values.append(best_val_row(os.path.join(run_dir, "metrics.csv"), "error")["test_error"])
-                seconds.append(training_seconds(run_dir))
-            rows.append(MethodRow(name, values, seconds))
+                # Compute, not wall time: every child of a multi-network run costs as much.
+                seconds.append(training_seconds(run_dir) * MULTI_PROCESS.get(name, 1))
+            note = (f"{MULTI_PROCESS[name]} children share one controller; child 0 (this seed) "
+                    "reported" if name in MULTI_PROCESS else "")
+            rows.append(MethodRow(name, values, seconds, note))
         sections.append(f"### digits, {model}: test error % at the best-validation epoch "
                         f"({args.digits_epochs} epochs)\n\n"
                         + method_table(rows, "ce", "test error %", lower_is_better=True))
@@ -316,6 +326,14 @@ def make_plots(args, work: str, plots: str) -> List[str]:
     return lines
 
 
+def paper_scale_section() -> str:
+    """docs/paper_scale.md (commands, paper numbers and costs per paper table) as a section."""
+    with open(os.path.join(REPO, "docs", "paper_scale.md")) as handle:
+        text = handle.read()
+    body = text.split("\n", 1)[1]  # drop its title; its "##" sections become ours
+    return "## At the papers' scale (docs/paper_scale.md)\n" + body.replace("\n## ", "\n### ")
+
+
 def main(argv: Sequence[str] = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -379,8 +397,9 @@ def main(argv: Sequence[str] = None) -> None:
         "digits: training time including controller and teacher-training work (not process "
         "start-up); toy: wall time of everything the row needs (the CE model a fine-tuned row "
         "starts from, its share of a shared teacher).", "",
-        *[s + "\n" for s in sections],
+        "## Measured here", "", *[s + "\n" for s in sections],
         "## Plots", "", *[line + "\n" for line in plot_lines],
+        paper_scale_section(),
     ])
     tmp = args.out + ".tmp"
     with open(tmp, "w") as handle:
