@@ -6,11 +6,17 @@
 * ``reward``    -- discounted window metric and the direction-aware sign reward.
 * ``memory``    -- replay memory of ``<s, a, r, s'>`` from one or several child models.
 * ``reinforce`` -- REINFORCE with a moving-average baseline; controller files.
+* ``targets``   -- what a controller acts on: class pairs of Phi, or metric-learning loss
+                   parameters (state, features and updates of each).
+* ``exchange``  -- multi-network ALA: all-gather of the children's transitions.
 """
 
 from .errors import ControllerError
+from .exchange import gather_transitions
 from .memory import ReplayMemory, Transition
-from .policy import ACTIONS, PairPolicy, apply_actions, beta_for, check_beta, controlled_tensor
+from .policy import (
+    ACTIONS, PairPolicy, apply_actions, beta_for, check_beta, controlled_tensor, sample_actions,
+)
 from .reinforce import LoadedController, ReinforceLearner, load_controller, save_controller
 from .reward import (
     METRIC_DIRECTION, WindowReward, check_gamma, check_window, discounted_window_metric,
@@ -18,14 +24,16 @@ from .reward import (
 )
 from .state import (
     ConfusionAccumulator, StateHistory, confusion_state, controlled_pairs, distance_statistics,
-    element_features, pair_feature_size, pair_features,
+    element_features, pair_distances, pair_feature_size, pair_features,
 )
+from .targets import ElementTarget, PairTarget, element_feature_size
 
 __all__ = [
-    "ACTIONS", "METRIC_DIRECTION", "ConfusionAccumulator", "ControllerError", "LoadedController",
-    "PairPolicy", "ReinforceLearner", "ReplayMemory", "StateHistory", "Transition", "WindowReward",
-    "apply_actions", "beta_for", "check_beta", "check_gamma", "check_window", "confusion_state",
-    "controlled_pairs", "controlled_tensor", "discounted_window_metric", "distance_statistics",
-    "element_features", "higher_is_better", "load_controller", "pair_feature_size",
-    "pair_features", "reward", "save_controller",
+    "ACTIONS", "METRIC_DIRECTION", "ConfusionAccumulator", "ControllerError", "ElementTarget",
+    "LoadedController", "PairPolicy", "PairTarget", "ReinforceLearner", "ReplayMemory",
+    "StateHistory", "Transition", "WindowReward", "apply_actions", "beta_for", "check_beta",
+    "check_gamma", "check_window", "confusion_state", "controlled_pairs", "controlled_tensor",
+    "discounted_window_metric", "distance_statistics", "element_feature_size", "element_features",
+    "gather_transitions", "higher_is_better", "load_controller", "pair_distances",
+    "pair_feature_size", "pair_features", "reward", "sample_actions", "save_controller",
 ]

@@ -112,16 +112,32 @@ class PairPolicy(nn.Module):
             (P,) ``log pi(a_e | s_e)`` (differentiable when grad is enabled).
         """
         logp = torch.log_softmax(self(features), dim=-1)
-        if greedy:
-            index = logp.argmax(-1)
-        else:
-            if generator is not None and generator.device.type != "cpu":
-                raise ControllerError(f"generator on {generator.device}; expected a CPU generator")
-            cdf = logp.detach().double().exp().cpu().cumsum(-1)
-            u = torch.rand(logp.shape[0], generator=generator, dtype=torch.float64)
-            index = (u.unsqueeze(-1) >= cdf[:, :-1]).sum(-1).to(logp.device)
-        log_probs = logp.gather(-1, index.unsqueeze(-1)).squeeze(-1)
-        return (index - 1).to(features.device), log_probs
+        actions = sample_actions(logp, generator, greedy)
+        log_probs = logp.gather(-1, (actions + 1).to(logp.device).unsqueeze(-1)).squeeze(-1)
+        return actions.to(features.device), log_probs
+
+    def log_prob_and_entropy(self, features: torch.Tensor, actions: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        """``log pi(a_e | s_e)`` (P,) and the per-element entropies (P,) from one forward."""
+        index = _action_index(actions, features.shape[0] if features.dim() else -1)
+        logp = torch.log_softmax(self(features), dim=-1)
+        log_probs = logp.gather(-1, index.to(logp.device).unsqueeze(-1)).squeeze(-1)
+        return log_probs, -(logp.exp() * logp).sum(-1)
+
+
+def sample_actions(logp: torch.Tensor, generator: Optional[torch.Generator] = None,
+                   greedy: bool = False) -> torch.Tensor:
+    """Actions (P,) long in {-1, 0, 1} from log-probabilities (P, 3) over ``ACTIONS``.
+
+    One uniform per element from ``generator`` (a CPU generator; default: the global one), CDF
+    inverted on CPU, so the same seed gives the same actions on CPU and CUDA. ``greedy``: arg-max.
+    """
+    if greedy:
+        return logp.argmax(-1) - 1
+    if generator is not None and generator.device.type != "cpu":
+        raise ControllerError(f"generator on {generator.device}; expected a CPU generator")
+    cdf = logp.detach().double().exp().cpu().cumsum(-1)
+    u = torch.rand(logp.shape[0], generator=generator, dtype=torch.float64)
+    return (u.unsqueeze(-1) >= cdf[:, :-1]).sum(-1).to(logp.device) - 1
 
 
 def _action_index(actions: torch.Tensor, num_elements: int) -> torch.Tensor:

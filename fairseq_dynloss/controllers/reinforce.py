@@ -63,22 +63,36 @@ class ReinforceLearner:
     def update(self, trajectories: Sequence[Sequence[Transition]]) -> Dict[str, float]:
         """One policy-gradient step from a batch of trajectories; then the baseline update.
 
-        Returns log values: loss, mean reward, baseline (after), mean advantage, entropy.
+        Replayed trajectories overlap (a window is often in several of them) and the loss is
+        linear in the per-step weights, so every distinct transition goes through the policy once
+        with the sum of its weights.
+
+        Returns log values: loss, mean reward, baseline (after), mean advantage, and the policy's
+        mean per-element entropy on the batch (before the step).
         """
         steps = [t for trajectory in trajectories for t in trajectory]
         if not steps:
             raise ControllerError("REINFORCE update from no transitions; expected >= 1")
         advantages = [a for trajectory in trajectories for a in self.returns([t.reward for t in trajectory])]
+        slot: Dict[int, int] = {}
+        distinct: List[Transition] = []
+        weights: List[float] = []  # per distinct transition: sum of advantage / (P * steps)
+        uses: List[int] = []
+        for t, adv in zip(steps, advantages):
+            k = slot.setdefault(id(t), len(distinct))
+            if k == len(distinct):
+                distinct.append(t)
+                weights.append(0.0)
+                uses.append(0)
+            weights[k] += adv / (t.state.shape[0] * len(steps))
+            uses[k] += 1
         device = self.policy.net[0].weight.device
-        states = torch.cat([t.state.to(device) for t in steps])
-        actions = torch.cat([t.action.to(device) for t in steps])
-        # per-element weight: advantage of its step / (P of its step * number of steps)
-        weights = torch.cat([
-            torch.full((t.state.shape[0],), adv / (t.state.shape[0] * len(steps)), device=device)
-            for t, adv in zip(steps, advantages)
-        ])
-        log_probs = self.policy.log_prob(states, actions)
-        loss = -(weights.to(log_probs.dtype) * log_probs).sum()
+        sizes = torch.tensor([t.state.shape[0] for t in distinct])
+        states = torch.cat([t.state for t in distinct]).to(device)
+        actions = torch.cat([t.action for t in distinct]).to(device)
+        log_probs, entropies = self.policy.log_prob_and_entropy(states, actions)
+        per_element = torch.tensor(weights, dtype=torch.float64).repeat_interleave(sizes)
+        loss = -(per_element.to(device, log_probs.dtype) * log_probs).sum()
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
@@ -86,8 +100,9 @@ class ReinforceLearner:
         mean_reward = sum(rewards) / len(rewards)
         self.baseline = self.baseline_decay * self.baseline + (1.0 - self.baseline_decay) * mean_reward
         self.num_updates += 1
-        with torch.no_grad():
-            entropy = self.policy.entropy(states).item()
+        with torch.no_grad():  # each step's rows as often as the step was replayed
+            multiplicity = torch.tensor(uses, dtype=entropies.dtype).repeat_interleave(sizes).to(device)
+            entropy = ((entropies * multiplicity).sum() / multiplicity.sum()).item()
         return {"loss": loss.item(), "mean_reward": mean_reward, "baseline": self.baseline,
                 "mean_advantage": sum(advantages) / len(advantages), "entropy": entropy}
 

@@ -28,9 +28,11 @@ Classification / translation
     same pair seen from the other side and drives ``Phi(j, i)``.
 
 Metric learning
-    ``distance_statistics``: mean, std and quantiles of the positive and of the negative distances
-    of a validation batch, as one small vector; ``element_features`` turns a state vector into one
-    row per controlled loss parameter (distance-mixture weights, focal scales).
+    "Statistics of positive / negative distances" (DESIGN 3.4): ``pair_distances`` splits the
+    Euclidean distances of every validation pair into same-class (positive) and other-class
+    (negative) ones; ``distance_statistics`` summarises each as mean, std and quantiles, one small
+    vector; ``element_features`` turns it into one row per controlled loss parameter
+    (distance-mixture weights, focal scales).
 """
 
 from __future__ import annotations
@@ -281,6 +283,31 @@ class StateHistory:
 
 
 DEFAULT_QUANTILES = (0.1, 0.5, 0.9)
+
+
+def pair_distances(embeddings: torch.Tensor, labels: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Euclidean distances of every pair ``i < j``, split by whether the labels agree.
+
+    Args:
+        embeddings: (N, D).
+        labels: (N,) class ids.
+    Returns:
+        ``(positive, negative)``: 1-D tensors of the same-class and of the other-class distances
+        (N (N - 1) / 2 in total), on the embeddings' device.
+    """
+    if not isinstance(embeddings, torch.Tensor) or embeddings.dim() != 2:
+        shape = tuple(embeddings.shape) if isinstance(embeddings, torch.Tensor) else type(embeddings).__name__
+        raise ControllerError(f"embeddings have shape {shape}; expected (N, D)")
+    if not isinstance(labels, torch.Tensor) or tuple(labels.shape) != (embeddings.shape[0],):
+        shape = tuple(labels.shape) if isinstance(labels, torch.Tensor) else type(labels).__name__
+        raise ControllerError(f"labels have shape {shape}; expected ({embeddings.shape[0]},)")
+    embeddings = embeddings.detach()
+    if embeddings.dtype in (torch.float16, torch.bfloat16):
+        embeddings = embeddings.float()
+    i, j = torch.triu_indices(embeddings.shape[0], embeddings.shape[0], offset=1, device=embeddings.device)
+    dist = torch.cdist(embeddings, embeddings)[i, j]
+    same = labels.to(embeddings.device)[i] == labels.to(embeddings.device)[j]
+    return dist[same], dist[~same]
 
 
 def distance_statistics(positive: torch.Tensor, negative: torch.Tensor,

@@ -8,7 +8,7 @@ chaotic; DESIGN 3.3).
 """
 
 from dataclasses import dataclass
-from typing import Callable, Dict, List, Optional, Sequence
+from typing import Callable, Dict, List, Optional, Sequence, Union
 
 import torch
 from torch.func import functional_call
@@ -20,6 +20,8 @@ from .models import Teacher
 StudentLoss = Callable[[Dict[str, torch.Tensor], Dict[str, torch.Tensor], object], torch.Tensor]
 # dev_objective(params) -> scalar to MAXIMISE (e.g. expected token accuracy)
 DevObjective = Callable[[Dict[str, torch.Tensor]], torch.Tensor]
+# live_features(t, omega_t) -> (F,) state features read from the unrolled student itself
+LiveFeatures = Callable[[int, Dict[str, torch.Tensor]], torch.Tensor]
 
 
 @dataclass
@@ -31,12 +33,14 @@ class TeacherStepResult:
         grad_norm: norm of the hypergradient d M~ / d theta (before clipping); nan if not finite.
         skipped: True when the hypergradient was not finite and theta was left unchanged.
         inner_losses: (T,) student losses along the unroll.
+        penalty: value of the ``penalty`` term of the step (0 without one).
     """
 
     dev_objective: float
     grad_norm: float
     skipped: bool
     inner_losses: torch.Tensor
+    penalty: float = 0.0
 
 
 def inner_optimizer(name: str, lr: float, momentum: float = 0.0):
@@ -78,7 +82,8 @@ class TeacherLearner:
         self.optimizer = torch.optim.Adam(teacher.parameters(), lr=lr)
 
     def step(self, student_loss: StudentLoss, dev_objective: DevObjective, params: Dict[str, torch.Tensor],
-             batches: Sequence, features: torch.Tensor) -> TeacherStepResult:
+             batches: Sequence, features: Union[torch.Tensor, LiveFeatures],
+             penalty: Optional[Callable[[Teacher], torch.Tensor]] = None) -> TeacherStepResult:
         """One teacher update.
 
         Args:
@@ -86,16 +91,24 @@ class TeacherLearner:
             dev_objective: smoothed development metric of params (maximised).
             params: omega_0 (detached tensors; not modified).
             batches: the T training batches of the unroll.
-            features: (T, F) student-state features s_t for each inner step.
+            features: (T, F) student-state features s_t for each inner step, or a function
+                ``features(t, omega_t) -> (F,)`` reading them from the unrolled student (given
+                detached weights: s_t is an input of the teacher, no gradient flows through it).
+                It is called again when a step is recomputed, so it must return the same s_t.
+            penalty: optional scalar to minimise that depends on theta directly, not through the
+                student (e.g. the distance of Phi_t from the identity); its gradient is added to
+                the hypergradient before averaging across workers and clipping.
         """
         if len(batches) < 1:
             raise ValueError("a teacher step needs T >= 1 training batches; got 0")
-        if features.shape[0] != len(batches):
+        live = callable(features)
+        if not live and features.shape[0] != len(batches):
             raise ValueError(f"got {features.shape[0]} state feature rows for {len(batches)} batches")
         theta = {name: p.detach() for name, p in self.teacher.named_parameters()}
 
         def inner_loss(omega, hparams, batch, step):
-            phi_tensors = functional_call(self.teacher, hparams, (features[step],))
+            s_t = features(step, {k: v.detach() for k, v in omega.items()}) if live else features[step]
+            phi_tensors = functional_call(self.teacher, hparams, (s_t,))
             return student_loss(omega, phi_tensors, batch)
 
         result = hypergradient(inner_loss, lambda omega: -dev_objective(omega), params, theta, list(batches),
@@ -107,6 +120,14 @@ class TeacherLearner:
         self.optimizer.zero_grad(set_to_none=True)
         for name, p in self.teacher.named_parameters():
             p.grad = result.grads[name].to(p.dtype).clone()
+        penalty_value = 0.0
+        if penalty is not None:
+            value = penalty(self.teacher)
+            params = list(self.teacher.parameters())
+            for p, g in zip(params, torch.autograd.grad(value, params, allow_unused=True)):
+                if g is not None:
+                    p.grad.add_(g)
+            penalty_value = float(value.detach())
         grads = [p.grad for p in self.teacher.parameters()]
         if self.reduce_grads is not None:
             self.reduce_grads(grads)
@@ -114,7 +135,7 @@ class TeacherLearner:
         if self.clip_norm > 0:
             torch.nn.utils.clip_grad_norm_(self.teacher.parameters(), self.clip_norm)
         self.optimizer.step()
-        return TeacherStepResult(dev, norm, False, result.inner_losses)
+        return TeacherStepResult(dev, norm, False, result.inner_losses, penalty_value)
 
     def state_dict(self) -> Dict:
         return {"teacher": self.teacher.state_dict(), "optimizer": self.optimizer.state_dict()}

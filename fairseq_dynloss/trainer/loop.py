@@ -25,12 +25,14 @@ from omegaconf import DictConfig, OmegaConf
 from torch import nn
 from tqdm import tqdm
 
+from fairseq_dynloss.controllers import gather_transitions
 from fairseq_dynloss.metrics.classification import aucpr_one_vs_rest, error_rate
 from fairseq_dynloss.metrics.retrieval import recall_at_k
 
 from . import distributed
-from .ala import ALATrainerController, check_ala_config, steps_per_epoch
+from .ala import ALATrainerController, check_ala_config, check_ala_world, steps_per_epoch
 from .checkpoint import atomic_write, load_checkpoint, save_checkpoint
+from .l2t import check_l2t_config, setup_l2t
 from .plots import plot_curves, plot_phi
 from .registry import ConfigError, build_net, build_objective, build_splits
 from .run_log import log_tensorboard, open_tensorboard, write_csv
@@ -111,9 +113,15 @@ def _better(value: float, best: Optional[float], metric: str) -> bool:
 
 def train(cfg: DictConfig, out_dir: str) -> List[Dict[str, float]]:
     """Train ``cfg.model`` on ``cfg.task`` with ``cfg.loss``; write logs, checkpoints and plots
-    into ``out_dir``. Returns the per-epoch history (rank 0; other ranks: an empty list)."""
-    if cfg.teacher.name != "none":
-        raise ConfigError("teachers are not implemented in this trainer yet; use teacher=none")
+    into ``out_dir``. Returns the per-epoch history (rank 0; other ranks: an empty list).
+
+    Multi-network ALA (``controller=ala controller.multi_network=true`` under ``torchrun``): every
+    process trains its own child with seed ``seed + rank`` into ``out_dir/child<rank>/`` and
+    returns that child's history."""
+    if cfg.teacher.name not in ("none", "l2t"):
+        raise ConfigError(f"unknown teacher {cfg.teacher.name!r}; valid choices: none, l2t")
+    if cfg.teacher.name == "l2t":
+        check_l2t_config(cfg)
     if cfg.controller.name not in ("none", "ala"):
         raise ConfigError(f"unknown controller {cfg.controller.name!r}; valid choices: none, ala")
     if cfg.controller.name == "ala":
@@ -121,7 +129,19 @@ def train(cfg: DictConfig, out_dir: str) -> List[Dict[str, float]]:
 
     # -- set-up: devices, processes, determinism ------------------------------------------------
     context = distributed.setup(cfg.device)
-    torch.manual_seed(cfg.seed)
+    if cfg.controller.name == "ala":
+        check_ala_world(cfg.controller, context.world_size)
+    # Multi-network ALA: one independent child per process -- its own seed, its own run folder
+    # child<rank>/, no gradient averaging; only the controllers' experiences are shared (ala.py).
+    # Otherwise several processes train one model data-parallel.
+    multi = cfg.controller.name == "ala" and context.world_size > 1
+    data_parallel = context.world_size > 1 and not multi
+    shards = context.world_size if data_parallel else 1
+    writes = context.is_main or multi  # this process evaluates and writes a run folder
+    seed = cfg.seed + context.rank if multi else cfg.seed
+    if multi:
+        out_dir = os.path.join(out_dir, f"child{context.rank}")
+    torch.manual_seed(seed)
     if cfg.deterministic:
         torch.use_deterministic_algorithms(True, warn_only=True)
         torch.backends.cudnn.benchmark = False
@@ -134,11 +154,8 @@ def train(cfg: DictConfig, out_dir: str) -> List[Dict[str, float]]:
     if cfg.resume and not os.path.exists(last_path):
         raise FileNotFoundError(f"resume=true but there is no checkpoint at {last_path}")
 
-    if cfg.controller.name == "ala" and context.world_size > 1:
-        raise ConfigError("controller=ala runs single-network (one process); multi-network ALA "
-                          "is not implemented in this trainer yet")
     OmegaConf.resolve(cfg)
-    if context.is_main:
+    if writes:
         text = OmegaConf.to_yaml(cfg)
         atomic_write(os.path.join(out_dir, "config.yaml"), lambda tmp: Path(tmp).write_text(text))
 
@@ -153,7 +170,7 @@ def train(cfg: DictConfig, out_dir: str) -> List[Dict[str, float]]:
     objective = build_objective(cfg.loss, splits.num_classes, net.feature_dim)
     student = Student(net, objective).to(context.device)
     model = student
-    if context.world_size > 1:
+    if data_parallel:
         model = nn.parallel.DistributedDataParallel(
             student, device_ids=[context.device.index] if context.device.type == "cuda" else None)
     optim = cfg.optim
@@ -176,12 +193,19 @@ def train(cfg: DictConfig, out_dir: str) -> List[Dict[str, float]]:
     else:
         raise ConfigError(f"unknown optim.schedule {optim.schedule!r}; valid: multistep, cosine, constant")
 
-    # -- ALA controller (single network): acts on the dynamic loss's Phi every K updates -------
+    # -- ALA controller: acts on the loss's Phi every K updates; multi-network: gathers the
+    #    children's experiences into every process's replay memory -----------------------------
     ala = None
     if cfg.controller.name == "ala":
-        total_updates = epochs * steps_per_epoch(len(splits.train), task.batch_size, task.drop_last)
-        ala = ALATrainerController(cfg.controller, objective.phi, splits.val, total_updates,
-                                   context.device, cfg.eval_batch_size)
+        per_epoch = len(epoch_order(splits.train.labels, seed, 0, task.get("m_per_class", 0)))
+        total_updates = epochs * steps_per_epoch(per_epoch, task.batch_size, task.drop_last)
+        gather = (lambda transition: gather_transitions(transition, context.device)) if multi else None
+        ala = ALATrainerController(cfg.controller, objective, splits.val, total_updates,
+                                   context.device, cfg.eval_batch_size, context.rank, gather)
+
+    # -- L2T-DLF teacher: phase (a) trains it (or teacher.path loads it); it sets Phi every update
+    l2t = setup_l2t(cfg, splits, objective, context.device, context.world_size, out_dir) \
+        if cfg.teacher.name == "l2t" else None
 
     # -- resume ---------------------------------------------------------------------------------
     history: List[Dict[str, float]] = []
@@ -194,7 +218,7 @@ def train(cfg: DictConfig, out_dir: str) -> List[Dict[str, float]]:
     if cfg.resume:
         state = load_checkpoint(last_path, context.device)
         saved = OmegaConf.create(state["config"])
-        for group in ("task", "model", "loss", "controller"):
+        for group in ("task", "model", "loss", "controller", "teacher"):
             if saved[group].name != cfg[group].name:
                 raise ConfigError(f"{last_path} was trained with {group}={saved[group].name}, "
                                   f"not {cfg[group].name}")
@@ -205,8 +229,10 @@ def train(cfg: DictConfig, out_dir: str) -> List[Dict[str, float]]:
         phi_snapshots = {int(k): v.cpu() for k, v in state.get("phi_snapshots", {}).items()}
         if ala is not None:
             ala.load_state_dict(state["controller"])
+        if l2t is not None:
+            l2t.load_state_dict(state["teacher"])
         log.info("resumed from %s at epoch %d", last_path, start_epoch)
-    writer = open_tensorboard(out_dir, cfg.tensorboard) if context.is_main else None
+    writer = open_tensorboard(out_dir, cfg.tensorboard) if writes else None
     snapshot_epochs = {round(i * epochs / (PHI_SNAPSHOTS - 1)) for i in range(1, PHI_SNAPSHOTS)}
     if context.is_main:
         n_params = sum(p.numel() for p in student.parameters())
@@ -222,18 +248,18 @@ def train(cfg: DictConfig, out_dir: str) -> List[Dict[str, float]]:
                unit="upd")
     # DDP needs its wrapper called; a single process calls the parts directly (one module call
     # fewer per update, as a hand-written loop).
-    forward = model if context.world_size > 1 else lambda x, y: objective(net(x), y)
+    forward = model if data_parallel else lambda x, y: objective(net(x), y)
     on_device = lambda t: t if t.device == context.device else t.to(context.device, non_blocking=True)
     for epoch in range(start_epoch, stop):
         # -- one epoch of training: every random draw is seeded by (seed, epoch[, rank]), so a
         #    resumed run replays exactly what the uninterrupted run would have done ------------
-        torch.manual_seed(cfg.seed * 1_000_003 + epoch)
-        augment_rng = torch.Generator().manual_seed((cfg.seed * 1_000_003 + epoch) * 101 + context.rank)
+        torch.manual_seed(seed * 1_000_003 + epoch)
+        augment_rng = torch.Generator().manual_seed((seed * 1_000_003 + epoch) * 101 + context.rank)
         student.train()
         objective.start_epoch(epoch)
-        order = epoch_order(splits.train.labels, cfg.seed, epoch, task.get("m_per_class", 0))
+        order = epoch_order(splits.train.labels, seed, epoch, task.get("m_per_class", 0))
         global_batches = [b for b in order.split(task.batch_size)
-                          if b.numel() >= context.world_size
+                          if b.numel() >= shards
                           and not (task.drop_last and b.numel() < task.batch_size)]
         batch_losses, local_sizes, seen = [], [], 0
         ala_rows_before = len(ala.rows) if ala is not None else 0
@@ -241,13 +267,15 @@ def train(cfg: DictConfig, out_dir: str) -> List[Dict[str, float]]:
         bar.total = bar.n + len(global_batches) * (stop - epoch)
         bar.set_description(f"epoch {epoch + 1}/{epochs}", refresh=False)
         for batch in global_batches:
-            local = batch if context.world_size == 1 else batch.tensor_split(context.world_size)[context.rank]
+            local = batch if shards == 1 else batch.tensor_split(shards)[context.rank]
             images, target = splits.train.batch(local, augment=True, generator=augment_rng)
+            if l2t is not None:  # Phi_t = teacher(s_t) for this update
+                l2t.before_update(optimizer.param_groups[0]["lr"])
             loss = forward(on_device(images), on_device(target))
             optimizer.zero_grad(set_to_none=True)
             # DDP averages gradients over ranks: weight a rank's batch-mean loss by its share of
             # the global batch so that the update is the global-batch mean (weight 1 if even).
-            weight = context.world_size * local.numel() / batch.numel()
+            weight = shards * local.numel() / batch.numel()
             (loss if weight == 1.0 else loss * weight).backward()
             optimizer.step()
             if ala is not None:  # every K updates: validation state, reward, policy step, act on Phi
@@ -260,7 +288,9 @@ def train(cfg: DictConfig, out_dir: str) -> List[Dict[str, float]]:
         if batch_losses:
             sizes = torch.tensor(local_sizes, dtype=torch.float64, device=context.device)
             loss_sum = (torch.stack(batch_losses).double() * sizes).sum()
-        train_loss = distributed.all_reduce_sum(loss_sum, context).item() / max(seen, 1)
+        if data_parallel:
+            loss_sum = distributed.all_reduce_sum(loss_sum, context)
+        train_loss = loss_sum.item() / max(seen, 1)
         train_time = time.perf_counter() - started
         lr = optimizer.param_groups[0]["lr"]
         scheduler.step()
@@ -270,8 +300,9 @@ def train(cfg: DictConfig, out_dir: str) -> List[Dict[str, float]]:
         if track_phi and (epoch + 1) in snapshot_epochs:
             phi_snapshots[epoch + 1] = objective.phi.materialize().detach().cpu().clone()
 
-        # -- evaluation and logging (rank 0 only; the other ranks go on to the next epoch) --------
-        if not context.is_main:
+        # -- evaluation and logging (rank 0 only, or every child of multi-network ALA; the other
+        #    ranks go on to the next epoch) ---------------------------------------------------------
+        if not writes:
             continue
         row: Dict[str, float] = {"epoch": epoch + 1, "train_loss": train_loss}
         val = evaluate(student, splits.val, metrics, cfg.eval_batch_size, context.device) \
@@ -284,6 +315,8 @@ def train(cfg: DictConfig, out_dir: str) -> List[Dict[str, float]]:
         row.update({"lr": lr, "time": train_time})
         if ala is not None:
             row.update(ala.epoch_summary(ala_rows_before))
+        if l2t is not None:  # the next updates see this epoch's validation loss and error
+            l2t.after_epoch(row)
         history.append(row)
         bar.clear()  # the log line replaces the bar until the next update redraws it
         log.info("epoch %d | train loss %.4f | val loss %.4f | val %s %.3f | test %s %.3f | %.1fs",
@@ -303,6 +336,8 @@ def train(cfg: DictConfig, out_dir: str) -> List[Dict[str, float]]:
         if ala is not None:
             state["controller"] = ala.state_dict()
             ala.write_files(out_dir)  # ala_log.csv and ala_controller.pt
+        if l2t is not None:
+            state["teacher"] = l2t.state_dict()
         save_checkpoint(state, last_path)
         if improved:  # a byte copy: serialising the same state twice costs twice as much
             atomic_write(os.path.join(out_dir, "checkpoint_best.pt"),
@@ -321,4 +356,4 @@ def train(cfg: DictConfig, out_dir: str) -> List[Dict[str, float]]:
     if writer is not None:
         writer.close()
     distributed.teardown(context)
-    return history if context.is_main else []
+    return history if writes else []

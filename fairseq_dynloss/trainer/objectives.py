@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from fairseq_dynloss.losses import build_phi, dynamic_loss, lsoftmax_logits
+from fairseq_dynloss.losses import metric_ala
 from fairseq_dynloss.losses.self_paced import self_paced_loss, self_paced_threshold
 
 
@@ -140,3 +141,96 @@ class MetricLearningObjective(nn.Module):
 
     def eval_loss(self, outputs, target):
         return self.loss(outputs, target)
+
+
+class MetricALAObjective(nn.Module):
+    """Base of the metric-learning losses whose parameters ALA moves (``losses/metric_ala.py``).
+
+    Embeddings are L2-normalised and compared by Euclidean distance (as pytorch-metric-learning's
+    ``LpDistance``). ``phi_values`` (K,) is a buffer -- the controller's handle, saved in
+    checkpoints -- with names ``phi_names`` and bounds ``phi_bounds`` that ALA clamps to. The
+    validation loss uses the initial Phi on every valid triplet / pair, so it stays comparable
+    while Phi moves.
+    """
+
+    kind = "metric"
+    needs_head = False
+
+    def __init__(self, phi_init, names, bounds, miner: Optional[nn.Module]):
+        super().__init__()
+        phi = torch.tensor([float(v) for v in phi_init], dtype=torch.float32)
+        low, high = (float(b) for b in bounds)
+        if not low <= high:
+            raise metric_ala.MetricLossError(f"phi bounds [{low}, {high}]; expected low <= high")
+        if phi.numel() != len(names):
+            raise metric_ala.MetricLossError(
+                f"phi_init has {phi.numel()} values {phi.tolist()}; expected {len(names)} ({', '.join(names)})"
+            )
+        metric_ala.check_phi_values(phi, low, high, "phi_init")
+        self.register_buffer("phi_values", phi)
+        self.register_buffer("phi_reference", phi.clone(), persistent=False)
+        self.phi_names, self.phi_bounds, self.miner = tuple(names), (low, high), miner
+
+    def start_epoch(self, epoch):
+        pass
+
+    def predict(self, outputs):
+        return F.normalize(outputs, dim=1)
+
+    def forward(self, outputs, target):
+        embeddings = self.predict(outputs)
+        dist = torch.cdist(embeddings, embeddings)
+        if self.miner is None:
+            return self.loss_all(dist, target, self.phi_values)
+        anchor, positive, negative = self.miner(outputs, target)
+        return self.loss_triplets(dist[anchor, positive], dist[anchor, negative], self.phi_values)
+
+    def eval_loss(self, outputs, target):
+        embeddings = self.predict(outputs)
+        return self.loss_all(torch.cdist(embeddings, embeddings), target, self.phi_reference)
+
+
+class TripletMixtureObjective(MetricALAObjective):
+    """Triplet loss on a Phi-weighted mixture of distance transforms (DESIGN 3.4, distance mixture)."""
+
+    def __init__(self, margin: float, transforms, phi_init, bounds, miner):
+        super().__init__(phi_init, metric_ala.check_transforms(transforms), bounds, miner)
+        self.margin = float(margin)
+
+    def loss_triplets(self, d_ap, d_an, phi):
+        return metric_ala.triplet_mixture_loss(d_ap, d_an, phi, self.margin, self.phi_names)
+
+    def loss_all(self, dist, target, phi):
+        return metric_ala.triplet_mixture_loss_all(dist, target, phi, self.margin, self.phi_names)
+
+
+class MarginMixtureObjective(MetricALAObjective):
+    """Margin loss (Wu et al. 2017) on a Phi-weighted mixture of distance transforms."""
+
+    def __init__(self, margin: float, boundary: float, transforms, phi_init, bounds, miner):
+        super().__init__(phi_init, metric_ala.check_transforms(transforms), bounds, miner)
+        self.margin, self.boundary = float(margin), float(boundary)
+
+    def loss_triplets(self, d_ap, d_an, phi):
+        return metric_ala.margin_mixture_loss(d_ap, d_an, phi, self.margin, self.boundary, self.phi_names)
+
+    def loss_all(self, dist, target, phi):
+        return metric_ala.margin_mixture_loss_all(dist, target, phi, self.margin, self.boundary,
+                                                  self.phi_names)
+
+
+class FocalWeightingObjective(MetricALAObjective):
+    """Focal weighting with scales (Phi1, Phi2) and threshold alpha (DESIGN 3.4); every pair of
+    the batch counts, so there is no miner."""
+
+    def __init__(self, alpha: float, phi_init, bounds):
+        low = float(bounds[0])
+        if not low > 0:
+            raise metric_ala.MetricLossError(
+                f"focal scale bounds [{bounds[0]}, {bounds[1]}]; expected a lower bound > 0 (1/Phi)"
+            )
+        super().__init__(phi_init, ("phi1", "phi2"), bounds, None)
+        self.alpha = float(alpha)
+
+    def loss_all(self, dist, target, phi):
+        return metric_ala.focal_weighting_loss(dist, target, phi, self.alpha)

@@ -13,11 +13,14 @@ from fairseq_dynloss.data.images import Splits
 
 from . import objectives
 
-TASKS = ("digits", "mnist", "cifar10", "cifar100", "sop")
+TASKS = ("digits", "digits_metric", "mnist", "cifar10", "cifar100", "sop")
 MODELS = ("mlp", "lenet", "resnet8", "resnet20", "resnet32", "wrn28_10", "densenet_bc100",
           "embedding_resnet")
-LOSSES = ("ce", "label_smoothing", "lsoftmax", "self_paced", "dynamic", "triplet", "margin")
-METRIC_LEARNING_LOSSES = ("triplet", "margin")
+LOSSES = ("ce", "label_smoothing", "lsoftmax", "self_paced", "dynamic", "triplet", "margin",
+          "triplet_mixture", "margin_mixture", "focal_weighting")
+# Metric-learning losses whose parameters Phi ALA controls (losses/metric_ala.py).
+METRIC_ALA_LOSSES = ("triplet_mixture", "margin_mixture", "focal_weighting")
+METRIC_LEARNING_LOSSES = ("triplet", "margin") + METRIC_ALA_LOSSES
 
 
 class ConfigError(ValueError):
@@ -36,6 +39,8 @@ def build_splits(task, data_dir: str) -> Splits:
     if task.name == "digits":
         from fairseq_dynloss.data.digits import load_digits_splits
         return load_digits_splits(task.val_size, task.test_size, task.split_seed)
+    if task.name == "digits_metric":
+        return _digits_metric_splits(task)
     if task.name == "mnist":
         from fairseq_dynloss.data.mnist import load_mnist_splits
         return load_mnist_splits(root, task.download, task.val_size, task.split_seed)
@@ -46,6 +51,28 @@ def build_splits(task, data_dir: str) -> Splits:
     from fairseq_dynloss.data.sop import load_sop_splits
     return load_sop_splits(root, task.download, task.val_classes, task.num_train_classes,
                            task.resize, task.crop)
+
+
+def _digits_metric_splits(task) -> Splits:
+    """Digits as a metric-learning task, SOP style: train and validate on the examples of the
+    classes ``< num_train_classes`` (from the digits train / val split), test retrieval on every
+    image of the other, unseen classes."""
+    import torch
+
+    from fairseq_dynloss.data.digits import load_digits_splits
+    from fairseq_dynloss.data.images import ImageTensorDataset
+
+    if not 2 <= task.num_train_classes <= 8:
+        raise ConfigError(f"task.num_train_classes={task.num_train_classes}; expected 2..8 of the "
+                          "10 digit classes (the rest, >= 2, are the test classes)")
+    splits = load_digits_splits(task.val_size, task.test_size, task.split_seed)
+    # the digits datasets hold normalised float images; a unit scale keeps them as they are
+    subset = lambda images, labels, keep: ImageTensorDataset(images[keep], labels[keep])
+    seen = lambda data: subset(data.images, data.labels, data.labels < task.num_train_classes)
+    images = torch.cat([d.images for d in (splits.train, splits.val, splits.test)])
+    labels = torch.cat([d.labels for d in (splits.train, splits.val, splits.test)])
+    test = subset(images, labels, labels >= task.num_train_classes)
+    return Splits(seen(splits.train), seen(splits.val), test, None, splits.input_shape)
 
 
 def build_net(model, input_shape, num_outputs: int) -> nn.Module:
@@ -74,7 +101,7 @@ def build_objective(loss, num_classes, feature_dim: int) -> nn.Module:
         raise ConfigError(
             f"loss={loss.name} is a {'metric-learning' if metric else 'classification'} loss but "
             f"the task is {'classification' if num_classes else 'metric learning'}; use "
-            f"{'ce, label_smoothing, lsoftmax, self_paced or dynamic' if num_classes else 'triplet or margin'}"
+            f"{'ce, label_smoothing, lsoftmax, self_paced or dynamic' if num_classes else ', '.join(METRIC_LEARNING_LOSSES)}"
         )
     if loss.name == "ce":
         return objectives.CrossEntropyObjective()
@@ -92,6 +119,8 @@ def build_objective(loss, num_classes, feature_dim: int) -> nn.Module:
                                            loss.label_smoothing)
     from pytorch_metric_learning import distances, losses, miners
 
+    if loss.name in METRIC_ALA_LOSSES:
+        return _build_metric_ala_objective(loss, distances, miners)
     distance = _build_distance(loss.distance, distances)
     if loss.name == "triplet":
         return objectives.MetricLearningObjective(
@@ -102,6 +131,26 @@ def build_objective(loss, num_classes, feature_dim: int) -> nn.Module:
         losses.MarginLoss(margin=loss.margin, beta=loss.beta, distance=distance),
         None if loss.miner == "none" else miners.DistanceWeightedMiner(
             cutoff=loss.cutoff, nonzero_loss_cutoff=loss.nonzero_loss_cutoff))
+
+
+def _build_metric_ala_objective(loss, distances, miners) -> nn.Module:
+    """Distance mixture (triplet / margin) or focal weighting; miners work on the plain Euclidean
+    distance of normalised embeddings, the loss on ``F_Phi`` of the mined triplets."""
+    bounds = (loss.phi_min, loss.phi_max)
+    if loss.name == "focal_weighting":
+        return objectives.FocalWeightingObjective(loss.alpha, loss.phi_init, bounds)
+    _check("miner", loss.miner, ("none", "semihard", "hard", "all", "easy") if loss.name == "triplet_mixture"
+           else ("none", "distance_weighted"))
+    miner = None
+    if loss.miner != "none" and loss.name == "triplet_mixture":
+        miner = miners.TripletMarginMiner(margin=loss.margin, type_of_triplets=loss.miner,
+                                          distance=distances.LpDistance())
+    elif loss.miner != "none":
+        miner = miners.DistanceWeightedMiner(cutoff=loss.cutoff, nonzero_loss_cutoff=loss.nonzero_loss_cutoff)
+    if loss.name == "triplet_mixture":
+        return objectives.TripletMixtureObjective(loss.margin, loss.transforms, loss.phi_init, bounds, miner)
+    return objectives.MarginMixtureObjective(loss.margin, loss.beta, loss.transforms, loss.phi_init,
+                                             bounds, miner)
 
 
 def _build_distance(name: str, distances):

@@ -51,14 +51,22 @@ def test_ala_run_logs_rewards_moves_phi_and_writes_its_files(tmp_path):
     assert "phi_offdiag_mean_abs" in read_csv(tmp_path / "metrics.csv")[0]
 
 
-def test_ala_resume_equals_an_uninterrupted_run(tmp_path):
+@pytest.mark.parametrize("legacy", [False, True])
+def test_ala_resume_equals_an_uninterrupted_run(tmp_path, legacy):
     # window 5 does not divide the 17 updates of an epoch: the checkpoint falls mid-window
     common = [*ALA, "controller.window=5", "task.epochs=3"]
     full = train(compose_config(*common), str(tmp_path / "full"))
     train(compose_config(*common, "stop_after_epoch=1"), str(tmp_path / "split"))
+    if legacy:  # checkpoints from before metric_every keep the window's metric values in the reward
+        path = tmp_path / "split/checkpoint_last.pt"
+        state = torch.load(path, weights_only=True)
+        controller = state["controller"]
+        assert len(controller["metric_values"]) == 17 % 5
+        controller["window_reward"]["values"] = controller.pop("metric_values")
+        torch.save(state, path)
     resumed = train(compose_config(*common, "resume=true"), str(tmp_path / "split"))
-    strip = lambda rows: [{k: v for k, v in row.items() if k not in ("time", "controller_time")}
-                          for row in rows]
+    strip = lambda rows: [{k: v for k, v in row.items() if k != "time" and "_time" not in k
+                           and not k.startswith("time_")} for row in rows]
     assert strip(resumed) == strip(full)
     assert strip(read_csv(tmp_path / "split/ala_log.csv")) == strip(read_csv(tmp_path / "full/ala_log.csv"))
     a = torch.load(tmp_path / "full/checkpoint_last.pt", weights_only=True)
@@ -97,6 +105,9 @@ def test_policy_transfer_loads_a_saved_policy(tmp_path):
     ("controller.gamma=1.5", ControllerError, "gamma=1.5"),
     ("controller.clamp=[1.0,-1.0]", ControllerError, "low <= high"),
     ("loss.parametrisation=diag_lowrank", ConfigError, "parametrisation in"),
+    ("controller.metric_every=3", ControllerError, "metric_every=3 does not divide window K=4"),
+    ("controller.val_subset=-1", ControllerError, "val_subset=-1"),
+    ("controller.multi_network=maybe", ControllerError, "multi_network='maybe'; expected true or false"),
 ])
 def test_bad_ala_settings_are_refused_before_anything_is_written(tmp_path, override, error, match):
     with pytest.raises(error, match=match):
@@ -106,7 +117,8 @@ def test_bad_ala_settings_are_refused_before_anything_is_written(tmp_path, overr
 
 @pytest.mark.parametrize("loss", ["ce", "label_smoothing"])
 def test_ala_with_a_loss_without_phi_is_refused(tmp_path, loss):
-    with pytest.raises(ConfigError, match=f"controller=ala acts on the Phi of the dynamic loss; got loss={loss}"):
+    with pytest.raises(ConfigError, match=f"controller=ala acts on the Phi of the dynamic loss or of a "
+                                          f"metric-learning ALA loss; got loss={loss}"):
         train(compose_config(f"loss={loss}", "controller=ala", "task.epochs=1"), str(tmp_path))
     assert not list(tmp_path.iterdir())
 

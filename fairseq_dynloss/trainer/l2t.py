@@ -1,0 +1,498 @@
+"""L2T-DLF in the generic trainer (``loss=dynamic teacher=l2t``; DESIGN 3.2, Algorithm 1).
+
+A run has two phases:
+
+(a) Teacher training (``train_teacher``, episodic as in the paper): ``teacher.steps`` teacher
+    steps. Step k re-initialises a student from a seed of its own, unrolls ``teacher.unroll`` (T)
+    functional optimiser steps on training batches under the dynamic loss with
+    ``Phi_t = teacher(s_t)``, scores the smoothed dev objective ``mean p(y|x)`` (expected accuracy)
+    on ``teacher.dev_batches`` validation batches (never the test split) and moves theta by its
+    hypergradient (``TeacherLearner``: Adam, clipping, skip when non-finite). s_t is read from the
+    unrolled student itself (``UnrollState``). Files: ``teacher_log.csv`` (one row per step),
+    ``teacher_checkpoint.pt`` (learner state; an interrupted phase, or one given more steps,
+    continues from it) and ``teacher.pt`` (``save_teacher``, ``done=True`` once all steps ran).
+    A done ``teacher.pt`` trained with the same settings is reused; ``teacher.path`` loads a
+    teacher file instead and skips phase (a).
+(b) Student training (``TeacherPhi``): the loop's usual training; before every update the frozen
+    teacher sets the objective's Phi from the live state (progress = update / all updates, EMA of
+    the training NLL, validation loss and accuracy of the last epoch end, lr / optim.lr). One row
+    per update goes to ``teacher_states.csv``.
+
+Time in the unroll: T steps cannot cover a real run, so ``teacher.horizon`` H (default T) unrolled
+steps stand for the whole run: the unroll shows the teacher the features of a run compressed into
+H steps -- progress t / H, the learning-rate schedule of ``optim`` at epoch ``t * epochs / H``
+(which the inner optimiser also follows) and dev statistics refreshed at those compressed epoch
+ends. Phase (b) shows the same features on the real time axis.
+"""
+
+from __future__ import annotations
+
+import bisect
+import csv
+import logging
+import math
+import os
+import time
+from typing import Callable, Dict, List, Optional, Tuple
+
+import torch
+import torch.nn.functional as F
+from omegaconf import OmegaConf
+from tqdm import tqdm
+
+from fairseq_dynloss.atomic_save import atomic_torch_save
+from fairseq_dynloss.hypergrad import SGD, Adam, FunctionalModule
+from fairseq_dynloss.losses import PhiError, dynamic_loss
+from fairseq_dynloss.metrics.classification import expected_accuracy
+from fairseq_dynloss.teacher import (
+    STATE_FEATURES, TEACHERS, ExponentialAverage, StudentState, Teacher, TeacherLearner, build_teacher,
+    load_teacher, save_teacher,
+)
+
+from .ala import steps_per_epoch
+from .registry import ConfigError, build_net
+from .run_log import write_csv
+
+log = logging.getLogger("dynloss-train")
+
+TEACHER_FILE = "teacher.pt"
+LOG_FILE = "teacher_log.csv"
+CHECKPOINT_FILE = "teacher_checkpoint.pt"
+STATES_FILE = "teacher_states.csv"
+EMA_DECAY = 0.9  # of the training-NLL feature, as translation_l2t and dynamic_loss's teacher source
+
+
+def check_l2t_config(cfg) -> None:
+    """Validate ``teacher=l2t`` before anything is written (ConfigError naming the value)."""
+    t = cfg.teacher
+    if cfg.loss.name != "dynamic":
+        raise ConfigError(f"teacher=l2t sets the Phi of the dynamic loss; got loss={cfg.loss.name}. "
+                          "Use loss=dynamic")
+    if cfg.controller.name != "none":
+        raise ConfigError(f"teacher=l2t and controller={cfg.controller.name} would both set Phi; "
+                          "use one of them")
+    if "error" not in cfg.task.metrics:
+        raise ConfigError(f"teacher=l2t reads the validation error as a state feature; task.metrics="
+                          f"{list(cfg.task.metrics)} must include error")
+    for name, low in (("steps", 0), ("unroll", 1), ("dev_batches", 1), ("gates", 1), ("hidden", 1)):
+        value = t[name]
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            raise ConfigError(f"teacher.{name}={value!r}; expected an integer >= {low}")
+    for name in ("horizon", "truncate"):
+        value = t[name]
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise ConfigError(f"teacher.{name}={value!r}; expected null or an integer >= 1")
+    every = t.checkpoint_every
+    if every is not None and every != "sqrt" and (isinstance(every, bool) or not isinstance(every, int) or every < 1):
+        raise ConfigError(f"teacher.checkpoint_every={every!r}; expected null, 'sqrt' or an integer >= 1")
+    if not t.lr > 0:
+        raise ConfigError(f"teacher.lr={t.lr}; expected > 0")
+    if not t.phi_penalty >= 0:
+        raise ConfigError(f"teacher.phi_penalty={t.phi_penalty}; expected >= 0 (0: off)")
+    if not t.clip >= 0:
+        raise ConfigError(f"teacher.clip={t.clip}; expected >= 0 (0: no clipping)")
+    if t.kind not in TEACHERS:
+        raise ConfigError(f"teacher.kind={t.kind!r}; expected one of {sorted(TEACHERS)}")
+    if t.inner_optimizer not in (None, "sgd", "adam"):
+        raise ConfigError(f"teacher.inner_optimizer={t.inner_optimizer!r}; expected null (as optim), sgd or adam")
+    if t.inner_lr is not None and not t.inner_lr > 0:
+        raise ConfigError(f"teacher.inner_lr={t.inner_lr}; expected null (optim.lr) or > 0")
+
+
+# -- time: the run's lr schedule and epoch ends, on the real or the compressed axis --------------
+def lr_ratio_at_epoch(optim, epoch: int, epochs: int) -> float:
+    """lr / optim.lr during ``epoch`` (from 0): the closed form of the scheduler that
+    ``loop.train`` builds (keep the two in step)."""
+    if optim.schedule == "multistep":
+        milestones = sorted({max(1, round(f * epochs)) for f in optim.milestones})
+        return optim.gamma ** bisect.bisect_right(milestones, epoch)
+    if optim.schedule == "cosine":
+        return (1 + math.cos(math.pi * epoch / epochs)) / 2
+    if optim.schedule == "constant":
+        return 1.0
+    raise ConfigError(f"unknown optim.schedule {optim.schedule!r}; valid: multistep, cosine, constant")
+
+
+def compressed_epoch(step: int, horizon: int, epochs: int) -> int:
+    """The epoch of the real run that unrolled step ``step`` stands for (H steps = the whole run)."""
+    return min(step * epochs // horizon, epochs - 1)
+
+
+def unroll_lr_ratios(cfg) -> List[float]:
+    """(T,) lr / peak lr of the unrolled steps: ``optim``'s schedule on the compressed axis."""
+    horizon, epochs = cfg.teacher.horizon or cfg.teacher.unroll, cfg.task.epochs
+    return [lr_ratio_at_epoch(cfg.optim, compressed_epoch(k, horizon, epochs), epochs)
+            for k in range(cfg.teacher.unroll)]
+
+
+def settings_of(cfg) -> Dict:
+    """What phase (a) depends on: a teacher trained with other settings is not reused."""
+    plain = lambda section: OmegaConf.to_container(section, resolve=True)
+    teacher = {k: v for k, v in plain(cfg.teacher).items() if k not in ("steps", "path")}
+    return {"task": plain(cfg.task), "model": plain(cfg.model), "loss": plain(cfg.loss),
+            "optim": plain(cfg.optim), "teacher": teacher}
+
+
+def _differences(saved: Dict, current: Dict, prefix: str = "") -> List[str]:
+    keys = sorted(set(saved) | set(current))
+    out = []
+    for key in keys:
+        a, b = saved.get(key), current.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += _differences(a, b, f"{prefix}{key}.")
+        elif a != b:
+            out.append(f"{prefix}{key}={a!r} (now {b!r})")
+    return out
+
+
+# -- phase (a): one episode -----------------------------------------------------------------------
+def episode_data(cfg, splits, episode: int) -> Tuple[int, List, List]:
+    """Seed, T training batches and the dev batches of teacher step ``episode``.
+
+    Returns:
+        (seed, [(step, images (B, ...), target (B,)) x T], [(images, target) x dev_batches]);
+        training batches pass through the split in seeded orders (augmented as in training),
+        dev batches are drawn from the validation split.
+    """
+    seed = int(cfg.teacher.seed) * 1_000_003 + episode
+    generator = torch.Generator().manual_seed(seed)
+    size, unroll = cfg.task.batch_size, cfg.teacher.unroll
+    train = splits.train
+    passes = math.ceil(unroll * size / len(train))
+    order = torch.cat([torch.randperm(len(train), generator=generator) for _ in range(passes)])
+    batches = []
+    for t in range(unroll):
+        images, target = train.batch(order[t * size:(t + 1) * size], augment=True, generator=generator)
+        batches.append((t, images, target))
+    dev_order = torch.randperm(len(splits.val), generator=generator)[:cfg.teacher.dev_batches * size]
+    dev = [splits.val.batch(chunk) for chunk in dev_order.split(size)]
+    return seed, batches, dev
+
+
+class UnrollState:
+    """s_t of an unrolled student, read from the unroll itself (phase (a)).
+
+    ``observe(t, lprobs, target)`` records the training NLL of step t (once: recomputed steps are
+    ignored); ``state(t, params)`` gives s_t from the NLLs of steps < t (EMA), the dev statistics
+    of the last compressed epoch end (measured on ``params`` = omega_t when one was just passed),
+    progress t / H and the compressed lr ratio. s_t is cached, so recomputations see the same one.
+
+    Args:
+        horizon: H.
+        epochs: task.epochs of the real run.
+        lr_ratios: (T,) lr / peak lr of each unrolled step.
+        num_classes: C (features normalise losses by log C).
+        dev_statistics: ``(params, step) -> (loss, accuracy)`` on the dev batches, no gradient.
+    """
+
+    def __init__(self, horizon: int, epochs: int, lr_ratios: List[float], num_classes: int,
+                 dev_statistics: Callable[[Dict[str, torch.Tensor], int], Tuple[float, float]]):
+        self.horizon, self.epochs, self.lr_ratios = horizon, epochs, lr_ratios
+        self.num_classes, self.dev_statistics = num_classes, dev_statistics
+        self.train_loss = ExponentialAverage(EMA_DECAY)
+        self.observed: Dict[int, float] = {}
+        self.dev: Tuple[Optional[float], Optional[float]] = (None, None)
+        self.cache: Dict[int, torch.Tensor] = {}
+        self.states: Dict[int, StudentState] = {}
+
+    def observe(self, step: int, lprobs: torch.Tensor, target: torch.Tensor) -> None:
+        if step not in self.observed:
+            self.observed[step] = F.nll_loss(lprobs.detach().float(), target).item()
+            self.train_loss.update(self.observed[step])
+
+    def __call__(self, step: int, params: Dict[str, torch.Tensor]) -> torch.Tensor:
+        if step in self.cache:
+            return self.cache[step]
+        if step > 0 and step - 1 not in self.observed:
+            raise RuntimeError(f"state of unrolled step {step} asked before step {step - 1} ran")
+        epoch = compressed_epoch(step, self.horizon, self.epochs)
+        if step > 0 and epoch != compressed_epoch(step - 1, self.horizon, self.epochs):
+            self.dev = self.dev_statistics(params, step)  # a compressed epoch end: validate omega_t
+        state = StudentState(num_updates=step, horizon=self.horizon, train_loss=self.train_loss.value,
+                             dev_loss=self.dev[0], dev_metric=self.dev[1], lr=self.lr_ratios[step], peak_lr=1.0)
+        self.states[step] = state
+        self.cache[step] = state.features(self.num_classes).to(next(iter(params.values())).device)
+        return self.cache[step]
+
+
+def inner_optimizer_of(cfg):
+    """The unrolled student's optimiser: ``teacher.inner_optimizer`` or a copy of ``optim``,
+    following the compressed lr schedule."""
+    t, optim = cfg.teacher, cfg.optim
+    name = t.inner_optimizer or optim.name
+    peak = t.inner_lr if t.inner_lr is not None else optim.lr
+    lrs = [peak * r for r in unroll_lr_ratios(cfg)]
+    if t.inner_optimizer is None and name == "sgd":
+        return SGD(lr=lrs, momentum=optim.momentum, nesterov=optim.nesterov, weight_decay=optim.weight_decay)
+    if t.inner_optimizer is None and name == "adam":
+        return Adam(lr=lrs, weight_decay=optim.weight_decay)
+    if name == "sgd":
+        return SGD(lr=lrs, momentum=t.inner_momentum)
+    if name == "adam":
+        return Adam(lr=lrs)
+    raise ConfigError(f"unknown optim {name!r}; valid choices: sgd, adam")
+
+
+def build_learner(cfg, teacher: Teacher) -> TeacherLearner:
+    """The teacher's learner: Adam on theta, clipping, the inner optimiser, memory policy."""
+    t = cfg.teacher
+    return TeacherLearner(teacher, lr=t.lr, clip_norm=t.clip, optimizer=inner_optimizer_of(cfg),
+                          checkpoint_every=t.checkpoint_every, truncate=t.truncate)
+
+
+def identity_penalty(teacher: Teacher, features: List[torch.Tensor]) -> torch.Tensor:
+    """Mean over the s_t of the mean squared distance of Phi_t's tensors from the identity's
+    (``matrix``: I, ``diag``: 1, low-rank and bucket tensors: 0): Phi = I is the dynamic loss
+    -sigmoid(log p_y), whose minimum is the correct class."""
+    total = 0.0
+    for s_t in features:
+        for name, value in teacher(s_t).items():
+            if name == "matrix":
+                target = torch.eye(value.shape[0], dtype=value.dtype, device=value.device)
+            else:
+                target = torch.ones_like(value) if name == "diag" else torch.zeros_like(value)
+            total = total + (value - target).pow(2).mean()
+    return total / len(features)
+
+
+def run_episode(cfg, splits, objective, learner: TeacherLearner, episode: int, device: torch.device):
+    """Teacher step ``episode``: fresh student, T unrolled steps, one update of theta.
+
+    Returns:
+        (TeacherStepResult, UnrollState of the unroll).
+    """
+    t = cfg.teacher
+    seed, batches, dev = episode_data(cfg, splits, episode)
+    batches = [(k, x.to(device), y.to(device)) for k, x, y in batches]
+    dev = [(x.to(device), y.to(device)) for x, y in dev]
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        torch.manual_seed(seed)  # the student's initialisation and its dropout masks
+        net = build_net(cfg.model, splits.input_shape, splits.num_classes).to(device)
+        student = FunctionalModule(net)
+
+        def evaluate(params, step):
+            """(N, C) logits of each dev batch, as the student would be evaluated (eval mode)."""
+            net.eval()
+            try:
+                return [(student(params, x, step=step), y) for x, y in dev]
+            finally:
+                net.train()
+
+        @torch.no_grad()
+        def dev_statistics(params, step):
+            outputs = evaluate(params, step)
+            loss = torch.stack([F.cross_entropy(z, y, reduction="sum") for z, y in outputs]).sum()
+            correct = sum(int((z.argmax(1) == y).sum()) for z, y in outputs)
+            count = sum(len(y) for _, y in outputs)
+            return loss.item() / count, correct / count
+
+        state = UnrollState(t.horizon or t.unroll, cfg.task.epochs, unroll_lr_ratios(cfg), splits.num_classes,
+                            dev_statistics)
+
+        def student_loss(params, phi_tensors, batch):
+            step, images, target = batch
+            lprobs = F.log_softmax(student(params, images, step=step), dim=1)
+            state.observe(step, lprobs, target)
+            out = dynamic_loss(lprobs, target, objective.phi, scale=objective.scale,
+                               nll_weight=objective.nll_weight, label_smoothing=objective.label_smoothing,
+                               phi_tensors=phi_tensors)
+            return out.loss / target.numel()
+
+        def dev_objective(params):
+            """Expected accuracy mean p(y|x) of omega_T over the dev batches (maximised)."""
+            outputs = evaluate(params, len(batches))
+            return torch.stack([expected_accuracy(z, y) * len(y) for z, y in outputs]).sum() / sum(
+                len(y) for _, y in outputs)
+
+        def penalty(teacher):
+            """teacher.phi_penalty x the distance of the unroll's Phi_t from the identity."""
+            return t.phi_penalty * identity_penalty(teacher, [state.cache[k] for k in range(len(batches))])
+
+        net.train()
+        result = learner.step(student_loss, dev_objective, student.params(), batches, state,
+                              penalty=penalty if t.phi_penalty > 0 else None)
+    return result, state
+
+
+# -- phase (a): the teacher steps, files and reuse --------------------------------------------------
+def _teacher_options(cfg) -> Dict:
+    return dict(rank=cfg.loss.rank, num_buckets=cfg.loss.num_buckets)
+
+
+def _load_file(path: str):
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:
+        raise PhiError(f"cannot read {path!r} with weights_only=True: {err}") from err
+
+
+def train_teacher(cfg, splits, objective, device: torch.device, out_dir: str) -> Teacher:
+    """Phase (a): the teacher steps (or a done ``teacher.pt`` of the same settings)."""
+    t = cfg.teacher
+    phi = objective.phi
+    settings = settings_of(cfg)
+    teacher_path = os.path.join(out_dir, TEACHER_FILE)
+    checkpoint_path = os.path.join(out_dir, CHECKPOINT_FILE)
+    if splits.val is None or len(splits.val) == 0:
+        raise ConfigError("teacher=l2t scores its dev objective on validation data; task.val_size must be > 0")
+
+    if not cfg.overwrite and os.path.exists(teacher_path):
+        payload = _load_file(teacher_path)
+        config = payload.get("config", {}) if isinstance(payload, dict) else {}
+        differences = _differences(config.get("trained_with") or {}, settings)
+        if differences:
+            raise ConfigError(
+                f"{teacher_path} was trained with other settings: {', '.join(differences)}; pass "
+                "overwrite=true to train a new teacher, or teacher.path to use it as it is")
+        if config.get("done") and config.get("teacher_steps") == t.steps:
+            log.info("L2T: reusing the finished teacher %s (%d teacher steps)", teacher_path, t.steps)
+            return load_teacher(teacher_path, phi.parametrisation, phi.num_classes, **_teacher_options(cfg))
+
+    teacher = build_teacher(t.kind, phi.parametrisation, phi.num_classes, num_gates=t.gates, hidden=t.hidden,
+                            seed=int(t.seed), **_teacher_options(cfg)).to(device)
+    learner = build_learner(cfg, teacher)
+    rows: List[Dict] = []
+    if not cfg.overwrite and os.path.exists(checkpoint_path):
+        state = _load_file(checkpoint_path)
+        differences = _differences(state["trained_with"], settings)
+        if differences:
+            raise ConfigError(f"{checkpoint_path} was trained with other settings: {', '.join(differences)}; "
+                              "pass overwrite=true to train a new teacher")
+        if len(state["rows"]) > t.steps:
+            raise ConfigError(f"{checkpoint_path} already holds {len(state['rows'])} teacher steps; "
+                              f"teacher.steps={t.steps}. Pass overwrite=true to train a new teacher")
+        learner.load_state_dict(state["learner"])
+        rows = [dict(row) for row in state["rows"]]
+        log.info("L2T: continuing teacher training after %d teacher steps", len(rows))
+
+    horizon = t.horizon or t.unroll
+    bar = tqdm(total=t.steps, initial=len(rows), disable=not cfg.progress, leave=False, unit="teacher step")
+    for episode in range(len(rows), t.steps):
+        started = time.perf_counter()
+        result, _ = run_episode(cfg, splits, objective, learner, episode, device)
+        rows.append({"step": episode + 1, "dev_objective": result.dev_objective, "grad_norm": result.grad_norm,
+                     "skipped": int(result.skipped), "penalty": result.penalty,
+                     "inner_loss_first": result.inner_losses[0].item(),
+                     "inner_loss_last": result.inner_losses[-1].item(), "time": time.perf_counter() - started})
+        atomic_torch_save({"learner": learner.state_dict(), "rows": rows, "trained_with": settings},
+                          checkpoint_path)
+        write_csv(os.path.join(out_dir, LOG_FILE), rows)
+        save_teacher(teacher, teacher_path, horizon=horizon, teacher_steps=len(rows), done=False,
+                     trained_with=settings)
+        bar.update()
+        bar.set_postfix(dev=f"{result.dev_objective:.4f}", refresh=False)
+    bar.close()
+    save_teacher(teacher, teacher_path, horizon=horizon, teacher_steps=len(rows), done=True, trained_with=settings)
+    if rows:
+        k = max(1, len(rows) // 10)
+        first = sum(r["dev_objective"] for r in rows[:k]) / k
+        last = sum(r["dev_objective"] for r in rows[-k:]) / k
+        log.info("L2T: %d teacher steps, dev objective (expected accuracy) %.4f (first %d) -> %.4f (last %d)",
+                 len(rows), first, k, last, k)
+    return teacher
+
+
+# -- phase (b): the frozen teacher sets Phi every update ---------------------------------------------
+class TeacherPhi:
+    """Sets ``objective.phi = teacher(s_t)`` before every student update (phase (b)).
+
+    The training-NLL EMA is fed by a forward hook on the objective (it sees the logits of every
+    training batch); dev statistics come from the loop's epoch rows. All state is in
+    ``state_dict`` so a resumed run equals the uninterrupted one.
+
+    Args:
+        teacher: the trained (frozen) teacher.
+        objective: the ``DynamicObjective`` whose Phi is set.
+        total_updates: student updates of the whole run (progress = update / total).
+        peak_lr: optim.lr (lr feature = current lr / peak).
+        out_dir: where ``teacher_states.csv`` goes.
+    """
+
+    def __init__(self, teacher: Teacher, objective, total_updates: int, peak_lr: float, out_dir: str):
+        self.teacher = teacher.requires_grad_(False).eval()
+        self.objective = objective
+        self.phi = objective.phi
+        self.device = next(iter(self.phi.tensors().values())).device
+        self.teacher.to(self.device)
+        self.total_updates, self.peak_lr = max(1, int(total_updates)), float(peak_lr)
+        self.path = os.path.join(out_dir, STATES_FILE)
+        self.step = 0
+        self.train_loss = ExponentialAverage(EMA_DECAY)
+        self.dev_loss: Optional[float] = None
+        self.dev_metric: Optional[float] = None
+        self.pending: List[Dict] = []  # rows of teacher_states.csv not yet written
+        self.file_synced = False
+        objective.register_forward_hook(self._observe)
+
+    def _observe(self, module, inputs, output) -> None:
+        if module.training:  # a training batch (the loop evaluates through eval_loss/predict)
+            logits, target = inputs
+            self.train_loss.update(F.cross_entropy(logits.detach().float(), target).item())
+
+    def state(self, lr: float) -> StudentState:
+        return StudentState(num_updates=self.step, horizon=self.total_updates, train_loss=self.train_loss.value,
+                            dev_loss=self.dev_loss, dev_metric=self.dev_metric, lr=lr, peak_lr=self.peak_lr)
+
+    @torch.no_grad()
+    def before_update(self, lr: float) -> None:
+        """Phi_t = teacher(s_t) for the update about to run (lr: the optimiser's current rate)."""
+        features = self.state(lr).features(self.phi.num_classes)
+        self.phi.load_tensors(self.teacher(features.to(self.device)))
+        self.pending.append({"update": self.step, **dict(zip(STATE_FEATURES, features.tolist())),
+                             **self.phi.statistics()})
+        self.step += 1
+
+    def after_epoch(self, row: Dict[str, float]) -> None:
+        """Read the epoch's validation loss and error (the next updates see them), add Phi's
+        statistics to the row and write this epoch's states to ``teacher_states.csv``."""
+        if math.isfinite(row.get("val_loss", float("nan"))):
+            self.dev_loss = row["val_loss"]
+        if math.isfinite(row.get("val_error", float("nan"))):
+            self.dev_metric = 1.0 - row["val_error"] / 100.0
+        row.update(self.phi.statistics())
+        self._write(self.pending)
+        self.pending = []
+
+    def _write(self, rows: List[Dict]) -> None:
+        """Append ``rows``; the first time, drop rows of the file from this run's updates on (a
+        resumed run repeats the updates after its checkpoint; a fresh one starts at 0)."""
+        if not rows:
+            return
+        mode = "a"
+        if not self.file_synced:
+            kept = []
+            if os.path.exists(self.path):
+                with open(self.path, newline="") as handle:
+                    kept = [r for r in csv.DictReader(handle) if int(r["update"]) < rows[0]["update"]]
+            rows, mode, self.file_synced = kept + rows, "w", True
+        with open(self.path, mode, newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=list(rows[-1]))
+            if mode == "w":
+                writer.writeheader()
+            writer.writerows(rows)
+
+    def state_dict(self) -> Dict:
+        return {"step": self.step, "train_loss": self.train_loss.value, "dev_loss": self.dev_loss,
+                "dev_metric": self.dev_metric}
+
+    def load_state_dict(self, state: Dict) -> None:
+        self.step, self.train_loss.value = int(state["step"]), state["train_loss"]
+        self.dev_loss, self.dev_metric = state["dev_loss"], state["dev_metric"]
+
+
+def setup_l2t(cfg, splits, objective, device: torch.device, world_size: int, out_dir: str) -> TeacherPhi:
+    """Phase (a) (or ``teacher.path``), then the phase-(b) hook of the loop."""
+    if world_size > 1:
+        raise ConfigError("teacher=l2t runs in one process; data-parallel L2T is not implemented in this trainer")
+    phi = objective.phi
+    if cfg.teacher.path:
+        path = os.path.expanduser(cfg.teacher.path)
+        teacher = load_teacher(path, phi.parametrisation, phi.num_classes, **_teacher_options(cfg))
+        log.info("L2T: teacher loaded from %s (phase (a) skipped)", path)
+    else:
+        # Forked: phase (a) leaves the global RNG as a run without a teacher would find it.
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+            teacher = train_teacher(cfg, splits, objective, device, out_dir)
+    task = cfg.task
+    total = task.epochs * steps_per_epoch(len(splits.train), task.batch_size, task.drop_last)
+    return TeacherPhi(teacher, objective, total, cfg.optim.lr, out_dir)
