@@ -51,7 +51,9 @@ DIGITS_METHODS: Dict[str, List[str]] = {
     "label_smoothing": ["loss=label_smoothing"],
     "lsoftmax": ["loss=lsoftmax"],
     "self_paced": ["loss=self_paced"],
-    "l2t": ["loss=dynamic", "loss.nll_weight=0.5", "teacher=l2t"],
+    # One teacher per model, trained in the seed-1 run (phase a: 100 teacher steps of 50
+    # unrolled updates); the other seeds load it (teacher.path), as the paper reuses a teacher.
+    "l2t": ["loss=dynamic", "loss.nll_weight=0.5", "teacher=l2t"],  # + --digits-teacher
     "ala": ["loss=dynamic", "loss.nll_weight=0.5", "controller=ala"],
     "ala_multi": ["loss=dynamic", "loss.nll_weight=0.5", "controller=ala",
                   "controller.multi_network=true"],
@@ -105,13 +107,21 @@ def digits_jobs(args, work: str) -> List[Job]:
                        *overrides, *metrics, f"seed={seed}", f"task.epochs={args.digits_epochs}",
                        "progress=false", "tensorboard=false", "overwrite=true", "device=cpu",
                        f"hydra.run.dir={run_dir}"]
+            after = ()
+            if name == "l2t":
+                command[-1:-1] = [f"teacher.steps={args.digits_teacher[0]}",
+                                  f"teacher.unroll={args.digits_teacher[1]}"]
+            if name == "l2t" and seed != args.seed_list[0]:
+                teacher_run = os.path.join(work, "digits", f"{model}_l2t_seed{args.seed_list[0]}")
+                command.insert(-1, f"teacher.path={teacher_run}/teacher.pt")
+                after = (f"digits_{model}_l2t_seed{args.seed_list[0]}",)
             processes = MULTI_PROCESS.get(name.replace("aucpr_", ""), 1)
             if processes > 1:
                 command = ["-m", "torch.distributed.run", "--standalone",
                            f"--nproc_per_node={processes}", "-m", *command[1:]]
             jobs.append(Job(f"digits_{model}_{name}_seed{seed}", [PYTHON, *command],
                             outputs=[os.path.join(child_dir(run_dir, name), "metrics.csv")],
-                            env=ONE_THREAD))
+                            after=after, env=ONE_THREAD))
     return jobs
 
 
@@ -178,18 +188,17 @@ def best_val_row(metrics_csv: str, metric: str) -> Dict[str, float]:
 
 
 def training_seconds(run_dir: str) -> float:
-    """A digits run's training cost: its epochs' training time (the ``time`` column, which
-    includes the ALA controller's work), plus the teacher-training phase of an L2T run. Not the
-    process's wall time: on digits, start-up (imports) outweighs a whole MLP run."""
+    """A digits run's training time: its epochs' ``time`` column, which includes the ALA
+    controller's work. Not the process's wall time: on digits, start-up (imports) outweighs a
+    whole MLP run."""
     with open(os.path.join(run_dir, "metrics.csv")) as handle:
-        seconds = sum(float(row["time"]) for row in csv.DictReader(handle))
-    teacher_log = os.path.join(run_dir, "teacher_log.csv")
-    if os.path.exists(teacher_log):
-        with open(teacher_log) as handle:
-            rows = list(csv.DictReader(handle))
-        if rows and "seconds" in rows[-1]:  # cumulative teacher-training time
-            seconds += float(rows[-1]["seconds"])
-    return seconds
+        return sum(float(row["time"]) for row in csv.DictReader(handle))
+
+
+def teacher_seconds(run_dir: str) -> float:
+    """Time of an L2T run's teacher-training phase (``teacher_log.csv``, one row per step)."""
+    with open(os.path.join(run_dir, "teacher_log.csv")) as handle:
+        return sum(float(row["time"]) for row in csv.DictReader(handle))
 
 
 def seconds_of(work: str, job: str) -> float:
@@ -212,6 +221,11 @@ def digits_tables(args, work: str) -> List[str]:
                 seconds.append(training_seconds(run_dir) * MULTI_PROCESS.get(name, 1))
             note = (f"{MULTI_PROCESS[name]} children share one controller; child 0 (this seed) "
                     "reported" if name in MULTI_PROCESS else "")
+            if name == "l2t":  # the shared teacher's training, spread over the seeds it teaches
+                teacher_run = os.path.join(work, "digits", f"{model}_l2t_seed{args.seed_list[0]}")
+                share = teacher_seconds(teacher_run) / len(args.seed_list)
+                seconds = [value + share for value in seconds]
+                note = "one teacher (trained in the seed-1 run) for all seeds; its time shared"
             rows.append(MethodRow(name, values, seconds, note))
         sections.append(f"### digits, {model}: test error % at the best-validation epoch "
                         f"({args.digits_epochs} epochs)\n\n"
@@ -226,7 +240,7 @@ def digits_tables(args, work: str) -> List[str]:
                 seconds.append(training_seconds(run_dir))
             rows.append(MethodRow(name, values, seconds))
         sections.append("### digits, mlp: test AUCPR (one-vs-rest, macro) at the best-validation "
-                        "epoch\n\n" + method_table(rows, "ce", "AUCPR", lower_is_better=False, digits=4))
+                        "epoch\n\n" + method_table(rows, "ce", "AUCPR %", lower_is_better=False))
     return sections
 
 
@@ -348,6 +362,8 @@ def main(argv: Sequence[str] = None) -> None:
     parser.add_argument("--digits-methods", nargs="+", default=list(DIGITS_METHODS),
                         choices=list(DIGITS_METHODS))
     parser.add_argument("--digits-epochs", type=int, default=30)
+    parser.add_argument("--digits-teacher", type=int, nargs=2, metavar=("STEPS", "UNROLL"),
+                        default=[100, 50], help="L2T-DLF teacher steps and unrolled updates")
     parser.add_argument("--no-aucpr", dest="aucpr", action="store_false")
     parser.add_argument("--toy-archs", nargs="+", default=["transformer", "lstm"],
                         choices=list(TOY_UPDATES))
