@@ -7,6 +7,7 @@ step on theta, with gradient-norm clipping and a skip when it is not finite (lon
 chaotic; DESIGN 3.3).
 """
 
+import math
 from dataclasses import dataclass
 from typing import Callable, Dict, List, Optional, Sequence, Union
 
@@ -115,13 +116,17 @@ class TeacherLearner:
                                optimizer=self.inner, checkpoint_every=self.checkpoint_every,
                                truncate=self.truncate)
         dev = -float(result.outer_loss)
-        if not result.finite:
+        if not result.finite and self.reduce_grads is None:
             return TeacherStepResult(dev, float("nan"), True, result.inner_losses)
         self.optimizer.zero_grad(set_to_none=True)
         for name, p in self.teacher.named_parameters():
-            p.grad = result.grads[name].to(p.dtype).clone()
+            # Data-parallel: a rank with a non-finite hypergradient still joins the all-reduce
+            # (with NaNs, which spread), so that every rank skips the step together instead of
+            # the others waiting forever in the collective.
+            p.grad = (result.grads[name].to(p.dtype).clone() if result.finite
+                      else torch.full_like(p, float("nan")))
         penalty_value = 0.0
-        if penalty is not None:
+        if penalty is not None and result.finite:
             value = penalty(self.teacher)
             params = list(self.teacher.parameters())
             for p, g in zip(params, torch.autograd.grad(value, params, allow_unused=True)):
@@ -132,6 +137,9 @@ class TeacherLearner:
         if self.reduce_grads is not None:
             self.reduce_grads(grads)
         norm = float(torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads])))
+        if not math.isfinite(norm):  # some rank's hypergradient was not finite: all skip
+            self.optimizer.zero_grad(set_to_none=True)
+            return TeacherStepResult(dev, float("nan"), True, result.inner_losses)
         if self.clip_norm > 0:
             torch.nn.utils.clip_grad_norm_(self.teacher.parameters(), self.clip_norm)
         self.optimizer.step()
