@@ -1,34 +1,38 @@
-"""Exact hypergradients through T inner optimiser steps, one step at a time (DESIGN 3.3).
+"""Exact hypergradients through T inner optimiser steps, segment by segment (DESIGN 3.3).
 
 Reverse-mode differentiation through the unroll ``state_{t+1} = step_t(state_t, theta)``
-(state = student parameters + optimiser buffers, theta = hyper-parameters):
+(state = student parameters + optimiser buffers, theta = hyper-parameters). The steps
+``t0 .. T-1`` are cut into segments of k consecutive steps; for a segment ``[s, e)``, with
+``d x`` the adjoint ``d outer / d x`` and ``J`` a Jacobian of the segment's map:
 
-    d state_T  = (dM/d omega_T, 0)
-    for t = T-1 .. t0:
-        d theta  += (d step_t / d theta)^T  d state_{t+1}
-        d state_t = (d step_t / d state_t)^T d state_{t+1}
+    d theta  += J_theta(state_e)^T   d state_e
+    d state_s = J_state_s(state_e)^T d state_e
 
-Each product is one ``autograd.grad`` call through a recomputation of step t alone (``vjp_step``),
-so only one step's graph is alive at a time; what grows with T is the number of stored states.
-For plain SGD this is the recursion of the slides: ``d theta -= eta_t d^2L/(d theta d omega_t)
-d omega_{t+1}``, ``d omega_t = d omega_{t+1} - eta_t d^2L/d omega_t^2 d omega_{t+1}``.
+both from one ``autograd.grad`` call through the segment's graph (the steps recorded with
+``create_graph=True``, ``step.differentiable_step``), taken from the last segment to the first.
+For plain SGD and k = 1 this is the recursion of the slides: ``d theta -= eta_t d^2L/(d theta
+d omega_t) d omega_{t+1}``, ``d omega_t = d omega_{t+1} - eta_t d^2L/d omega_t^2 d omega_{t+1}``.
 
 Memory policies (``checkpoint_every`` = k, ``truncate`` = K):
 
-* ``checkpoint_every=None`` -- keep every state ``state_t0 .. state_{T-1}``: T stored states,
-  no recomputation.
-* ``checkpoint_every=k`` -- keep ``state_t0, state_{t0+k}, ...``; the backward pass recomputes
-  the k states of each segment from its checkpoint (forward steps, replaying the batch and the
-  recorded RNG state) and walks back through them: ``O(T/k + k)`` stored states for about one
-  extra forward sweep. ``"sqrt"`` picks ``k = ceil(sqrt(T - t0))``.
+* ``checkpoint_every=None`` -- keep all: one segment, recorded during the forward sweep and
+  differentiated once. No recomputation; the cost and memory of a naive full-graph unroll (the
+  graph of every step: activations, and the state tensors the graph saves).
+* ``checkpoint_every=k`` -- the forward sweep runs plain training steps and keeps the state at
+  the start of every segment (parameters and buffers, not the graph), except the last segment,
+  whose graph it records. The backward pass rebuilds each earlier segment's graph from its
+  checkpoint (replaying the batches and the recorded RNG state) and differentiates it: ``O(T/k)``
+  stored states plus one segment's graph, for one plain training step more per step outside the
+  last segment (each step's graph is built once either way). ``"sqrt"`` picks
+  ``k = ceil(sqrt(T - t0))``; ``k = 1`` stores every state and the graph of one step only.
 * ``truncate=K`` -- the hypergradient flows through the last K steps only: ``t0 = T - K``, and
   the result equals a full-graph unroll in which ``state_{T-K}`` (parameters *and* optimiser
   buffers) is detached and theta enters only steps ``T-K .. T-1``. ``K >= T`` means no truncation.
 
-Before every step t >= t0 the CPU RNG state and that of every CUDA device holding a parameter or
-hyper-parameter are recorded, and restored before each recomputation of step t, so dropout
-masks are identical; batches are replayed from ``batches[t]``. After the call the generators are
-left as T plain steps and the outer loss would leave them.
+Before each recomputed segment the CPU RNG state and that of every CUDA device holding a
+parameter or hyper-parameter are restored to what they were when the forward sweep reached it,
+so dropout masks are identical; batches are replayed from ``batches[t]``. After the call the
+generators are left as T plain steps and the outer loss would leave them.
 """
 
 from __future__ import annotations
@@ -44,7 +48,7 @@ from .kernels import double_backward_kernels
 from .optimizers import SGD, InnerOptimizer, OptState, Params
 from .rng import RngState, capture_rng, cuda_device_indices, restore_rng
 from .schedule import check_learning_rate
-from .step import InnerLoss, StepState, forward_step, param_grads, vjp_step
+from .step import InnerLoss, StepState, differentiable_step, forward_step, param_grads
 
 OuterLoss = Callable[[Dict[str, Tensor]], Tensor]
 
@@ -92,7 +96,7 @@ def _check_tensor_dict(name: str, tensors: Any, allow_empty: bool) -> None:
 def _resolve_policy(
     num_steps: int, checkpoint_every: Union[int, str, None], truncate: Optional[int]
 ) -> Tuple[int, int]:
-    """``(t0, k)``: the first differentiated step and the checkpoint spacing (1 = keep all)."""
+    """``(t0, k)``: the first differentiated step and the segment length (keep all: ``T - t0``)."""
     if truncate is not None:
         if isinstance(truncate, bool) or not isinstance(truncate, int) or truncate <= 0:
             raise ValueError(
@@ -101,7 +105,7 @@ def _resolve_policy(
             )
     t0 = max(0, num_steps - truncate) if truncate is not None else 0
     if checkpoint_every is None:
-        return t0, 1
+        return t0, num_steps - t0
     if checkpoint_every == "sqrt":
         return t0, max(1, math.ceil(math.sqrt(num_steps - t0)))
     if isinstance(checkpoint_every, bool) or not isinstance(checkpoint_every, int) or checkpoint_every <= 0:
@@ -154,6 +158,34 @@ def _outer_gradient(outer_loss: OuterLoss, state: StepState) -> Tuple[Tensor, Pa
         return outer.detach(), param_grads(outer, final.params, create_graph=False)
 
 
+def _segment_vjp(outputs: List[Tensor], adjoint: List[Optional[Tensor]], inputs: List[Tensor]) -> List[Tensor]:
+    """``(d outputs / d inputs)^T adjoint`` through the recorded graph, which it frees.
+
+    Args:
+        outputs: the segment's last state, ``StepState.flat`` order, attached to the graph.
+        adjoint: ``d outer / d outputs``, same order; None where it is zero.
+        inputs: tensors the graph was built from (the segment's first state, theta).
+
+    Returns:
+        One tensor per input (zeros where the outputs do not depend on it).
+    """
+    # An output that does not depend on any input, or whose adjoint is zero, contributes
+    # nothing; autograd.grad refuses outputs without a graph, so they are left out.
+    pairs = [(out, adj) for out, adj in zip(outputs, adjoint) if adj is not None and out.requires_grad]
+    if not pairs:
+        return [torch.zeros_like(x) for x in inputs]
+    with torch.enable_grad():
+        return list(
+            torch.autograd.grad(
+                [out for out, _ in pairs],
+                inputs,
+                grad_outputs=[adj for _, adj in pairs],
+                allow_unused=True,
+                materialize_grads=True,
+            )
+        )
+
+
 def hypergradient(
     inner_loss: InnerLoss,
     outer_loss: OuterLoss,
@@ -196,48 +228,57 @@ def hypergradient(
     start_buffers = _check_inputs(params, hparams, batches, optimizer, opt_state)
     num_steps = len(batches)
     t0, every = _resolve_policy(num_steps, checkpoint_every, truncate)
+    starts = range(t0, num_steps, every)
+    last_start = starts[-1]
     state = StepState(dict(params), start_buffers).detached()
     fixed_hparams = {k: v.detach() for k, v in hparams.items()}
+    leaves = {k: v.detach().requires_grad_(True) for k, v in hparams.items()}
     cuda_devices = cuda_device_indices(list(params.values()) + list(hparams.values()))
 
     with double_backward_kernels(disable_cudnn):
-        # Forward sweep: plain training steps, storing the checkpoints and per-step RNG states.
-        checkpoints: Dict[int, StepState] = {}
-        rng_states: Dict[int, RngState] = {}
+        # Forward sweep: plain steps up to the last segment, keeping each segment's first state
+        # and RNG state; the last segment is recorded with its graph, which the backward pass
+        # needs first (keep-all: the whole unroll is that segment).
+        checkpoints: Dict[int, Tuple[StepState, RngState]] = {}
         inner_losses: List[Tensor] = []
         for t, batch in enumerate(batches):
-            if t >= t0:
-                rng = capture_rng(cuda_devices)
-                previous = rng_states.get(t - 1)
-                # Without dropout every step sees the same state: share one copy (5 KB each).
-                rng_states[t] = previous if previous is not None and previous.equals(rng) else rng
-                if (t - t0) % every == 0:
-                    checkpoints[t] = state
-            state, loss = forward_step(inner_loss, optimizer, state, fixed_hparams, batch, t)
+            if t in starts and t < last_start:
+                checkpoints[t] = (state, capture_rng(cuda_devices))
+            if t == last_start:
+                state = last_inputs = state.detached(requires_grad=True)
+            if t < last_start:
+                state, loss = forward_step(inner_loss, optimizer, state, fixed_hparams, batch, t)
+            else:
+                state, loss = differentiable_step(inner_loss, optimizer, state, leaves, batch, t)
             inner_losses.append(loss)
         outer, outer_grads = _outer_gradient(outer_loss, state)
         rng_after = capture_rng(cuda_devices)
 
-        # Backward sweep, segment by segment from the last: recompute the segment's states from
-        # its checkpoint, then apply the transposed step Jacobians from its last step to its first.
-        # The outer loss does not see the optimiser buffers: their adjoint at step T is zero.
-        adjoint = state.like([torch.zeros_like(v) for v in state.flat()])
-        adjoint.params = outer_grads
-        leaves = {k: v.detach().requires_grad_(True) for k, v in hparams.items()}
+        # Backward sweep, segment by segment from the last: rebuild the segment's graph from its
+        # checkpoint (the last one is already built), then one vector-Jacobian product through it.
+        # The outer loss does not see the optimiser buffers: their adjoint at step T is zero
+        # (None: left out of the product).
+        adjoint: List[Optional[Tensor]] = list(outer_grads.values()) + [None] * (len(state.flat()) - len(params))
         grads = [torch.zeros_like(v) for v in leaves.values()]
-        for start in reversed(range(t0, num_steps, every)):
-            end = min(start + every, num_steps)
-            segment = [checkpoints.pop(start)]
-            for t in range(start, end - 1):
-                restore_rng(rng_states[t])
-                segment.append(forward_step(inner_loss, optimizer, segment[-1], fixed_hparams, batches[t], t)[0])
-            for t in reversed(range(start, end)):
-                restore_rng(rng_states.pop(t))
-                adjoint, step_grads = vjp_step(inner_loss, optimizer, segment.pop(), leaves, batches[t], t, adjoint)
-                for total, g in zip(grads, step_grads):
-                    total.add_(g)
-        restore_rng(rng_after)
+        for start in reversed(starts):
+            if start == last_start:
+                inputs, outputs = last_inputs, state
+            else:
+                checkpoint, rng = checkpoints.pop(start)
+                restore_rng(rng)
+                inputs = outputs = checkpoint.detached(requires_grad=True)
+                for t in range(start, min(start + every, num_steps)):
+                    outputs, _ = differentiable_step(inner_loss, optimizer, outputs, leaves, batches[t], t)
+            # The first segment's input adjoint (d state_t0) is not needed: leave it out.
+            wrt = (inputs.flat() if start > t0 else []) + list(leaves.values())
+            vjps = _segment_vjp(outputs.flat(), adjoint, wrt)
+            for total, g in zip(grads, vjps[len(wrt) - len(leaves):]):
+                total.add_(g)
+            adjoint = list(vjps[: len(wrt) - len(leaves)])
+        if last_start > t0:  # segments were recomputed, drawing random numbers again
+            restore_rng(rng_after)
 
+    final = state.detached()
     grads_by_name = dict(zip(hparams, grads))
     nonfinite = (() if torch.isfinite(outer) else ("outer_loss",)) + tuple(
         k for k, g in grads_by_name.items() if not torch.isfinite(g).all()
@@ -250,8 +291,8 @@ def hypergradient(
     return HypergradientResult(
         outer_loss=outer,
         grads=grads_by_name,
-        params=dict(state.params),
-        opt_state=state.opt_state,
+        params=final.params,
+        opt_state=final.opt_state,
         inner_losses=torch.stack(inner_losses),
         finite=not nonfinite,
         nonfinite=nonfinite,

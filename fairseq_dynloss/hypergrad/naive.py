@@ -15,7 +15,7 @@ from torch import Tensor
 from .hypergradient import HypergradientResult, OuterLoss
 from .kernels import double_backward_kernels
 from .optimizers import SGD, InnerOptimizer, OptState
-from .step import InnerLoss, StepState, call_inner_loss, forward_step, param_grads
+from .step import InnerLoss, StepState, differentiable_step, forward_step
 
 
 def naive_hypergradient(
@@ -48,10 +48,8 @@ def naive_hypergradient(
             else:
                 if t == t0:
                     state = state.detached(requires_grad=True)
-                loss = call_inner_loss(inner_loss, state.params, leaves, batch, t)
-                grads = param_grads(loss, state.params, create_graph=True)
-                state = StepState(*optimizer.update(state.params, state.opt_state, grads, leaves, t))
-            inner_losses.append(loss.detach())
+                state, loss = differentiable_step(inner_loss, optimizer, state, leaves, batch, t)
+            inner_losses.append(loss)
         outer = outer_loss(state.params)
         grads = torch.autograd.grad(outer, list(leaves.values()), allow_unused=True, materialize_grads=True)
     nonfinite = (() if torch.isfinite(outer) else ("outer_loss",)) + tuple(

@@ -1,9 +1,9 @@
-"""Capture and restore the random-number state that one inner step consumes.
+"""Capture and restore the random-number state that a segment of inner steps consumes.
 
-A recomputed step (checkpointing, or the vector-Jacobian product of a step) must draw the same
-dropout masks as the forward sweep did. The state of the CPU generator and of the generator of
-every CUDA device the parameters live on is recorded before each step and restored before
-each recomputation.
+A recomputed segment of steps (checkpointing) must draw the same dropout masks as the forward
+sweep did. The state of the CPU generator and of the generator of every CUDA device the
+parameters live on is recorded when the forward sweep reaches the segment and restored before
+its recomputation.
 """
 
 from __future__ import annotations
@@ -20,12 +20,6 @@ class RngState:
 
     cpu: torch.Tensor
     cuda: Tuple[Tuple[int, torch.Tensor], ...]
-
-    def equals(self, other: "RngState") -> bool:
-        """Whether both hold the same generator states (a step that drew no random numbers)."""
-        return torch.equal(self.cpu, other.cpu) and len(self.cuda) == len(other.cuda) and all(
-            d == e and torch.equal(s, o) for (d, s), (e, o) in zip(self.cuda, other.cuda)
-        )
 
 
 def cuda_device_indices(tensors: Iterable[torch.Tensor]) -> Tuple[int, ...]:

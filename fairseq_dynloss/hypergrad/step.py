@@ -1,4 +1,4 @@
-"""One inner optimiser step, run forward or differentiated (a vector-Jacobian product).
+"""One inner optimiser step, run plainly or recorded in the autograd graph.
 
 The state of the unroll at step t is ``(omega_t, buffers_t)``: the student parameters and the
 inner optimiser's buffers. One step maps it to the state at t + 1:
@@ -7,9 +7,10 @@ inner optimiser's buffers. One step maps it to the state at t + 1:
     state_{t+1}    = optimizer.update(state_t, g_t)
 
 ``forward_step`` computes it without building a graph beyond the one gradient (the cost of a
-plain training step). ``vjp_step`` recomputes it with ``create_graph=True`` and takes, with one
-``autograd.grad`` call, the products of the transposed Jacobians with the adjoint of
-``state_{t+1}``: that gives the adjoint of ``state_t`` and this step's share of ``d theta``.
+plain training step). ``differentiable_step`` records it in the autograd graph (the gradient by
+``create_graph=True``), so that a chain of such steps can be differentiated by one
+``autograd.grad`` call: the transposed Jacobians of the whole chain applied to the adjoint of its
+last state (``hypergradient.py``).
 """
 
 from __future__ import annotations
@@ -56,32 +57,42 @@ class StepState:
         return self.like([t.detach().requires_grad_(requires_grad) for t in self.flat()])
 
 
-def call_inner_loss(inner_loss: InnerLoss, params: Params, hparams: Dict[str, Tensor], batch: Any, step: int) -> Tensor:
-    """``inner_loss(params, hparams, batch, step)``, checked to be a scalar that depends on params.
-
-    Raises:
-        TypeError: the loss is not a tensor.
-        ValueError: the loss is not a scalar, or does not depend on the parameters.
-    """
-    loss = inner_loss(params, hparams, batch, step)
-    if not isinstance(loss, Tensor):
-        raise TypeError(f"inner_loss must return a scalar tensor, got {type(loss).__name__} at step {step}")
-    if loss.dim() != 0:
-        raise ValueError(f"inner_loss must return a scalar tensor, got shape {tuple(loss.shape)} at step {step}")
-    if not loss.requires_grad:
-        raise ValueError(
-            f"inner_loss at step {step} does not depend on the student parameters it was given; "
-            "expected a loss computed from params (e.g. through functional_call)"
-        )
-    return loss
-
-
 def param_grads(loss: Tensor, params: Params, create_graph: bool) -> Params:
     """``d loss / d params``; zeros for parameters the loss does not use."""
     grads = torch.autograd.grad(
         loss, list(params.values()), create_graph=create_graph, allow_unused=True, materialize_grads=True
     )
     return dict(zip(params, grads))
+
+
+def inner_gradient(
+    inner_loss: InnerLoss, params: Params, hparams: Dict[str, Tensor], batch: Any, step: int, create_graph: bool
+) -> Tuple[Tensor, Params]:
+    """``(inner_loss(params, hparams, batch, step), its gradient w.r.t. params)``.
+
+    The gradient is zero for parameters the loss does not use.
+
+    Raises:
+        TypeError: the loss is not a tensor.
+        ValueError: the loss is not a scalar, or depends on none of the parameters.
+    """
+    loss = inner_loss(params, hparams, batch, step)
+    if not isinstance(loss, Tensor):
+        raise TypeError(f"inner_loss must return a scalar tensor, got {type(loss).__name__} at step {step}")
+    if loss.dim() != 0:
+        raise ValueError(f"inner_loss must return a scalar tensor, got shape {tuple(loss.shape)} at step {step}")
+    # requires_grad alone does not tell: the hyper-parameters may require grad too.
+    grads = (
+        torch.autograd.grad(loss, list(params.values()), create_graph=create_graph, allow_unused=True)
+        if loss.requires_grad
+        else (None,) * len(params)
+    )
+    if all(g is None for g in grads):
+        raise ValueError(
+            f"inner_loss at step {step} does not depend on the student parameters it was given; "
+            "expected a loss computed from params (e.g. through functional_call)"
+        )
+    return loss, {k: torch.zeros_like(p) if g is None else g for (k, p), g in zip(params.items(), grads)}
 
 
 def forward_step(
@@ -102,48 +113,31 @@ def forward_step(
     """
     current = state.detached(requires_grad=True)
     with torch.enable_grad():
-        loss = call_inner_loss(inner_loss, current.params, hparams, batch, step)
-        grads = param_grads(loss, current.params, create_graph=False)
+        loss, grads = inner_gradient(inner_loss, current.params, hparams, batch, step, create_graph=False)
     with torch.no_grad():
         params, opt_state = optimizer.update(current.params, current.opt_state, grads, hparams, step)
     return StepState(params, opt_state), loss.detach()
 
 
-def vjp_step(
+def differentiable_step(
     inner_loss: InnerLoss,
     optimizer: InnerOptimizer,
     state: StepState,
     hparams: Dict[str, Tensor],
     batch: Any,
     step: int,
-    adjoint: StepState,
-) -> Tuple[StepState, List[Tensor]]:
-    """The transposed Jacobians of one step applied to the adjoint of its output.
+) -> Tuple[StepState, Tensor]:
+    """One step recorded in the autograd graph, with the gradient taken by ``create_graph=True``.
 
     Args:
-        state: ``state_t`` (detached).
+        state: ``state_t``; tensors that require grad (leaves, or outputs of earlier steps whose
+            graph is kept) so that ``state_{t+1}`` is a differentiable function of them.
         hparams: hyper-parameter leaves with ``requires_grad=True``.
-        adjoint: ``d outer / d state_{t+1}``, same structure as ``state``.
 
     Returns:
-        ``(d outer / d state_t, [this step's d outer / d hparams, in hparams order]``).
+        ``(state_{t+1}`` attached to the graph, ``inner loss at step t`` detached).
     """
-    current = state.detached(requires_grad=True)
     with torch.enable_grad():
-        loss = call_inner_loss(inner_loss, current.params, hparams, batch, step)
-        grads = param_grads(loss, current.params, create_graph=True)
-        params, opt_state = optimizer.update(current.params, current.opt_state, grads, hparams, step)
-        outputs = StepState(params, opt_state).flat()
-        # An output that does not depend on any input contributes nothing; autograd.grad
-        # refuses such outputs, so they are left out.
-        pairs = [(out, adj) for out, adj in zip(outputs, adjoint.flat()) if out.requires_grad]
-        inputs = current.flat() + list(hparams.values())
-        vjps = torch.autograd.grad(
-            [out for out, _ in pairs],
-            inputs,
-            grad_outputs=[adj for _, adj in pairs],
-            allow_unused=True,
-            materialize_grads=True,
-        )
-    num_state = len(inputs) - len(hparams)
-    return current.like(list(vjps[:num_state])), list(vjps[num_state:])
+        loss, grads = inner_gradient(inner_loss, state.params, hparams, batch, step, create_graph=True)
+        params, opt_state = optimizer.update(state.params, state.opt_state, grads, hparams, step)
+    return StepState(params, opt_state), loss.detach()

@@ -9,10 +9,15 @@ from torch import nn
 
 from fairseq_dynloss.hypergrad import SGD, Adam, AdamW, FunctionalModule, hypergradient, naive_hypergradient
 from fairseq_dynloss.hypergrad.step import StepState, forward_step
+from hypergrad_device import device  # noqa: F401 (a fixture)
 
 D = torch.float64
 T = 7
 CLASSES = 3
+
+
+def _to(tensors, device):
+    return {k: v.to(device) for k, v in tensors.items()}
 
 
 def _rel_err(got, want):
@@ -25,7 +30,8 @@ def _weighted_ce(logits, y, hparams):
     return (F.cross_entropy(logits, y, reduction="none") * weights).mean()
 
 
-def _mlp_problem(steps=T, dropout=0.0):
+def _mlp_problem(device, steps=T, dropout=0.0):
+    """Built on the CPU from a seeded generator, then moved to ``device``."""
     gen = torch.Generator().manual_seed(1)
     params = {
         "w1": torch.randn(5, 8, generator=gen, dtype=D) * 0.5,
@@ -38,6 +44,9 @@ def _mlp_problem(steps=T, dropout=0.0):
         for _ in range(steps)
     ]
     x_dev, y_dev = torch.randn(10, 5, generator=gen, dtype=D), torch.randint(0, CLASSES, (10,), generator=gen)
+    params, hparams = _to(params, device), _to(hparams, device)
+    batches = [(x.to(device), y.to(device)) for x, y in batches]
+    x_dev, y_dev = x_dev.to(device), y_dev.to(device)
 
     def net(p, x):
         h = torch.tanh(x @ p["w1"] + p["b1"])
@@ -64,8 +73,8 @@ OPTIMIZERS = {
 
 @pytest.mark.parametrize("checkpoint_every", [None, 1, 3, T, "sqrt"])
 @pytest.mark.parametrize("name", list(OPTIMIZERS))
-def test_mlp_equals_naive_unroll(name, checkpoint_every):
-    inner, outer, params, hparams, batches = _mlp_problem()
+def test_mlp_equals_naive_unroll(name, checkpoint_every, device):
+    inner, outer, params, hparams, batches = _mlp_problem(device)
     optimizer = OPTIMIZERS[name]
     want = naive_hypergradient(inner, outer, params, hparams, batches, optimizer)
     got = hypergradient(inner, outer, params, hparams, batches, optimizer, checkpoint_every=checkpoint_every)
@@ -78,16 +87,37 @@ def test_mlp_equals_naive_unroll(name, checkpoint_every):
     assert got.inner_losses.shape == (T,)
 
 
-def test_lr_hparam_is_differentiated():
-    inner, outer, params, hparams, batches = _mlp_problem()
+@pytest.mark.parametrize(
+    "policy, calls",
+    [
+        ({}, T),  # keep-all: the graph is recorded in the forward sweep, nothing is recomputed
+        ({"truncate": 3}, T),
+        ({"checkpoint_every": 3}, T + 6),  # segments [0,3) [3,6) [6,7): the last one is not rerun
+        ({"checkpoint_every": 1}, T + T - 1),
+    ],
+)
+def test_each_step_runs_once_plus_once_per_recomputation(policy, calls, device):
+    inner, outer, params, hparams, batches = _mlp_problem(device)
+    steps = []
+
+    def counted(p, h, batch, step):
+        steps.append(step)
+        return inner(p, h, batch, step)
+
+    hypergradient(counted, outer, params, hparams, batches, OPTIMIZERS["momentum_lr_hparam"], **policy)
+    assert len(steps) == calls
+
+
+def test_lr_hparam_is_differentiated(device):
+    inner, outer, params, hparams, batches = _mlp_problem(device)
     got = hypergradient(inner, outer, params, hparams, batches, SGD(lr="lr", momentum=0.5), checkpoint_every=2)
     assert got.grads["lr"].shape == () and got.grads["lr"].abs() > 1e-6
 
 
 @pytest.mark.parametrize("truncate", [1, 3])
 @pytest.mark.parametrize("name", ["momentum_lr_hparam", "adam"])
-def test_truncation_equals_naive_unroll_detached_at_T_minus_K(name, truncate):
-    inner, outer, params, hparams, batches = _mlp_problem()
+def test_truncation_equals_naive_unroll_detached_at_T_minus_K(name, truncate, device):
+    inner, outer, params, hparams, batches = _mlp_problem(device)
     optimizer = OPTIMIZERS[name]
     want = naive_hypergradient(inner, outer, params, hparams, batches, optimizer, truncate=truncate)
     full = naive_hypergradient(inner, outer, params, hparams, batches, optimizer)
@@ -100,16 +130,16 @@ def test_truncation_equals_naive_unroll_detached_at_T_minus_K(name, truncate):
 
 
 @pytest.mark.parametrize("truncate", [T, T + 5])
-def test_truncation_to_T_or_more_is_the_full_hypergradient(truncate):
-    inner, outer, params, hparams, batches = _mlp_problem()
+def test_truncation_to_T_or_more_is_the_full_hypergradient(truncate, device):
+    inner, outer, params, hparams, batches = _mlp_problem(device)
     want = naive_hypergradient(inner, outer, params, hparams, batches, OPTIMIZERS["momentum_lr_hparam"])
     got = hypergradient(inner, outer, params, hparams, batches, OPTIMIZERS["momentum_lr_hparam"], truncate=truncate)
     assert _rel_err(got.grads, want.grads) < 1e-9
 
 
-def test_truncate_1_with_sgd_is_the_last_step_mixed_derivative():
+def test_truncate_1_with_sgd_is_the_last_step_mixed_derivative(device):
     """K=1, plain SGD: d theta = -lr * d/d theta [ grad_w L(w_{T-1}, theta) . dM/dw_T ]."""
-    inner, outer, params, hparams, batches = _mlp_problem()
+    inner, outer, params, hparams, batches = _mlp_problem(device)
     lr = 0.3
     got = hypergradient(inner, outer, params, hparams, batches, SGD(lr=lr), truncate=1)
     state = StepState(dict(params), {})
@@ -142,8 +172,8 @@ def _finite_differences(inner, outer, params, hparams, batches, optimizer, name,
 
 
 @pytest.mark.parametrize("name", ["momentum_lr_hparam", "adam", "adamw_lr_hparam"])
-def test_mlp_equals_central_finite_differences(name):
-    inner, outer, params, hparams, batches = _mlp_problem(steps=5)
+def test_mlp_equals_central_finite_differences(name, device):
+    inner, outer, params, hparams, batches = _mlp_problem(device, steps=5)
     optimizer = OPTIMIZERS[name]
     got = hypergradient(inner, outer, params, hparams, batches, optimizer, checkpoint_every=2)
     names = ["w", "lr"] if isinstance(optimizer.lr, str) else ["w"]
@@ -152,27 +182,32 @@ def test_mlp_equals_central_finite_differences(name):
         assert ((got.grads[hp] - fd).norm() / fd.norm()).item() < 1e-5
 
 
-def test_dropout_is_replayed_and_rng_left_as_after_the_unroll():
-    inner, outer, params, hparams, batches = _mlp_problem(dropout=0.3)
+def _rng_states(device):
+    """The CPU generator state, and that of ``device``'s generator when it is a GPU."""
+    return [torch.get_rng_state()] + ([torch.cuda.get_rng_state(device)] if device.type == "cuda" else [])
+
+
+def test_dropout_is_replayed_and_rng_left_as_after_the_unroll(device):
+    inner, outer, params, hparams, batches = _mlp_problem(device, dropout=0.3)
     optimizer = OPTIMIZERS["momentum_lr_hparam"]
     torch.manual_seed(123)
     want = naive_hypergradient(inner, outer, params, hparams, batches, optimizer)
-    rng_after_naive = torch.get_rng_state()
+    rng_after_naive = _rng_states(device)
     for checkpoint_every in (None, 3):
         torch.manual_seed(123)
         got = hypergradient(inner, outer, params, hparams, batches, optimizer, checkpoint_every=checkpoint_every)
-        assert torch.equal(torch.get_rng_state(), rng_after_naive)
+        assert all(torch.equal(a, b) for a, b in zip(_rng_states(device), rng_after_naive))
         assert _rel_err(got.grads, want.grads) < 1e-9
     torch.manual_seed(124)
     other_masks = naive_hypergradient(inner, outer, params, hparams, batches, optimizer)
     assert _rel_err(other_masks.grads, want.grads) > 1e-3  # dropout does matter here
 
 
-def test_warm_started_optimizer_state_equals_naive():
-    inner, outer, params, hparams, batches = _mlp_problem()
+def test_warm_started_optimizer_state_equals_naive(device):
+    inner, outer, params, hparams, batches = _mlp_problem(device)
     optimizer = SGD(lr=0.1, momentum=0.9)
     gen = torch.Generator().manual_seed(5)
-    opt_state = {"momentum": {k: torch.randn(v.shape, generator=gen, dtype=D) for k, v in params.items()}}
+    opt_state = {"momentum": {k: torch.randn(v.shape, generator=gen, dtype=D).to(device) for k, v in params.items()}}
     want = naive_hypergradient(inner, outer, params, hparams, batches, optimizer, opt_state=opt_state)
     got = hypergradient(inner, outer, params, hparams, batches, optimizer, checkpoint_every=3, opt_state=opt_state)
     assert _rel_err(got.grads, want.grads) < 1e-9
@@ -180,8 +215,8 @@ def test_warm_started_optimizer_state_equals_naive():
     assert _rel_err(cold.grads, want.grads) > 1e-3
 
 
-def test_inputs_are_not_modified():
-    inner, outer, params, hparams, batches = _mlp_problem()
+def test_inputs_are_not_modified(device):
+    inner, outer, params, hparams, batches = _mlp_problem(device)
     before = {k: v.clone() for k, v in {**params, **hparams}.items()}
     hypergradient(inner, outer, params, hparams, batches, OPTIMIZERS["adam"], checkpoint_every=2)
     for k, v in {**params, **hparams}.items():
@@ -203,9 +238,9 @@ class _ConvNet(nn.Module):
         return self.fc(self.drop(h.flatten(1)))
 
 
-def _cnn_problem():
+def _cnn_problem(device):
     torch.manual_seed(7)
-    model = _ConvNet().to(D).train()
+    model = _ConvNet().to(D).to(device).train()
     student = FunctionalModule(model)
     gen = torch.Generator().manual_seed(2)
     batches = [
@@ -213,7 +248,9 @@ def _cnn_problem():
         for _ in range(5)
     ]
     x_dev, y_dev = torch.randn(12, 1, 8, 8, generator=gen, dtype=D), torch.randint(0, CLASSES, (12,), generator=gen)
-    hparams = {"w": torch.randn(CLASSES, generator=gen, dtype=D) * 0.1}
+    hparams = {"w": (torch.randn(CLASSES, generator=gen, dtype=D) * 0.1).to(device)}
+    batches = [(x.to(device), y.to(device)) for x, y in batches]
+    x_dev, y_dev = x_dev.to(device), y_dev.to(device)
 
     def inner(p, h, batch, step):
         x, y = batch
@@ -230,9 +267,9 @@ def _cnn_problem():
 
 
 @pytest.mark.parametrize("name", ["momentum_lr_hparam", "adam"])
-def test_cnn_with_batchnorm_and_dropout_equals_naive(name):
-    model, student, inner, outer, hparams, batches = _cnn_problem()
-    hparams = {**hparams, "lr": torch.tensor(0.1, dtype=D)}
+def test_cnn_with_batchnorm_and_dropout_equals_naive(name, device):
+    model, student, inner, outer, hparams, batches = _cnn_problem(device)
+    hparams = {**hparams, "lr": torch.tensor(0.1, dtype=D, device=device)}
     optimizer = OPTIMIZERS[name]
     torch.manual_seed(11)
     want = naive_hypergradient(inner, outer, student.params(), hparams, batches, optimizer)
@@ -244,8 +281,8 @@ def test_cnn_with_batchnorm_and_dropout_equals_naive(name):
         assert torch.equal(student.buffers_at(len(batches))[k], v)
 
 
-def test_cnn_trajectory_and_running_stats_match_a_real_training_loop():
-    model, student, inner, outer, hparams, batches = _cnn_problem()
+def test_cnn_trajectory_and_running_stats_match_a_real_training_loop(device):
+    model, student, inner, outer, hparams, batches = _cnn_problem(device)
     original_buffers = {k: v.clone() for k, v in model.named_buffers()}
     torch.manual_seed(3)
     got = hypergradient(inner, outer, student.params(), hparams, batches, SGD(lr=0.1, momentum=0.9), checkpoint_every=2)
@@ -279,16 +316,22 @@ class _TiedNet(nn.Module):
         return self.out(torch.tanh(self.hidden(self.embed(tokens).mean(1))))
 
 
-def test_weight_ties_survive_and_match_naive():
+def test_weight_ties_survive_and_match_naive(device):
     torch.manual_seed(0)
-    model = _TiedNet().to(D)
+    model = _TiedNet().to(D).to(device)
     tied = model.embed.weight
     student = FunctionalModule(model)
     params = student.params()
     assert "out.weight" not in params  # one entry per distinct Parameter
     gen = torch.Generator().manual_seed(0)
-    batches = [(torch.randint(0, 5, (4, 3), generator=gen), torch.randint(0, CLASSES, (4,), generator=gen)) for _ in range(4)]
-    hparams = {"w": torch.zeros(CLASSES + 2, dtype=D)}
+    batches = [
+        (
+            torch.randint(0, 5, (4, 3), generator=gen).to(device),
+            torch.randint(0, CLASSES, (4,), generator=gen).to(device),
+        )
+        for _ in range(4)
+    ]
+    hparams = {"w": torch.zeros(CLASSES + 2, dtype=D, device=device)}
 
     def inner(p, h, batch, step):
         x, y = batch

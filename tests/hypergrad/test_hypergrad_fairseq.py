@@ -10,6 +10,7 @@ from fairseq.data import Dictionary  # noqa: E402
 from fairseq.models import lstm, transformer  # noqa: E402
 
 from fairseq_dynloss.hypergrad import SGD, Adam, FunctionalModule, hypergradient, naive_hypergradient  # noqa: E402
+from hypergrad_device import device  # noqa: E402,F401 (a fixture)
 
 STEPS = 4
 BATCH, SRC_LEN, TGT_LEN = 3, 5, 4
@@ -50,14 +51,14 @@ def _lstm(d):
     return lstm.LSTMModel.build_model(args, _Task(d))
 
 
-def _samples(d, gen):
+def _samples(d, gen, device):
     def tokens(length):
-        return torch.randint(d.nspecial, len(d), (BATCH, length), generator=gen)
+        return torch.randint(d.nspecial, len(d), (BATCH, length), generator=gen).to(device)
 
     return [
         {
             "src_tokens": tokens(SRC_LEN),
-            "src_lengths": torch.full((BATCH,), SRC_LEN),
+            "src_lengths": torch.full((BATCH,), SRC_LEN, device=device),
             "prev_output_tokens": tokens(TGT_LEN),
             "target": tokens(TGT_LEN),
         }
@@ -65,14 +66,14 @@ def _samples(d, gen):
     ]
 
 
-def _problem(build):
+def _problem(build, device):
     torch.manual_seed(0)
     d = _dictionary()
-    model = build(d).train()
+    model = build(d).to(device).train()
     student = FunctionalModule(model)
-    samples = _samples(d, torch.Generator().manual_seed(1))
+    samples = _samples(d, torch.Generator().manual_seed(1), device)
     train, dev = samples[:STEPS], samples[STEPS]
-    hparams = {"token_weight": torch.zeros(len(d))}
+    hparams = {"token_weight": torch.zeros(len(d), device=device)}
 
     def nll(params, sample):
         logits, _ = student(params, sample["src_tokens"], sample["src_lengths"], sample["prev_output_tokens"])
@@ -91,12 +92,16 @@ def _problem(build):
 
 @pytest.mark.parametrize("optimizer", [SGD(lr=0.5, momentum=0.9), Adam(lr=0.01)], ids=["momentum", "adam"])
 @pytest.mark.parametrize("build", [_lstm, _transformer], ids=["lstm", "transformer"])
-def test_fairseq_student_equals_naive_unroll(build, optimizer):
-    model, student, inner, outer, hparams, train = _problem(build)
+def test_fairseq_student_equals_naive_unroll(build, optimizer, device):
+    model, student, inner, outer, hparams, train = _problem(build, device)
+    # cuDNN's LSTM has no double backward (kernels.py); it is only used on CUDA.
+    no_cudnn = build is _lstm and device.type == "cuda"
     torch.manual_seed(5)
-    want = naive_hypergradient(inner, outer, student.params(), hparams, train, optimizer)
+    want = naive_hypergradient(inner, outer, student.params(), hparams, train, optimizer, disable_cudnn=no_cudnn)
     torch.manual_seed(5)
-    got = hypergradient(inner, outer, student.params(), hparams, train, optimizer, checkpoint_every=2)
+    got = hypergradient(
+        inner, outer, student.params(), hparams, train, optimizer, checkpoint_every=2, disable_cudnn=no_cudnn
+    )
     assert got.finite
     assert want.grads["token_weight"].norm() > 1e-4
     torch.testing.assert_close(got.grads["token_weight"], want.grads["token_weight"], rtol=1e-4, atol=1e-6)
@@ -104,12 +109,15 @@ def test_fairseq_student_equals_naive_unroll(build, optimizer):
 
 
 @pytest.mark.parametrize("build", [_lstm, _transformer], ids=["lstm", "transformer"])
-def test_shared_embeddings_stay_tied_and_trainable(build):
-    model, student, inner, outer, hparams, train = _problem(build)
+def test_shared_embeddings_stay_tied_and_trainable(build, device):
+    model, student, inner, outer, hparams, train = _problem(build, device)
     tied = model.encoder.embed_tokens.weight
     assert model.decoder.embed_tokens.weight is tied
     slots_before = [(name, p) for name, p in model.named_parameters(remove_duplicate=False)]
-    hypergradient(inner, outer, student.params(), hparams, train, SGD(lr=0.5), checkpoint_every=2)
+    no_cudnn = build is _lstm and device.type == "cuda"
+    hypergradient(
+        inner, outer, student.params(), hparams, train, SGD(lr=0.5), checkpoint_every=2, disable_cudnn=no_cudnn
+    )
 
     slots_after = list(model.named_parameters(remove_duplicate=False))
     assert [n for n, _ in slots_after] == [n for n, _ in slots_before]

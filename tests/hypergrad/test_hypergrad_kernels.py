@@ -6,6 +6,7 @@ import torch
 import torch.nn.functional as F
 
 from fairseq_dynloss.hypergrad import double_backward_kernels
+from hypergrad_device import device  # noqa: F401 (a fixture)
 
 
 def _second_order(attention, q):
@@ -18,8 +19,9 @@ def _manual_attention(q, k, v):
     return torch.softmax(q @ k.transpose(-1, -2) / math.sqrt(q.shape[-1]), -1) @ v
 
 
-def test_sdpa_double_backward_under_math_kernel_equals_manual_attention():
-    q = torch.randn(2, 2, 5, 8, dtype=torch.float64, generator=torch.Generator().manual_seed(0)).requires_grad_(True)
+def test_sdpa_double_backward_under_math_kernel_equals_manual_attention(device):
+    q = torch.randn(2, 2, 5, 8, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    q = q.to(device).requires_grad_(True)
     with double_backward_kernels():
         got = _second_order(F.scaled_dot_product_attention, q)
     torch.testing.assert_close(got, _second_order(_manual_attention, q), rtol=1e-10, atol=1e-12)

@@ -5,15 +5,17 @@ import torch
 
 from fairseq_dynloss.hypergrad import SGD, Adam, AdamW
 from fairseq_dynloss.hypergrad.step import StepState, forward_step
+from hypergrad_device import device  # noqa: F401 (a fixture)
 
 D = torch.float64
 STEPS = 6
 
 
-def _problem():
+def _problem(device):
     gen = torch.Generator().manual_seed(0)
     params = {"w": torch.randn(4, 3, generator=gen, dtype=D), "b": torch.randn(3, generator=gen, dtype=D)}
-    batches = [torch.randn(5, 4, generator=gen, dtype=D) for _ in range(STEPS)]
+    batches = [torch.randn(5, 4, generator=gen, dtype=D).to(device) for _ in range(STEPS)]
+    params = {k: v.to(device) for k, v in params.items()}
 
     def loss(p, x):
         return torch.tanh(x @ p["w"] + p["b"]).pow(2).sum() + 0.1 * p["w"].pow(4).sum()
@@ -21,16 +23,16 @@ def _problem():
     return params, batches, loss
 
 
-def _functional_trajectory(optimizer, hparams=None):
-    params, batches, loss = _problem()
+def _functional_trajectory(optimizer, device, hparams=None):
+    params, batches, loss = _problem(device)
     state = StepState(params, optimizer.init_state(params))
     for t, x in enumerate(batches):
         state, _ = forward_step(lambda p, h, b, s: loss(p, b), optimizer, state, hparams or {}, x, t)
     return state.params
 
 
-def _torch_trajectory(make_optimizer, lrs=None):
-    params, batches, loss = _problem()
+def _torch_trajectory(make_optimizer, device, lrs=None):
+    params, batches, loss = _problem(device)
     leaves = {k: v.clone().requires_grad_(True) for k, v in params.items()}
     opt = make_optimizer(list(leaves.values()))
     for t, x in enumerate(batches):
@@ -60,28 +62,28 @@ def _torch_trajectory(make_optimizer, lrs=None):
     ],
     ids=["sgd", "momentum", "nesterov_wd", "adam", "adam_l2", "adamw"],
 )
-def test_optimizer_matches_torch_optim(ours, theirs):
-    got, want = _functional_trajectory(ours), _torch_trajectory(theirs)
+def test_optimizer_matches_torch_optim(ours, theirs, device):
+    got, want = _functional_trajectory(ours, device), _torch_trajectory(theirs, device)
     for k in want:
         torch.testing.assert_close(got[k], want[k], rtol=1e-12, atol=1e-14)
 
 
-def test_schedules_number_sequence_callable_and_hparam_agree():
+def test_schedules_number_sequence_callable_and_hparam_agree(device):
     lrs = [0.1 / (1 + t) for t in range(STEPS)]
-    want = _torch_trajectory(lambda p: torch.optim.SGD(p, lr=1.0, momentum=0.5), lrs=lrs)
+    want = _torch_trajectory(lambda p: torch.optim.SGD(p, lr=1.0, momentum=0.5), device, lrs=lrs)
     for lr, hparams in [
         (lrs, None),
         (lambda t: 0.1 / (1 + t), None),
-        ("lr", {"lr": torch.tensor(lrs, dtype=D)}),
+        ("lr", {"lr": torch.tensor(lrs, dtype=D, device=device)}),
     ]:
-        got = _functional_trajectory(SGD(lr=lr, momentum=0.5), hparams)
+        got = _functional_trajectory(SGD(lr=lr, momentum=0.5), device, hparams)
         for k in want:
             torch.testing.assert_close(got[k], want[k], rtol=1e-12, atol=1e-14)
 
 
-def test_scalar_hparam_learning_rate_is_a_constant_rate():
-    got = _functional_trajectory(Adam(lr="lr"), {"lr": torch.tensor(0.01, dtype=D)})
-    want = _functional_trajectory(Adam(lr=0.01))
+def test_scalar_hparam_learning_rate_is_a_constant_rate(device):
+    got = _functional_trajectory(Adam(lr="lr"), device, {"lr": torch.tensor(0.01, dtype=D, device=device)})
+    want = _functional_trajectory(Adam(lr=0.01), device)
     for k in want:
         torch.testing.assert_close(got[k], want[k], rtol=0, atol=0)
 
