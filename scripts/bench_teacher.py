@@ -84,15 +84,17 @@ def main():
                 policy = ["--hypergrad-checkpoint", str(max(1, round(steps ** 0.5)))]
             task, model, criterion = build(args.data, ["--unroll-steps", str(steps), *policy])
             batches = train_batches(task, steps)
-            task.recent = batches
+            task.recent = [[sample] for sample in batches]  # one micro-batch per update
             params = {n: p.detach().clone() for n, p in model.named_parameters()}
             task.dev_samples = task._load_dev_samples(torch.device("cpu"))
             optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
 
-            def teacher_step():
-                task.learner.step(task._student_loss(FunctionalModule(model), model),
-                                  task._dev_objective(FunctionalModule(model), model),
-                                  params, batches, task._features(0, steps, torch.device("cpu")))
+            def teacher_step():  # TranslationL2T.teacher_step without its logging and export
+                student, names = FunctionalModule(model), list(params)
+                task.learner.step(task._student_loss(student, model, names),
+                                  task._dev_objective(student, model, names, 1),
+                                  task._stack_streams(params, 1), task.recent,
+                                  task._features(0, steps, torch.device("cpu")))
 
             def plain_updates():
                 model.train()
@@ -111,7 +113,9 @@ def main():
                     fn()
                     best = min(best, time.perf_counter() - start)
                 timings[label] = best
-            peak_teacher, peak_plain = peak_bytes(teacher_step) / 2**20, peak_bytes(plain_updates) / 2**20
+            cpu = torch.device("cpu")
+            peak_teacher = peak_bytes(teacher_step, cpu) / 2**20
+            peak_plain = peak_bytes(plain_updates, cpu) / 2**20
             print(f"| {steps} | {name} | {timings['teacher']:.2f} | {timings['plain']:.2f} | "
                   f"{timings['teacher'] / timings['plain']:.1f}x | {peak_teacher:.0f} | {peak_plain:.0f} |", flush=True)
 
