@@ -2,6 +2,11 @@
 
 The maths lives in ``fairseq_dynloss/losses``; this file only turns fairseq samples into
 ``(lprobs, target)``, builds Phi from the target dictionary, and logs summable statistics.
+
+Phi is a set of buffers of this (parameter-free) criterion, so fairseq does not save it with the
+criterion: ``--phi-source fixed`` rebuilds it from ``--phi-init``, ``teacher`` recomputes it every
+update, and with ``ala`` the ``translation_ala`` task's controller moves it in place and keeps it in
+the task state of checkpoints.
 """
 
 # No "from __future__ import annotations": fairseq reads the dataclass field types at runtime.
@@ -19,7 +24,7 @@ from omegaconf import II
 from ..losses import PARAMETRISATIONS, PhiError, build_phi, default_scale, dynamic_loss, load_phi_file
 from ..teacher import ExponentialAverage, StudentState, load_teacher
 
-PHI_SOURCES = ("fixed", "teacher")
+PHI_SOURCES = ("fixed", "teacher", "ala")
 
 # Logged per forward call and averaged over calls in reduce_metrics (summable: DDP-safe).
 PHI_STAT_KEYS = ("phi_diag_mean", "phi_offdiag_absmean")
@@ -56,8 +61,10 @@ class DynamicLossConfig(FairseqDataclass):
     )
     phi_source: ChoiceEnum(PHI_SOURCES) = field(
         default="fixed",
-        metadata={"help": "where Phi comes from during training: fixed (--phi-init), or teacher "
-                  "(a frozen L2T-DLF teacher, --teacher-path, maps the live student state to Phi_t)"},
+        metadata={"help": "where Phi comes from during training: fixed (--phi-init), teacher "
+                  "(a frozen L2T-DLF teacher, --teacher-path, maps the live student state to Phi_t), "
+                  "or ala (--task translation_ala: an ALA controller moves the bucketed Phi every "
+                  "--ala-interval updates, starting from --phi-init)"},
     )
     teacher_path: Optional[str] = field(
         default=None, metadata={"help": "teacher file for --phi-source teacher (weights_only=True)"}
@@ -104,6 +111,18 @@ class DynamicLossCriterion(FairseqCriterion):
         self.teacher = None
         if cfg.phi_source == "teacher":
             self._setup_teacher(cfg, num_classes)
+        elif cfg.phi_source == "ala":
+            self._check_ala_task(task)
+
+    @staticmethod
+    def _check_ala_task(task) -> None:
+        # Imported here: the task module imports this one.
+        from ..tasks.translation_ala import TranslationALATask
+
+        if not isinstance(task, TranslationALATask):
+            name = getattr(getattr(task, "cfg", None), "_name", None) or type(task).__name__
+            raise PhiError(f"--phi-source ala needs --task translation_ala (its controller moves Phi); "
+                           f"got --task {name}")
 
     def _setup_teacher(self, cfg: DynamicLossConfig, num_classes: int) -> None:
         if not cfg.teacher_path:

@@ -1,0 +1,547 @@
+"""``--task translation_ala``: ALA (adaptive loss alignment, DESIGN 3.4) inside ``fairseq-train``.
+
+Use with ``--criterion dynamic_loss --phi-source ala --phi-parametrisation bucketed``. The
+criterion owns Phi, a ``BucketedPhi`` ``Phi_ij = d_i [i = j] + B[g(i), g(j)]`` over G frequency
+buckets of the target dictionary; this task's controller moves the G x G matrix ``B`` in place
+(``d`` stays as ``--phi-init`` set it).
+
+After every optimiser step (``optimizer_step``) the student ``w^u`` is measured on a fixed
+validation subset (``--ala-val-batches`` batches of ``--ala-val-max-sentences`` sentences drawn
+at random with ``--seed``; eval mode, no grad): the reward metric is the dev NLL per target token
+(``--ala-reward loss``) or the corpus BLEU of greedy translations on token ids
+(``--ala-reward bleu``, the repo's batched BLEU; subword ids, not detokenised text). Every
+``--ala-interval`` (K) updates:
+
+1. **state** -- the bucket confusion ``C`` (G, G) from the same pass:
+
+       C_gh = mean over dev target tokens y with g(y) = g of ( mean over j in bucket h of -log p_j )
+
+   i.e. the classification state ``C_ij`` with classes replaced by buckets (singleton buckets give
+   ``C_ij`` exactly), computed by ``controllers.ConfusionAccumulator``. We average ``-log p_j``
+   over bucket h rather than take ``-log`` of the probability mass ``P(h)`` because the
+   controlled entry ``W[g, h]`` (step 4) weighs exactly ``mean_{j in h} log p_j`` in the loss of a
+   token of bucket g: ``-C_gh`` is the very quantity it multiplies, whereas ``-log P(h)`` is
+   dominated by the few likely tokens of h and blind to the rest. It also keeps one policy input
+   scale for classification and translation (a uniform prediction gives ``log |V|`` everywhere);
+2. **features** per entry ``(g, h)``, ``g = h`` included (``B[g, g]`` sets the within-bucket
+   off-diagonal): ``[C_gh, C_hg, H earlier states, progress u / T, W_gh]`` (W: step 4; T:
+   ``--ala-horizon``, default ``--max-update``);
+3. **reward** of the action taken at the end of the previous window,
+   ``r = sign(M_{t-1} - M_t)`` (flipped for BLEU) with ``M_t = sum_j gamma^(K-j) M_j`` over the
+   window's K per-update values; ``<s, a, r, s'>`` goes into the replay memory and the policy takes
+   one REINFORCE step on trajectories sampled from it (the first window only sets ``M_0``);
+4. **action** -- the policy samples ``{-beta, 0, +beta}`` per entry,
+   ``beta = --ala-beta / sqrt(G^2)``, and moves ``W_gh = |h| B_gh`` (clamped into ``[-c, c]``,
+   ``--ala-clamp``); ``B_gh = W_gh / |h|``.
+
+**Why W, not B.** ``B[g, h]`` weighs the *sum* ``S_h`` of ``|h|`` log-probabilities (|h| = |V| / G
+types), so a step of B changes ``u = Phi[y] . log p`` by ``|h|`` times more than a step of the
+diagonal: with the toy's 424 types and G = 4, B = 0.075 already saturated the sigmoid for 87% of
+the tokens. ``W_gh`` weighs the *mean* log-probability of bucket h, ``u = d_y log p_y +
+sum_h W_{g(y) h} mean_{j in h} log p_j``, so beta and the clamp mean the same whatever |V| and G:
+``W`` = 0.1 is a label-smoothing-sized pull towards (W > 0) or away from (W < 0) bucket h.
+
+The maths is ``fairseq_dynloss.controllers``; this file is the fairseq adapter.
+
+**Checkpoints.** Phi is a buffer of a parameter-free criterion, which fairseq does not save, so
+the controller state -- policy, its Adam state, baseline, replay memory, state history, window
+reward, action generator, counters, log rows *and Phi's tensors* -- is saved once, in the task
+state of every checkpoint. fairseq's trainer saves ``task.state_dict()`` but does not restore it,
+so the task reads it back from the restore file at the first ``train_step``; ``--restore-file
+checkpoint_last.pt`` then reproduces the uninterrupted run (tested, CPU).
+
+**Files** (rank 0): ``SAVE_DIR/ala_log.csv``, one row per window (rewritten from the rows kept in
+the checkpoint, so a resumed run never duplicates rows), and ``SAVE_DIR/ala_controller.pt``, the
+policy for transfer (``--ala-policy``).
+
+**Data parallel.** Every rank measures the same subset on the same weights and samples with the
+same seeded generators; ``B`` is still broadcast from rank 0 after each action so that all
+replicas train with one loss. This is single-network ALA; multi-network ALA (several children
+sharing one controller) is not implemented here.
+
+**Cost.** One teacher-forced forward pass over the subset per update (``loss``), or one greedy
+decode per update plus a forward pass per window (``bleu``): keep the subset small.
+"""
+
+# No "from __future__ import annotations": fairseq reads the dataclass field types at runtime.
+import logging
+import math
+import os
+import time
+from argparse import Namespace
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional
+
+import torch
+import torch.nn.functional as F
+from fairseq import distributed_utils, utils
+from fairseq.dataclass import ChoiceEnum
+from fairseq.logging import metrics
+from fairseq.tasks import register_task
+from fairseq.tasks.translation import TranslationConfig, TranslationTask
+from omegaconf import II
+
+from ..controllers import (
+    ConfusionAccumulator, ControllerError, PairPolicy, ReinforceLearner, ReplayMemory, StateHistory,
+    WindowReward, apply_actions, beta_for, check_beta, check_gamma, check_window, controlled_pairs,
+    controlled_tensor, load_controller, pair_feature_size, pair_features, save_controller,
+)
+from ..controllers.errors import check_positive_int
+from ..criterions.dynamic_loss import DynamicLossCriterion
+from ..losses import PhiError
+from ..metrics import BleuStats, bleu_stats, corpus_bleu_from_stats
+from ..trainer.run_log import write_csv
+
+logger = logging.getLogger(__name__)
+
+REWARDS = ("loss", "bleu")
+LOG_FILE = "ala_log.csv"
+POLICY_FILE = "ala_controller.pt"
+
+
+@dataclass
+class TranslationALAConfig(TranslationConfig):
+    ala_interval: int = field(
+        default=20, metadata={"help": "K: student updates per controller step (>= 1)"})
+    ala_reward: ChoiceEnum(REWARDS) = field(
+        default="loss", metadata={"help": "reward metric on the validation subset: loss (NLL per "
+                                  "target token, lower is better) or bleu (corpus BLEU of greedy "
+                                  "translations on token ids, higher is better)"})
+    ala_gamma: float = field(
+        default=0.9, metadata={"help": "discount of the window metric M = sum_j gamma^(K-j) M_j, in (0, 1]"})
+    ala_beta: float = field(
+        default=0.1, metadata={"help": "base step size (> 0): each entry W[g, h] = |h| B[g, h] moves "
+                               "by beta = base / sqrt(G^2) per window"})
+    ala_clamp: float = field(
+        default=0.1, metadata={"help": "clamp the entries W[g, h] = |h| B[g, h] into [-c, c] after "
+                               "each step (>= 0; 0: no clamp)"})
+    ala_history: int = field(
+        default=2, metadata={"help": "H: earlier states in each entry's features (>= 0)"})
+    ala_val_batches: int = field(
+        default=2, metadata={"help": "batches of the validation subset that gives state and reward, "
+                             "drawn at random with --seed (>= 1)"})
+    ala_val_max_sentences: int = field(
+        default=32, metadata={"help": "sentences per batch of the validation subset (>= 1)"})
+    ala_max_len_a: float = field(
+        default=1.2, metadata={"help": "--ala-reward bleu: greedy translations have at most "
+                               "a * source_length + b tokens"})
+    ala_max_len_b: int = field(default=10, metadata={"help": "see --ala-max-len-a"})
+    ala_hidden: int = field(
+        default=32, metadata={"help": "width of the policy MLP (a policy from --ala-policy keeps its own)"})
+    ala_lr: float = field(default=0.01, metadata={"help": "Adam learning rate of the policy (> 0)"})
+    ala_baseline_decay: float = field(
+        default=0.9, metadata={"help": "EMA decay of the REINFORCE baseline, in [0, 1)"})
+    ala_replay_capacity: int = field(
+        default=200, metadata={"help": "transitions kept in the replay memory"})
+    ala_trajectories: int = field(
+        default=8, metadata={"help": "trajectories sampled from the replay memory per policy update"})
+    ala_trajectory_length: int = field(
+        default=4, metadata={"help": "windows per replayed trajectory (returns run to its end)"})
+    ala_horizon: int = field(
+        default=0, metadata={"help": "updates that the progress feature u / T calls the end (T; "
+                             "0: --max-update)"})
+    ala_policy: Optional[str] = field(
+        default=None, metadata={"help": "start from the policy of this controller file "
+                                "(ala_controller.pt of another run; policy transfer)"})
+    ala_freeze_policy: bool = field(
+        default=False,
+        metadata={"help": "act with the policy without updating it (e.g. a transferred policy)"})
+    seed: int = II("common.seed")
+    save_dir: str = II("checkpoint.save_dir")
+    restore_file: str = II("checkpoint.restore_file")
+    reset_optimizer: bool = II("checkpoint.reset_optimizer")
+    valid_subset: str = II("dataset.valid_subset")
+    max_update: int = II("optimization.max_update")
+
+
+def check_ala_options(cfg: TranslationALAConfig) -> None:
+    """Raise ControllerError naming the bad ``--ala-*`` option, its value and what was expected."""
+
+    def at_least(minimum):
+        return lambda name, value: check_positive_int(name, value, minimum)
+
+    def positive_float(name, value):
+        if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
+            raise ControllerError(f"{name}={value!r}; expected a finite number > 0")
+
+    def non_negative_float(name, value):
+        if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
+            raise ControllerError(f"{name}={value!r}; expected a finite number >= 0")
+
+    def unit_interval(name, value):
+        if not (isinstance(value, (int, float)) and 0.0 <= value < 1.0):
+            raise ControllerError(f"{name}={value!r}; expected a value in [0, 1)")
+
+    def named(check):  # the controllers' own checks name their argument, not the option
+        def run(name, value):
+            try:
+                check(value)
+            except ControllerError as err:
+                raise ControllerError(f"{name}: {err}") from None
+        return run
+
+    checks = {
+        "ala_interval": named(check_window), "ala_gamma": named(check_gamma),
+        "ala_beta": named(check_beta), "ala_clamp": non_negative_float, "ala_history": at_least(0),
+        "ala_val_batches": at_least(1), "ala_val_max_sentences": at_least(1),
+        "ala_max_len_a": non_negative_float, "ala_max_len_b": at_least(1), "ala_hidden": at_least(1),
+        "ala_lr": positive_float, "ala_baseline_decay": unit_interval,
+        "ala_replay_capacity": at_least(1), "ala_trajectories": at_least(1),
+        "ala_trajectory_length": at_least(1), "ala_horizon": at_least(0),
+    }
+    for name, check in checks.items():
+        check("--" + name.replace("_", "-"), getattr(cfg, name))
+    if str(cfg.ala_reward) not in REWARDS:  # argparse checks the choice; yaml configs do not
+        raise ControllerError(f"--ala-reward={cfg.ala_reward!r}; expected one of {list(REWARDS)}")
+
+
+class BucketALAController:
+    """Single-network ALA over the G x G matrix ``B`` of a ``BucketedPhi``; pure torch.
+
+    The task feeds one reward-metric value per update (``observe``) and, when ``window_ends()``,
+    the (G, G) confusion state as well; at a window end the controller learns and moves
+    ``W = B * |h|`` (``weights()``; module docstring), i.e. ``B``.
+
+    Args:
+        cfg: the task config (``--ala-*`` options and ``seed``).
+        phi: the criterion's ``BucketedPhi`` (``B`` is moved in place).
+        total_updates: updates of the whole run (progress feature = update / total_updates).
+    """
+
+    def __init__(self, cfg: TranslationALAConfig, phi, total_updates: int):
+        self.phi = phi
+        self.window = cfg.ala_interval
+        self.total_updates = int(total_updates)
+        self.clamp = (-cfg.ala_clamp, cfg.ala_clamp) if cfg.ala_clamp > 0 else None
+        self.train_policy = not cfg.ala_freeze_policy
+        self.trajectories, self.trajectory_length = cfg.ala_trajectories, cfg.ala_trajectory_length
+        self.pairs = controlled_pairs(phi.num_buckets, include_diagonal=True)  # every W[g, h]
+        # |h| from the long bucket map: exact even when --fp16 halves the criterion's buffers.
+        self.sizes = torch.bincount(phi.bucket_of.cpu(), minlength=phi.num_buckets).double()
+        self.beta = beta_for(self.pairs.shape[0], cfg.ala_beta)
+        self.feature_size = pair_feature_size(cfg.ala_history)
+        if cfg.ala_policy:
+            path = os.path.expanduser(cfg.ala_policy)
+            self.policy = load_controller(path, expected_feature_size=self.feature_size).policy
+        else:
+            self.policy = PairPolicy(self.feature_size, hidden=cfg.ala_hidden, seed=cfg.seed)
+        self.learner = ReinforceLearner(self.policy, lr=cfg.ala_lr, baseline_decay=cfg.ala_baseline_decay)
+        self.memory = ReplayMemory(cfg.ala_replay_capacity, seed=cfg.seed + 1)
+        self.history = StateHistory(cfg.ala_history)
+        self.window_reward = WindowReward(str(cfg.ala_reward), self.window, cfg.ala_gamma)
+        self.generator = torch.Generator().manual_seed(cfg.seed + 2)
+        self.extra = dict(window=self.window, base_beta=float(cfg.ala_beta), history=int(cfg.ala_history),
+                          reward_metric=str(cfg.ala_reward), controlled="bucketed",
+                          num_elements=int(self.pairs.shape[0]))
+        self.measured = 0  # metric values observed (one per update)
+        self.last_update = 0  # fairseq's update count at the last observation
+        self.pending: Optional[Dict[str, torch.Tensor]] = None  # features and action of window t
+        self.rows: List[Dict] = []
+        self.seconds = 0.0  # controller time in the current window
+
+    def weights(self) -> torch.Tensor:
+        """``W`` (G, G), float64 on CPU: ``W[g, h] = |h| B[g, h]``, the weight of bucket h's mean
+        log-probability."""
+        return controlled_tensor(self.phi).detach().cpu().double() * self.sizes
+
+    @torch.no_grad()
+    def _act(self, actions: torch.Tensor) -> torch.Tensor:
+        """Move W by ``beta * actions`` (clamped) and write ``B = W / |h|`` back; returns W."""
+        W = self.weights()
+        apply_actions(W, self.pairs, actions, self.beta, self.clamp)
+        B = controlled_tensor(self.phi)
+        B.copy_((W / self.sizes).to(B.device, B.dtype))
+        return W
+
+    def window_ends(self) -> bool:
+        """Whether the next observation completes a window (then it needs the state)."""
+        return (self.measured + 1) % self.window == 0
+
+    def observe(self, update: int, value: float, state: Optional[torch.Tensor] = None,
+                seconds: float = 0.0) -> Optional[Dict]:
+        """The metric of the student after ``update`` updates; at a window end, learn and act.
+
+        Args:
+            update: fairseq's update count of the measured student.
+            value: the reward metric on the validation subset.
+            state: (G, G) confusion state, required when ``window_ends()``.
+            seconds: time the caller spent measuring (logged).
+        Returns:
+            The window's log row at a window end, else None.
+        """
+        started = time.perf_counter()
+        end = self.window_ends()
+        if end and state is None:
+            raise ControllerError("this observation ends a window; expected the (G, G) confusion state")
+        r = self.window_reward.add(value)  # validates value before any counter moves
+        self.measured += 1
+        self.last_update = int(update)
+        self.seconds += seconds
+        if not end:
+            self.seconds += time.perf_counter() - started
+            return None
+        progress = min(1.0, update / self.total_updates)
+        state = state.detach().cpu()
+        features = pair_features(state, self.weights(), self.history.matrices(state), progress, self.pairs)
+        stats: Dict[str, float] = {}
+        if self.pending is not None:  # r rewards the action taken at the end of the last window
+            self.memory.add(self.pending["state"], self.pending["action"], r, next_state=features)
+            if self.train_policy:
+                trajectories = self.memory.sample_trajectories(self.trajectories, self.trajectory_length)
+                stats = self.learner.update(trajectories)
+        with torch.no_grad():
+            actions, _ = self.policy.act(features, generator=self.generator)
+            entropy = self.policy.entropy(features).item()
+        W = self._act(actions)
+        self.pending = {"state": features, "action": actions}
+        self.history.push(state)
+        row = {
+            "update": int(update), "window": self.measured // self.window,
+            "reward": "" if r is None else r, "metric": value,
+            "window_metric": self.window_reward.previous,
+            "W_mean_abs": W.abs().mean().item(), "W_min": W.min().item(), "W_max": W.max().item(),
+            "entropy": entropy, "baseline": self.learner.baseline, "policy_loss": stats.get("loss", ""),
+            "actions_minus": int((actions == -1).sum()), "actions_zero": int((actions == 0).sum()),
+            "actions_plus": int((actions == 1).sum()),
+            "seconds": self.seconds + time.perf_counter() - started,
+        }
+        self.seconds = 0.0
+        self.rows.append(row)
+        return row
+
+    def write_files(self, out_dir: str) -> None:
+        """``ala_log.csv`` (from all rows) and the policy file ``ala_controller.pt``."""
+        os.makedirs(out_dir, exist_ok=True)
+        if self.rows:
+            write_csv(os.path.join(out_dir, LOG_FILE), self.rows)
+        save_controller(os.path.join(out_dir, POLICY_FILE), self.learner, None, **self.extra)
+
+    def state_dict(self) -> Dict:
+        """Everything a resumed run needs, Phi's tensors included; ``weights_only``-loadable."""
+        return {
+            "measured": self.measured, "last_update": self.last_update,
+            "learner": self.learner.state_dict(), "memory": self.memory.state_dict(),
+            "history": self.history.state_dict(), "window_reward": self.window_reward.state_dict(),
+            "generator": self.generator.get_state(), "pending": self.pending,
+            "rows": [dict(row) for row in self.rows], "seconds": self.seconds,
+            "feature_size": self.feature_size, "num_elements": int(self.pairs.shape[0]),
+            "phi": {name: t.detach().cpu().clone() for name, t in self.phi.tensors().items()},
+        }
+
+    def load_state_dict(self, state: Dict) -> None:
+        state = utils.move_to_cpu(state)  # a checkpoint mapped to CUDA: the controller lives on CPU
+        for key, mine in (("feature_size", self.feature_size), ("num_elements", int(self.pairs.shape[0]))):
+            if state.get(key) != mine:
+                raise ControllerError(
+                    f"checkpoint ALA controller has {key}={state.get(key)!r}; this run has {mine} "
+                    "(check --ala-history and --phi-buckets)"
+                )
+        self.phi.load_tensors(state["phi"])  # validated before anything is copied
+        self.learner.load_state_dict(state["learner"])
+        self.memory.load_state_dict(state["memory"])
+        self.history.load_state_dict(state["history"])
+        self.window_reward.load_state_dict(state["window_reward"])
+        self.generator.set_state(state["generator"])
+        self.pending = state["pending"]
+        self.rows = [dict(row) for row in state["rows"]]
+        self.seconds = float(state["seconds"])
+        self.measured = int(state["measured"])
+        self.last_update = int(state["last_update"])
+
+
+@register_task("translation_ala", dataclass=TranslationALAConfig)
+class TranslationALATask(TranslationTask):
+    """Translation whose loss parameters are adapted by an ALA controller (module docstring)."""
+
+    cfg: TranslationALAConfig
+
+    def __init__(self, cfg: TranslationALAConfig, src_dict, tgt_dict):
+        super().__init__(cfg, src_dict, tgt_dict)
+        check_ala_options(cfg)
+        self.controller: Optional[BucketALAController] = None
+        self.criterion: Optional[DynamicLossCriterion] = None
+        self.dev_samples: Optional[List[dict]] = None
+        self.greedy = None  # SequenceGenerator with beam 1, built at the first BLEU measurement
+        self._resume_checked = False
+
+    # ---- set-up -------------------------------------------------------------------------
+    def build_criterion(self, cfg):
+        # Checked here, not in __init__: fairseq-generate sets up the task without training options.
+        horizon = self.cfg.ala_horizon or self.cfg.max_update
+        if horizon <= 0:
+            raise ControllerError(
+                f"translation_ala needs --max-update > 0 (got {self.cfg.max_update}) or --ala-horizon: "
+                "the controller's progress feature is update / horizon"
+            )
+        criterion = super().build_criterion(cfg)
+        if not isinstance(criterion, DynamicLossCriterion):
+            raise PhiError("--task translation_ala needs --criterion dynamic_loss; "
+                           f"got {type(criterion).__name__}")
+        if str(criterion.cfg.phi_source) != "ala":
+            raise PhiError(f"--task translation_ala moves Phi itself; use --phi-source ala "
+                           f"(got --phi-source {criterion.cfg.phi_source})")
+        if criterion.phi.parametrisation != "bucketed":
+            raise PhiError(
+                f"translation_ala controls a bucketed Phi (its G x G matrix B); got "
+                f"--phi-parametrisation {criterion.phi.parametrisation}. Use --phi-parametrisation "
+                "bucketed --phi-buckets G (a full |V| x |V| Phi makes |V|^2 controlled pairs)"
+            )
+        self.controller = BucketALAController(self.cfg, criterion.phi, horizon)
+        self.criterion = criterion
+        return criterion
+
+    # ---- the validation subset ----------------------------------------------------------------
+    def _load_dev_samples(self, device) -> List[dict]:
+        """The fixed validation subset: ``--ala-val-batches`` x ``--ala-val-max-sentences``
+        sentences drawn at random with ``--seed`` (fairseq's batch iterator would start with the
+        shortest sentences), batched by length."""
+        split = self.cfg.valid_subset.split(",")[0]
+        if split not in self.datasets:  # e.g. --disable-validation
+            self.load_dataset(split)
+        dataset = self.dataset(split)
+        order = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(self.cfg.seed))
+        order, _ = dataset.filter_indices_by_size(order.numpy(), self.max_positions())
+        chosen = order[: self.cfg.ala_val_batches * self.cfg.ala_val_max_sentences].tolist()
+        chosen.sort(key=lambda i: (dataset.num_tokens(i), i))
+        step = self.cfg.ala_val_max_sentences
+        samples = [dataset.collater([dataset[i] for i in chosen[k : k + step]])
+                   for k in range(0, len(chosen), step)]
+        if not samples:
+            raise ControllerError(f"validation split {split!r} has no sentences that fit the model; "
+                                  "translation_ala needs some for its state and reward")
+        return [utils.move_to_cuda(s, device=device) if device.type == "cuda" else s for s in samples]
+
+    def _dev_lprobs(self, model, sample):
+        """Teacher-forced ``lprobs`` (N, V) and ``target`` (N,) at the non-pad target tokens."""
+        net_output = model(**sample["net_input"])
+        lprobs = model.get_normalized_probs(net_output, log_probs=True)
+        target = model.get_targets(sample, net_output)
+        mask = target.ne(self.tgt_dict.pad())
+        return lprobs[mask], target[mask]
+
+    def _greedy_bleu_stats(self, model, sample) -> BleuStats:
+        if self.greedy is None:
+            args = Namespace(beam=1, nbest=1, max_len_a=self.cfg.ala_max_len_a,
+                             max_len_b=self.cfg.ala_max_len_b, min_len=1)
+            self.greedy = self.build_generator([model], args)
+        hypos = self.greedy.generate([model], {"net_input": sample["net_input"]})
+        pad = self.tgt_dict.pad()
+        width = max(nbest[0]["tokens"].numel() for nbest in hypos)
+        hyps = torch.stack([F.pad(nbest[0]["tokens"], (0, width - nbest[0]["tokens"].numel()), value=pad)
+                            for nbest in hypos])
+        target = sample["target"]
+        return bleu_stats(hyps.to(target.device), target, pad, self.tgt_dict.eos())
+
+    @torch.no_grad()
+    def measure(self, model, with_state: bool):
+        """The reward metric of ``model`` on the subset and, if asked, the (G, G) state.
+
+        Returns:
+            ``(value, state)``: dev NLL per target token (nats) or corpus BLEU (0..100), and the
+            bucket confusion ``C`` on CPU or None.
+        """
+        was_training = model.training
+        model.eval()
+        try:
+            bleu = str(self.cfg.ala_reward) == "bleu"
+            phi = self.criterion.phi
+            accumulator = ConfusionAccumulator(phi.num_classes, phi.bucket_of.cpu()) if with_state else None
+            nll, tokens, stats = 0.0, 0, []
+            for sample in self.dev_samples:
+                if with_state or not bleu:
+                    lprobs, target = self._dev_lprobs(model, sample)
+                    nll -= lprobs.gather(-1, target.unsqueeze(-1)).sum().item()
+                    tokens += target.numel()
+                    if accumulator is not None:
+                        accumulator.update(lprobs, target)
+                if bleu:
+                    stats.append(self._greedy_bleu_stats(model, sample))
+        finally:
+            model.train(was_training)
+        if bleu:
+            value = corpus_bleu_from_stats(BleuStats(*(torch.cat(parts) for parts in zip(*stats))))
+        else:
+            value = nll / tokens
+        return value, (accumulator.compute().cpu() if accumulator is not None else None)
+
+    # ---- the controller step ----------------------------------------------------------------
+    def after_update(self, model, update: int) -> Optional[Dict]:
+        """Measure the student after ``update`` updates; at a window end the controller acts."""
+        started = time.perf_counter()
+        device = next(model.parameters()).device
+        end = self.controller.window_ends()
+        # The measurement must not move the global RNG: training randomness (dropout) then does not
+        # depend on the controller, nor on when the subset was loaded (e.g. on resume).
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+            if self.dev_samples is None:
+                self.dev_samples = self._load_dev_samples(device)
+            value, state = self.measure(model, with_state=end)
+        row = self.controller.observe(update, value, state, seconds=time.perf_counter() - started)
+        if row is None:
+            return None
+        self._broadcast_phi()
+        metrics.log_scalar("ala_metric", row["metric"], weight=1, round=4)
+        if row["reward"] != "":
+            metrics.log_scalar("ala_reward", row["reward"], weight=1, round=3)
+        metrics.log_scalar("ala_W_absmean", row["W_mean_abs"], weight=1, round=4)
+        if self._is_master():
+            self.controller.write_files(self.cfg.save_dir)
+        return row
+
+    def _broadcast_phi(self) -> None:
+        if torch.distributed.is_initialized() and distributed_utils.get_data_parallel_world_size() > 1:
+            distributed_utils.broadcast(controlled_tensor(self.criterion.phi), src=0,
+                                        group=distributed_utils.get_data_parallel_group())
+
+    @staticmethod
+    def _is_master() -> bool:
+        return not torch.distributed.is_initialized() or distributed_utils.get_data_parallel_rank() == 0
+
+    # ---- checkpoints ---------------------------------------------------------------------------
+    def state_dict(self):
+        """The controller state (with Phi's tensors): saved in every checkpoint."""
+        state = dict(super().state_dict())
+        if self.controller is not None:
+            state["ala"] = self.controller.state_dict()
+        return state
+
+    def load_state_dict(self, state_dict):
+        state_dict = dict(state_dict)
+        ala = state_dict.pop("ala", None)
+        super().load_state_dict(state_dict)
+        if ala is not None and self.controller is not None:
+            self.controller.load_state_dict(ala)
+
+    def _resume(self) -> None:
+        """Load the controller state from the checkpoint fairseq-train resumed from.
+
+        fairseq's trainer saves ``task.state_dict()`` but does not restore it when resuming
+        training, so the task reads it from the same file (same rule as
+        ``checkpoint_utils.load_checkpoint``).
+        """
+        from fairseq import checkpoint_utils
+
+        path = self.cfg.restore_file
+        if path == "checkpoint_last.pt":
+            path = os.path.join(self.cfg.save_dir, path)
+        if self.cfg.reset_optimizer or not os.path.isfile(path):
+            return
+        state = checkpoint_utils.load_checkpoint_to_cpu(path)
+        self.load_state_dict(state.get("task_state", {}))
+        logger.info(f"translation_ala: resumed controller state from {path} "
+                    f"({len(self.controller.rows)} windows, update {self.controller.last_update})")
+
+    # ---- fairseq hooks ------------------------------------------------------------------------
+    def train_step(self, sample, model, criterion, optimizer, update_num, ignore_grad=False):
+        if not self._resume_checked:
+            self._resume_checked = True
+            self._resume()
+        return super().train_step(sample, model, criterion, optimizer, update_num, ignore_grad)
+
+    def optimizer_step(self, optimizer, model, update_num):
+        """The optimiser step of update ``update_num`` (0-based), then the controller's measurement."""
+        super().optimizer_step(optimizer, model, update_num)
+        if self.controller is not None:
+            while hasattr(model, "module"):  # DDP wrappers nest (ModuleProxyWrapper, LegacyDDP)
+                model = model.module
+            self.after_update(model, update_num + 1)
