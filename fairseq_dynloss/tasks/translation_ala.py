@@ -91,6 +91,7 @@ from ..criterions.dynamic_loss import DynamicLossCriterion
 from ..losses import PhiError
 from ..metrics import BleuStats, bleu_stats, corpus_bleu_from_stats
 from ..trainer.run_log import write_csv
+from .restore import restore_task_state
 
 logger = logging.getLogger(__name__)
 
@@ -513,22 +514,12 @@ class TranslationALATask(TranslationTask):
             self.controller.load_state_dict(ala)
 
     def _resume(self) -> None:
-        """Load the controller state from the checkpoint fairseq-train resumed from.
-
-        fairseq's trainer saves ``task.state_dict()`` but does not restore it when resuming
-        training, so the task reads it from the same file (same rule as
-        ``checkpoint_utils.load_checkpoint``).
-        """
-        from fairseq import checkpoint_utils
-
-        path = self.cfg.restore_file
-        if path == "checkpoint_last.pt":
-            path = os.path.join(self.cfg.save_dir, path)
-        if self.cfg.reset_optimizer or not os.path.isfile(path):
+        """Load the controller state from the checkpoint fairseq-train resumed from."""
+        state = restore_task_state(self.cfg)
+        if state is None:
             return
-        state = checkpoint_utils.load_checkpoint_to_cpu(path)
-        self.load_state_dict(state.get("task_state", {}))
-        logger.info(f"translation_ala: resumed controller state from {path} "
+        self.load_state_dict(state)
+        logger.info(f"translation_ala: resumed controller state from {self.cfg.restore_file} "
                     f"({len(self.controller.rows)} windows, update {self.controller.last_update})")
 
     # ---- fairseq hooks ------------------------------------------------------------------------

@@ -52,6 +52,7 @@ from ..teacher import (
     TEACHERS, ExponentialAverage, StudentState, TeacherLearner, build_teacher, load_teacher, save_teacher,
 )
 from ..teacher.learner import inner_optimizer
+from .restore import restore_task_state
 
 logger = logging.getLogger(__name__)
 
@@ -325,26 +326,17 @@ class TranslationL2TTask(TranslationTask):
             self.train_loss.value = l2t["train_loss"]
 
     def _resume(self, device) -> None:
-        """Load the teacher state from the checkpoint fairseq-train resumed from.
-
-        fairseq's trainer saves ``task.state_dict()`` but does not restore it when resuming
-        training, so the task reads it from the same file (same rule as
-        ``checkpoint_utils.load_checkpoint``).
-        """
-        from fairseq import checkpoint_utils
-
-        path = self.cfg.restore_file
-        if path == "checkpoint_last.pt":
-            path = os.path.join(self.cfg.save_dir, path)
-        if self.cfg.reset_optimizer or not os.path.isfile(path):
+        """Load the teacher state from the checkpoint fairseq-train resumed from."""
+        state = restore_task_state(self.cfg)
+        if state is None:
             return
-        state = checkpoint_utils.load_checkpoint_to_cpu(path)
-        self.load_state_dict(state.get("task_state", {}))
+        self.load_state_dict(state)
         if device.type == "cuda":
             self.recent = [[utils.move_to_cuda(s, device=device) for s in group] for group in self.recent]
         if self.omega0 is not None:
             self.omega0 = {k: v.to(device) for k, v in self.omega0.items()}
-        logger.info(f"translation_l2t: resumed teacher state from {path} ({self.teacher_steps} teacher steps)")
+        logger.info(f"translation_l2t: resumed teacher state from {self.cfg.restore_file} "
+                    f"({self.teacher_steps} teacher steps)")
 
     # ---- fairseq hooks ------------------------------------------------------------------------
     @staticmethod
