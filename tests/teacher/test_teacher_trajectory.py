@@ -2,13 +2,15 @@
 
 import subprocess
 import sys
+from pathlib import Path
 
 import torch
 
-from conftest import REPO
 from fairseq_dynloss.losses import build_phi
 from fairseq_dynloss.teacher import StudentState, build_teacher, save_teacher
 from fairseq_dynloss.teacher.trajectory import phi_rows_over_training
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 def test_rows_follow_the_teacher_along_progress():
