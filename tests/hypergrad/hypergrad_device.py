@@ -4,9 +4,7 @@
 are skipped, each with the reason, when CUDA is not available. Problems are always built on the
 CPU (seeded CPU generators) and then moved, so every device sees the same numbers.
 
-Test modules import the fixture (``from hypergrad_device import device``). It is not in a
-``conftest.py``: a second module named ``conftest`` would shadow ``tests/conftest.py`` for the
-test modules that import it by name (``from conftest import REPO``).
+Test modules import the fixture (``from hypergrad_device import device``).
 """
 
 import os
