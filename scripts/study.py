@@ -39,6 +39,7 @@ sys.path.insert(0, REPO)
 
 from fairseq_dynloss.study.jobs import Job, load_record, run_jobs  # noqa: E402
 from fairseq_dynloss.study.report import MethodRow, method_table  # noqa: E402
+from fairseq_dynloss.study.stats import summarize, welch_t_test  # noqa: E402
 
 PYTHON = sys.executable
 ONE_THREAD = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
@@ -272,6 +273,11 @@ def toy_tables(args, work: str) -> List[str]:
                     "l2t": "teacher time shared over seeds"}.get(method, "")
             if method in TOY_FINETUNED and method != "ce_continued":
                 note = f"fine-tuned {args.seq_updates} updates from CE"
+                control = next((r for r in rows if r.name == "ce_continued"), None)
+                if control is not None:  # the fair comparison: the same extra training with CE
+                    delta = summarize(values).mean - summarize(control.values).mean
+                    p = welch_t_test(values, control.values).p
+                    note += f"; vs ce_continued: Δ {delta:+.2f}, p = {p:.3f}"
             rows.append(MethodRow(method, values, seconds, note))
         sections.append(f"### toy translation, {arch} ({args.toy_updates[arch]} updates): "
                         "sacrebleu BLEU on test\n\n"
