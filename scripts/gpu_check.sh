@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The hypergradient engine on CUDA, in one go: the exactness tests (tests/hypergrad with
-# DYNLOSS_TEST_DEVICE=cuda) and the benchmark (scripts/bench_hypergrad.py --device cuda).
+# DYNLOSS_TEST_DEVICE=cuda), the benchmark (scripts/bench_hypergrad.py --device cuda) and one
+# L2T-DLF teacher step of an IWSLT-size transformer (scripts/gpu_teacher_step.py).
 #
 # Usage (from anywhere; a CUDA machine with torch, scikit-learn, matplotlib and pytest):
 #     scripts/gpu_check.sh [RESULTS_DIR]
@@ -9,6 +10,7 @@
 #     tests_cuda.log             pytest output (skips listed with their reasons)
 #     bench_cuda.md              benchmark tables (markdown), as docs/benchmarks_hypergrad.md
 #     hypergrad_memory_cuda.png  peak GPU memory against T
+#     teacher_step_cuda.md       one teacher step vs T plain updates, time and peak memory
 #     summary.txt                one line per phase with its exit status
 # Environment: PYTHON (default .venv/bin/python if present, else python3); BENCH_ARGS (default
 # "--models mlp lenet --repeats 3 --memory-steps 10 50 200", sized to finish in a few minutes);
@@ -56,11 +58,16 @@ read -r -a bench_args <<<"${BENCH_ARGS:---models mlp lenet --repeats 3 --memory-
 timeout "${BENCH_TIMEOUT:-420}" "$py" scripts/bench_hypergrad.py --device cuda "${bench_args[@]}" \
     --plot "$results/hypergrad_memory_cuda.png" 2>&1 | tee "$results/bench_cuda.md"
 bench_rc=${PIPESTATUS[0]}
+# Issue 6: one L2T-DLF teacher step of an IWSLT-size transformer on synthetic batches.
+timeout "${TEACHER_TIMEOUT:-300}" "$py" scripts/gpu_teacher_step.py --device cuda \
+    --out "$results/teacher_step_cuda.md" 2>&1 | grep -v '^INFO\|^DEBUG' | tee "$results/teacher_step_cuda.log"
+teacher_rc=${PIPESTATUS[0]}
 set -e
 
 {
     echo "tests (DYNLOSS_TEST_DEVICE=cuda pytest tests/hypergrad): exit $tests_rc$([[ $tests_rc == 124 ]] && echo ' (timed out)')"
     echo "benchmark (bench_hypergrad.py --device cuda): exit $bench_rc$([[ $bench_rc == 124 ]] && echo ' (timed out)')"
+    echo "teacher step (gpu_teacher_step.py --device cuda): exit $teacher_rc$([[ $teacher_rc == 124 ]] && echo ' (timed out)')"
 } | tee "$results/summary.txt"
-[[ $tests_rc == 0 && $bench_rc == 0 ]] || status=1
+[[ $tests_rc == 0 && $bench_rc == 0 && $teacher_rc == 0 ]] || status=1
 exit $status

@@ -8,7 +8,11 @@ import sacrebleu
 import torch
 
 import fairseq  # noqa: F401  (import before the plugin so it registers with fairseq)
-import fairseq_dynloss  # noqa: F401
+import fairseq_dynloss
+
+# Explicitly: if another test module imported the package before fairseq, its import-time
+# registration did not run (idempotent).
+fairseq_dynloss.register_with_fairseq()
 from fairseq_dynloss.controllers import ControllerError, load_controller
 from fairseq_dynloss.losses import PhiError
 

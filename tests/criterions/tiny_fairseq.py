@@ -1,12 +1,16 @@
 """A tiny fairseq transformer on the toy data and its first validation batch, for criterion tests."""
 
 import fairseq  # noqa: F401  (import before the plugin so it registers with fairseq)
-import fairseq_dynloss  # noqa: F401
+import fairseq_dynloss
 import torch
 from fairseq import options, tasks
 from fairseq.dataclass.utils import convert_namespace_to_omegaconf
 
 from fairseq_dynloss.user_dir import USER_DIR
+
+# Explicitly: if another test module imported the package before fairseq, its import-time
+# registration did not run (idempotent).
+fairseq_dynloss.register_with_fairseq()
 
 TINY_TRANSFORMER = [
     "--arch", "transformer", "--encoder-layers", "1", "--decoder-layers", "1",
