@@ -155,9 +155,9 @@ def train(cfg: DictConfig, out_dir: str) -> List[Dict[str, float]]:
         raise FileNotFoundError(f"resume=true but there is no checkpoint at {last_path}")
 
     OmegaConf.resolve(cfg)
+    config_yaml = OmegaConf.to_yaml(cfg)  # once: it goes into every checkpoint as well
     if writes:
-        text = OmegaConf.to_yaml(cfg)
-        atomic_write(os.path.join(out_dir, "config.yaml"), lambda tmp: Path(tmp).write_text(text))
+        atomic_write(os.path.join(out_dir, "config.yaml"), lambda tmp: Path(tmp).write_text(config_yaml))
 
     # -- data, model, objective, optimiser ------------------------------------------------------
     task = cfg.task
@@ -331,7 +331,7 @@ def train(cfg: DictConfig, out_dir: str) -> List[Dict[str, float]]:
         state = {
             "student": student.state_dict(), "optimizer": optimizer.state_dict(),
             "scheduler": scheduler.state_dict(), "epoch": epoch + 1, "history": history,
-            "best": best, "config": OmegaConf.to_yaml(cfg), "phi_snapshots": phi_snapshots,
+            "best": best, "config": config_yaml, "phi_snapshots": phi_snapshots,
         }
         if ala is not None:
             state["controller"] = ala.state_dict()
