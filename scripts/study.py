@@ -378,7 +378,7 @@ def main(argv: Sequence[str] = None) -> None:
                         choices=list(TOY_UPDATES))
     toy_choices = ["ce", "label_smoothing", *TOY_FINETUNED, "l2t", "ala"]
     parser.add_argument("--toy-methods", nargs="+", default=toy_choices, choices=toy_choices)
-    parser.add_argument("--seq-updates", type=int, default=100,
+    parser.add_argument("--seq-updates", type=int, default=50,
                         help="fine-tuning updates of the sequence-level criteria")
     parser.add_argument("--toy-updates", type=int, nargs=2, metavar=("TRANSFORMER", "LSTM"),
                         default=[TOY_UPDATES["transformer"], TOY_UPDATES["lstm"]],
