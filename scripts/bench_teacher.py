@@ -23,7 +23,6 @@ import fairseq  # noqa: F401  (before the plugin, so that it registers)
 import fairseq_dynloss  # noqa: F401
 from fairseq import options, tasks
 from fairseq.dataclass.utils import convert_namespace_to_omegaconf
-from fairseq_dynloss.hypergrad import FunctionalModule
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from bench_hypergrad import peak_bytes  # noqa: E402
@@ -89,12 +88,8 @@ def main():
             task.dev_samples = task._load_dev_samples(torch.device("cpu"))
             optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
 
-            def teacher_step():  # TranslationL2T.teacher_step without its logging and export
-                student, names = FunctionalModule(model), list(params)
-                task.learner.step(task._student_loss(student, model, names),
-                                  task._dev_objective(student, model, names, 1),
-                                  task._stack_streams(params, 1), task.recent,
-                                  task._features(0, steps, torch.device("cpu")))
+            def teacher_step():
+                task.unroll_and_update_teacher(model, params, 0)
 
             def plain_updates():
                 model.train()

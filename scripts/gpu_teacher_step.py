@@ -26,7 +26,6 @@ import fairseq  # noqa: F401  (before the plugin, so that it registers)
 import fairseq_dynloss  # noqa: F401
 from fairseq import options, tasks
 from fairseq.dataclass.utils import convert_namespace_to_omegaconf
-from fairseq_dynloss.hypergrad import FunctionalModule
 
 TINY = ["--arch", "transformer", "--encoder-layers", "1", "--decoder-layers", "1",
         "--encoder-embed-dim", "32", "--decoder-embed-dim", "32", "--encoder-ffn-embed-dim", "64",
@@ -132,13 +131,8 @@ def main(argv=None):
             params = {n: p.detach().clone() for n, p in model.named_parameters()}
             optimizer = torch.optim.Adam(model.parameters(), lr=5e-4)
 
-            def teacher_step():  # TranslationL2T.teacher_step without its logging and export
-                student, names = FunctionalModule(model), list(params)
-                result = task.learner.step(task._student_loss(student, model, names),
-                                           task._dev_objective(student, model, names, 1),
-                                           task._stack_streams(params, 1), task.recent,
-                                           task._features(0, args.unroll, device))
-                if result.skipped:
+            def teacher_step():
+                if task.unroll_and_update_teacher(model, params, 0).skipped:
                     raise SystemExit("gpu_teacher_step: non-finite hypergradient")
 
             def plain_updates():

@@ -256,6 +256,21 @@ class TranslationL2TTask(TranslationTask):
 
     def teacher_step(self, model, params, update_num: int) -> None:
         device = next(model.parameters()).device
+        result = self.unroll_and_update_teacher(model, params, update_num)
+        # The mean over ranks, as the hypergradient (one stream per rank with --update-freq 1).
+        result.dev_objective = self._mean_across_workers(result.dev_objective, device)
+        self.teacher_steps += 1
+        metrics.log_scalar("teacher_dev_obj", result.dev_objective, weight=1, round=4)
+        metrics.log_scalar("teacher_gnorm", result.grad_norm, weight=1, round=4)
+        metrics.log_scalar("teacher_skipped", float(result.skipped), weight=1, round=2)
+        if self._is_master():
+            self._export(update_num, result)
+
+    def unroll_and_update_teacher(self, model, params, update_num: int):
+        """One teacher update from the buffered updates (``self.recent``) and ``params`` =
+        omega_0, without logging or export (also what scripts/bench_teacher.py and
+        scripts/gpu_teacher_step.py time). Returns the ``TeacherStepResult``."""
+        device = next(model.parameters()).device
         if self.dev_samples is None:
             # A DataLoader draws its base seed from the global RNG: keep the unroll's dropout
             # independent of when the dev batches were first loaded (e.g. after a resume).
@@ -274,14 +289,7 @@ class TranslationL2TTask(TranslationTask):
                                        self._dev_objective(student, model, names, streams),
                                        self._stack_streams(params, streams), batches,
                                        self._features(update_num, len(batches), device))
-        # The mean over ranks, as the hypergradient (one stream per rank with --update-freq 1).
-        result.dev_objective = self._mean_across_workers(result.dev_objective, device)
-        self.teacher_steps += 1
-        metrics.log_scalar("teacher_dev_obj", result.dev_objective, weight=1, round=4)
-        metrics.log_scalar("teacher_gnorm", result.grad_norm, weight=1, round=4)
-        metrics.log_scalar("teacher_skipped", float(result.skipped), weight=1, round=2)
-        if self._is_master():
-            self._export(update_num, result)
+        return result
 
     @staticmethod
     def _is_master() -> bool:
