@@ -53,7 +53,9 @@ def kept_tokens(
         keep &= tokens != eos
     lengths = keep.view(torch.uint8).sum(dim=1, dtype=torch.int64)
     # Right-padded rows (fairseq targets and hypotheses) are already left-aligned: skip the sort.
-    if bool((keep[:, 1:] > keep[:, :-1]).any()):
+    # (A uint8 max is several times faster than Tensor.any on CPU.)
+    flags = keep.view(torch.uint8)
+    if keep[:, 1:].numel() and bool(torch.gt(flags[:, 1:], flags[:, :-1]).view(torch.uint8).max()):
         order = torch.argsort((~keep).to(torch.uint8), dim=1, stable=True)
         tokens = tokens.gather(1, order)
         keep = keep.gather(1, order)

@@ -169,6 +169,19 @@ def test_sentences_longer_than_255_tokens():
     torch.testing.assert_close(ours, sacrebleu_sentence(pairs, "exp", None), atol=1e-4, rtol=0)
 
 
+def test_calls_of_growing_and_shrinking_size_share_no_state():
+    """The CPU tables are reused between calls: a small batch scored after a larger one (and a
+    larger one after a small one) must not see the previous contents."""
+    small = (as_batch([h for h, _ in PAIRS[:40]]), as_batch([r for _, r in PAIRS[:40]]))
+    first = sentence_bleu(*small, pad=PAD, eos=EOS)
+    everything = sentence_bleu(HYPS, REFS, pad=PAD, eos=EOS)
+    torch.testing.assert_close(everything, sacrebleu_sentence(PAIRS, "exp", None),
+                               atol=1e-4, rtol=0)
+    torch.testing.assert_close(sentence_bleu(*small, pad=PAD, eos=EOS), first, atol=0, rtol=0)
+    torch.testing.assert_close(first, sacrebleu_sentence(PAIRS[:40], "exp", None),
+                               atol=1e-4, rtol=0)
+
+
 def test_empty_batch():
     empty = torch.zeros(0, 5, dtype=torch.long)
     assert sentence_bleu(empty, empty, pad=PAD).shape == (0,)
