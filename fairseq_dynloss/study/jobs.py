@@ -1,9 +1,12 @@
 """A small, resumable, dependency-aware parallel runner of command lines.
 
 Each ``Job`` is one process (a training run, an evaluation, a shell pipeline). A job that
-succeeded leaves ``<state_dir>/<name>.json`` with its wall time, written atomically after the
-process exits 0 and every declared output exists, so an interrupted study re-runs only what is
-missing. Two cores: two single-threaded jobs at once use the machine better than one job with two
+succeeded leaves ``<state_dir>/<name>.json`` with its wall time and command line, written
+atomically after the process exits 0 and every declared output exists, so an interrupted study
+re-runs only what is missing. A job whose command line (or environment) has changed since its
+record was written -- a changed default -- is run again, after removing its ``clean`` paths (e.g.
+a checkpoint folder that would otherwise be resumed), and so is everything that runs after it.
+Records written before commands were recorded have no command and are taken as they are. Two cores: two single-threaded jobs at once use the machine better than one job with two
 threads (small models do not scale across threads).
 """
 
@@ -11,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import time
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
@@ -30,6 +34,8 @@ class Job:
         outputs: files the command must create (checked after it exits 0).
         after: names of jobs that must have succeeded first.
         env: extra environment variables.
+        clean: files or folders to delete before the job is run again because its command
+            changed (not before a first run, so that an interrupted job can resume).
     """
 
     name: str
@@ -37,15 +43,25 @@ class Job:
     outputs: List[str] = field(default_factory=list)
     after: Tuple[str, ...] = ()
     env: Dict[str, str] = field(default_factory=dict)
+    clean: List[str] = field(default_factory=list)
 
 
 @dataclass
 class JobRecord:
-    """What a finished job left: wall seconds and exit status (0 for success)."""
+    """What a finished job left: wall seconds, exit status (0 for success) and the command line
+    and extra environment it ran with (None in records written before they were kept)."""
 
     name: str
     seconds: float
     returncode: int
+    command: Optional[List[str]] = None
+    env: Optional[Dict[str, str]] = None
+
+    def matches(self, job: Job) -> bool:
+        """Whether this record is of ``job`` as it is now (legacy records always match)."""
+        if self.command is None:
+            return True
+        return self.command == [str(c) for c in job.command] and (self.env or {}) == job.env
 
 
 class JobFailed(RuntimeError):
@@ -74,14 +90,16 @@ def load_record(state_dir: str, name: str) -> Optional[JobRecord]:
         return None
     with open(path) as handle:
         data = json.load(handle)
-    return JobRecord(name, float(data["seconds"]), int(data["returncode"]))
+    return JobRecord(name, float(data["seconds"]), int(data["returncode"]),
+                     data.get("command"), data.get("env"))
 
 
 def _write_record(state_dir: str, record: JobRecord) -> None:
     path = os.path.join(state_dir, f"{record.name}.json")
     tmp = path + ".tmp"
     with open(tmp, "w") as handle:
-        json.dump({"seconds": record.seconds, "returncode": record.returncode}, handle)
+        json.dump({"seconds": record.seconds, "returncode": record.returncode,
+                   "command": record.command, "env": record.env}, handle)
     os.replace(tmp, path)
 
 
@@ -97,7 +115,7 @@ def _run_one(job: Job, state_dir: str) -> JobRecord:
         with open(log_path, "a") as log:
             log.write(f"\n[study] exit 0 but outputs missing: {missing}\n")
         code = 1
-    record = JobRecord(job.name, seconds, code)
+    record = JobRecord(job.name, seconds, code, [str(c) for c in job.command], dict(job.env))
     if code == 0:
         _write_record(state_dir, record)
     return record
@@ -123,10 +141,30 @@ def run_jobs(jobs: Sequence[Job], state_dir: str, workers: int = 2,
     by_name = _check_names(jobs)
     os.makedirs(state_dir, exist_ok=True)
     records: Dict[str, JobRecord] = {}
+    stale: List[Job] = []
     for job in jobs:
         record = load_record(state_dir, job.name)
         if record is not None and all(os.path.exists(p) for p in job.outputs):
-            records[job.name] = record
+            if record.matches(job):
+                records[job.name] = record
+            else:
+                stale.append(job)
+    changed = True  # a job after one whose command changed runs again too
+    while changed:
+        changed = False
+        stale_names = {job.name for job in stale}
+        for job in jobs:
+            if job.name in records and any(dep in stale_names for dep in job.after):
+                del records[job.name]
+                stale.append(job)
+                changed = True
+    for job in stale:
+        os.remove(os.path.join(state_dir, f"{job.name}.json"))
+        for path in job.clean:
+            if os.path.isdir(path) and not os.path.islink(path):
+                shutil.rmtree(path)
+            elif os.path.lexists(path):
+                os.remove(path)
     pending = [job for job in jobs if job.name not in records]
     failed: List[str] = []
     blocked: List[str] = []

@@ -38,3 +38,15 @@ def save_checkpoint(state: Dict[str, Any], path: str) -> None:
 def load_checkpoint(path: str, device: torch.device) -> Dict[str, Any]:
     """Load a trainer checkpoint with ``weights_only=True`` (tensors, numbers, strings, dicts)."""
     return torch.load(path, map_location=device, weights_only=True)
+
+
+def detached_copy(value: Any) -> Any:
+    """``value`` with every tensor inside dicts, lists and tuples cloned (detached): a state dict
+    that later training steps cannot change."""
+    if isinstance(value, torch.Tensor):
+        return value.detach().clone()
+    if isinstance(value, dict):
+        return {key: detached_copy(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(detached_copy(item) for item in value)
+    return value

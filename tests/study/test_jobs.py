@@ -65,3 +65,33 @@ def test_bad_job_lists(tmp_path, jobs, message):
 def test_workers_must_be_positive(tmp_path):
     with pytest.raises(ValueError, match="workers=0"):
         run_jobs([], str(tmp_path), workers=0)
+
+
+def test_changed_command_reruns_job_and_dependants_after_cleaning(tmp_path):
+    trace = tmp_path / "trace.txt"
+    append = lambda tag: f"open({str(trace)!r}, 'a').write({tag!r} + '\\n')"
+    leftover = tmp_path / "ckpt"
+    leftover.mkdir()
+    (leftover / "old.pt").write_text("x")
+
+    def jobs(version):
+        first = python_job("a", append("a" + version))
+        first.clean = [str(leftover)]
+        return [first, python_job("b", append("b"), after=["a"]), python_job("c", append("c"))]
+
+    state = str(tmp_path / "state")
+    run_jobs(jobs("1"), state, workers=1, progress=False)
+    assert leftover.exists()  # not cleaned before a first run
+    assert load_record(state, "a").command[-1] == append("a1")
+    run_jobs(jobs("1"), state, workers=1, progress=False)
+    assert sorted(trace.read_text().split()) == ["a1", "b", "c"]
+    # a's command changed: a runs again (its clean paths removed first), and b after it; c not.
+    run_jobs(jobs("2"), state, workers=1, progress=False)
+    assert not leftover.exists()
+    assert sorted(trace.read_text().split()) == ["a1", "a2", "b", "b", "c"]
+
+
+def test_legacy_record_without_command_is_reused(tmp_path):
+    (tmp_path / "a.json").write_text('{"seconds": 1.5, "returncode": 0}')
+    records = run_jobs([python_job("a", "raise SystemExit(1)")], str(tmp_path), progress=False)
+    assert records["a"].seconds == 1.5 and records["a"].command is None

@@ -55,6 +55,45 @@ def test_resume_equals_an_uninterrupted_run(tmp_path):
     assert len(read_rows(tmp_path / "split")) == 4
 
 
+def test_checkpoints_written_at_an_interval_equal_those_written_every_epoch(tmp_path, monkeypatch):
+    """With a long checkpoint_interval_s only the job's last epoch writes, and the best epoch's
+    state (kept in memory meanwhile, while training went on) is what an every-epoch run wrote."""
+    import fairseq_dynloss.trainer.loop as loop
+
+    writes = []
+    real_save = loop.save_checkpoint
+    monkeypatch.setattr(loop, "save_checkpoint",
+                        lambda state, path: (writes.append(state["epoch"]), real_save(state, path)))
+    # lr 0.3 makes validation error go up and down: the best epoch is 3 of 4 (checked below).
+    common = ["task.epochs=4", "optim.schedule=constant", "optim.lr=0.3"]
+    every = train(compose_config(*common, "checkpoint_interval_s=0"), str(tmp_path / "every"))
+    assert writes == [1, 2, 3, 4]
+    writes.clear()
+    spaced = train(compose_config(*common, "checkpoint_interval_s=1e9"), str(tmp_path / "spaced"))
+    strip = lambda rows: [{k: v for k, v in row.items() if k != "time"} for row in rows]
+    assert strip(every) == strip(spaced)
+    best_epoch = min(every, key=lambda row: row["val_error"])["epoch"]  # the first minimum
+    assert best_epoch < 4, "this test needs a best epoch before the last"
+    assert writes == [4, best_epoch]  # the last epoch, then the pending best
+    for name in ("checkpoint_last.pt", "checkpoint_best.pt"):
+        a = torch.load(tmp_path / "every" / name, weights_only=True)
+        b = torch.load(tmp_path / "spaced" / name, weights_only=True)
+        assert a["epoch"] == b["epoch"] == (4 if name == "checkpoint_last.pt" else best_epoch)
+        for key in a["student"]:
+            assert torch.equal(a["student"][key], b["student"][key]), (name, key)
+        assert a["optimizer"]["state"].keys() == b["optimizer"]["state"].keys()
+        for slot in a["optimizer"]["state"]:
+            assert torch.equal(a["optimizer"]["state"][slot]["momentum_buffer"],
+                               b["optimizer"]["state"][slot]["momentum_buffer"])
+
+
+@pytest.mark.parametrize("bad", ["-1", "soon", "true"])
+def test_a_bad_checkpoint_interval_is_refused(tmp_path, bad):
+    with pytest.raises(Exception, match="checkpoint_interval_s"):
+        train(compose_config(f"checkpoint_interval_s={bad}"), str(tmp_path))
+    assert not (tmp_path / "config.yaml").exists()
+
+
 def test_same_seed_same_run_different_seed_different_run(tmp_path):
     runs = [train(compose_config("task.epochs=1", f"seed={s}"), str(tmp_path / str(i)))
             for i, s in enumerate((3, 3, 4))]
