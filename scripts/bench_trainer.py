@@ -4,7 +4,7 @@ Same model, initialisation, data, batch size, optimiser and example order in one
 trainer's own per-epoch ``time`` column (training phase only, no evaluation) against the
 timed bare loop. Writes a Markdown table (default ``docs/benchmarks_trainer.md``).
 
-    OMP_NUM_THREADS=1 python scripts/bench_trainer.py --models mlp lenet resnet8 --epochs 5
+    OMP_NUM_THREADS=1 python scripts/bench_trainer.py --models mlp lenet resnet8 --epochs 5 --repeats 5
 """
 
 from __future__ import annotations
@@ -70,7 +70,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", nargs="+", default=["mlp", "lenet", "resnet8"])
     parser.add_argument("--epochs", type=int, default=5)
-    parser.add_argument("--repeats", type=int, default=3, help="best of N for each side")
+    parser.add_argument("--repeats", type=int, default=5, help="best of N for each side")
     parser.add_argument("--out", default="docs/benchmarks_trainer.md")
     args = parser.parse_args()
 
@@ -81,12 +81,15 @@ def main() -> None:
                 f"model={name}", "task=digits", "loss=ce", f"task.epochs={args.epochs}",
                 "optim.schedule=constant", "device=cpu", "progress=true", "plot_every=100000"])
         # Interleaved, best of N: a shared machine's load hits both sides alike.
-        trainer, bare = 0.0, 0.0
+        trainer_runs, bare_runs = [], []
         for _ in range(args.repeats):
-            trainer = max(trainer, trainer_images_per_second(cfg))
-            bare = max(bare, bare_images_per_second(cfg))
+            trainer_runs.append(trainer_images_per_second(cfg))
+            bare_runs.append(bare_images_per_second(cfg))
+        trainer, bare = max(trainer_runs), max(bare_runs)
         rows.append((name, bare, trainer, trainer / bare))
-        print(f"{name}: bare {bare:.0f} img/s, trainer {trainer:.0f} img/s, ratio {trainer / bare:.3f}")
+        print(f"{name}: bare {bare:.0f} img/s, trainer {trainer:.0f} img/s, ratio {trainer / bare:.3f}"
+              f"  (runs: bare {' '.join(f'{v:.0f}' for v in bare_runs)}; "
+              f"trainer {' '.join(f'{v:.0f}' for v in trainer_runs)})")
 
     command = "OMP_NUM_THREADS=" + os.environ.get("OMP_NUM_THREADS", "?") + " python " + " ".join(sys.argv)
     lines = [
