@@ -35,7 +35,8 @@ _CPU_CHUNK_ELEMENTS = 2**21
 _DEVICE_CHUNK_ELEMENTS = 2**27
 
 # CPU tables kept between calls, per thread. Fresh megabyte allocations come from the OS as
-# untouched pages, and their page faults cost ~10% of a call; on a GPU the caching allocator
+# untouched pages, and their page faults cost ~10% of a call even with the tables reused
+# within it; on a GPU the caching allocator
 # already reuses memory, so only CPU tables are kept (a few MiB).
 _cpu_tables = threading.local()
 
@@ -114,10 +115,10 @@ def _sum_ngram_orders(
     """Column sums of the n-gram equality tables of orders 1..max_order, into ``counts``.
 
     ``E_n[i, j] = E_{n-1}[i, j] & E_1[i + n - 1, j + n - 1]`` (``shift_rows``, two sentences
-    side by side) or ``E_{n-1}[i, j] & E_1[i, j + n - 1]`` (the distance layout of
-    ``_ref_unigram_equal``, where row i means the same distance in every column). Each table is
-    built in place in ``scratch``: no allocation per order, which on CPU costs page faults that
-    were a quarter of the run time.
+    side by side) or ``E_{n-1}[i, j] & E_1[i, j + n - 1]`` (the reference's distance layout in
+    ``_matches_of_chunk``, where row i means the same distance in every column). Each table is
+    built in place in ``scratch``: no allocation per order (on CPU, fresh allocations' page
+    faults were 15-25% of the run time).
 
     Args:
         unigram_equal: (R, C, b) bool ``E_1``.
