@@ -226,6 +226,13 @@ def seconds_of(work: str, job: str) -> float:
     return record.seconds if record else float("nan")
 
 
+def versus(values: List[float], control: MethodRow) -> str:
+    """Note text: the difference of the means from a control row and its Welch p-value."""
+    delta = summarize(values).mean - summarize(control.values).mean
+    p = welch_t_test(values, control.values).p
+    return f"vs {control.name}: Δ {delta:+.2f}, p = {p:.3f}"
+
+
 def digits_tables(args, work: str) -> List[str]:
     sections = []
     for model in args.digits_models:
@@ -248,9 +255,7 @@ def digits_tables(args, work: str) -> List[str]:
                 note = "one teacher (trained in the seed-1 run) for all seeds; its time shared"
             control = next((r for r in rows if r.name == "dynamic_fixed"), None)
             if name in ("l2t", "ala", "ala_multi") and control is not None:
-                delta = summarize(values).mean - summarize(control.values).mean
-                p = welch_t_test(values, control.values).p
-                note += f"{'; ' if note else ''}vs dynamic_fixed: Δ {delta:+.2f}, p = {p:.3f}"
+                note += ("; " if note else "") + versus(values, control)
             rows.append(MethodRow(name, values, seconds, note))
         sections.append(f"### digits, {model}: test error % at the best-validation epoch "
                         f"({args.digits_epochs} epochs)\n\n"
@@ -296,9 +301,7 @@ def toy_tables(args, work: str) -> List[str]:
                 note = f"fine-tuned {args.seq_updates} updates from CE"
                 control = next((r for r in rows if r.name == "ce_continued"), None)
                 if control is not None:  # the fair comparison: the same extra training with CE
-                    delta = summarize(values).mean - summarize(control.values).mean
-                    p = welch_t_test(values, control.values).p
-                    note += f"; vs ce_continued: Δ {delta:+.2f}, p = {p:.3f}"
+                    note += "; " + versus(values, control)
             rows.append(MethodRow(method, values, seconds, note))
         sections.append(f"### toy translation, {arch} ({args.toy_updates[arch]} updates): "
                         "sacrebleu BLEU on test\n\n"

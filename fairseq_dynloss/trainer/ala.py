@@ -51,6 +51,7 @@ from fairseq_dynloss.controllers.policy import sample_actions
 from fairseq_dynloss.controllers.errors import check_positive_int
 from fairseq_dynloss.metrics.classification import aucpr_one_vs_rest
 
+from .checkpoint import map_tensors
 from .registry import METRIC_ALA_LOSSES, ConfigError
 from .run_log import write_csv
 
@@ -319,7 +320,7 @@ class ALATrainerController:
         }
 
     def load_state_dict(self, state: Dict) -> None:
-        state = _to_cpu(state)  # a checkpoint loaded onto CUDA: the controller lives on CPU
+        state = map_tensors(torch.Tensor.cpu, state)  # a checkpoint loaded onto CUDA: the controller lives on CPU
         for key, mine in (("feature_size", self.feature_size), ("num_elements", self.target.num_elements)):
             if state.get(key) != mine:
                 raise ControllerError(f"checkpoint controller has {key}={state.get(key)!r}; this run has {mine}")
@@ -335,16 +336,6 @@ class ALATrainerController:
         self.metric_values = [torch.tensor(float(v), device=device) for v in state.get("metric_values", [])]
         self.rows = [dict(row) for row in state["rows"]]
         self.step = int(state["step"])
-
-
-def _to_cpu(value):
-    if isinstance(value, torch.Tensor):
-        return value.cpu()
-    if isinstance(value, dict):
-        return {k: _to_cpu(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return type(value)(_to_cpu(v) for v in value)
-    return value
 
 
 def steps_per_epoch(num_train: int, batch_size: int, drop_last: bool) -> int:

@@ -40,13 +40,12 @@ def load_checkpoint(path: str, device: torch.device) -> Dict[str, Any]:
     return torch.load(path, map_location=device, weights_only=True)
 
 
-def detached_copy(value: Any) -> Any:
-    """``value`` with every tensor inside dicts, lists and tuples cloned (detached): a state dict
-    that later training steps cannot change."""
+def map_tensors(fn: Callable[[torch.Tensor], torch.Tensor], value: Any) -> Any:
+    """``value`` with ``fn`` applied to every tensor inside (nested) dicts, lists and tuples."""
     if isinstance(value, torch.Tensor):
-        return value.detach().clone()
+        return fn(value)
     if isinstance(value, dict):
-        return {key: detached_copy(item) for key, item in value.items()}
+        return {key: map_tensors(fn, item) for key, item in value.items()}
     if isinstance(value, (list, tuple)):
-        return type(value)(detached_copy(item) for item in value)
+        return type(value)(map_tensors(fn, item) for item in value)
     return value

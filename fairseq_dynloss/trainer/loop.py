@@ -31,7 +31,7 @@ from fairseq_dynloss.metrics.retrieval import recall_at_k
 
 from . import distributed
 from .ala import ALATrainerController, check_ala_config, check_ala_world, steps_per_epoch
-from .checkpoint import atomic_write, detached_copy, load_checkpoint, save_checkpoint
+from .checkpoint import atomic_write, load_checkpoint, map_tensors, save_checkpoint
 from .l2t import check_l2t_config, setup_l2t
 from .plots import plot_curves, plot_phi
 from .registry import ConfigError, build_net, build_objective, build_splits
@@ -354,7 +354,7 @@ def train(cfg: DictConfig, out_dir: str) -> List[Dict[str, float]]:
             if l2t is not None:
                 state["teacher"] = l2t.state_dict()
             if improved:
-                best_state = state if due else detached_copy(state)
+                best_state = state if due else map_tensors(lambda t: t.detach().clone(), state)
         if ala is not None:
             ala.write_files(out_dir)  # ala_log.csv and ala_controller.pt
         if due:
