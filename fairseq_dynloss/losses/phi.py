@@ -1,8 +1,15 @@
 """Parametrisations of the loss-coefficient matrix Phi (C x C) of the dynamic loss.
 
-Every parametrisation answers one question, ``row_dot(lprobs, target)``: the vector
-``u[n] = Phi[target[n], :] . lprobs[n, :]`` (DESIGN 3.1), without materialising the C x C
-matrix when C is a translation vocabulary.
+Every parametrisation answers two questions without materialising the C x C matrix when C is a
+translation vocabulary:
+
+* ``row_dot(lprobs, target)``: ``u[n] = Phi[target[n], :] . lprobs[n, :]``, the paper form's
+  argument (DESIGN 3.1, ``form="paper"``);
+* ``col_dot(probs, target)``: ``(probs[n] @ M)[target[n]] = sum_j probs[n, j] M[j, target[n]]``,
+  the probability form's (``form="prob"``, ``losses/prob_form.py``). M is ``prob_matrix()``: Phi
+  itself for ``full`` and ``diag_lowrank``; for ``bucketed`` the bucket block is divided by the
+  size of the bucket summed over (a per-bucket *mean* of the probabilities, so an entry of B
+  means the same whatever the bucket's size).
 
 * ``full``          -- dense ``Phi`` (C, C). For classification (C up to ~1000).
 * ``diag_lowrank``  -- ``Phi = diag(d) + U V^T`` with ``U, V`` (C, r): O(C r) per token.
@@ -19,6 +26,7 @@ but computes log-probabilities in float32).
 
 from __future__ import annotations
 
+import csv
 import math
 import os
 from typing import Dict, Optional, Sequence
@@ -39,6 +47,14 @@ def _check_finite(name: str, tensor: torch.Tensor) -> None:
     if not torch.isfinite(tensor).all():
         bad = (~torch.isfinite(tensor)).sum().item()
         raise PhiError(f"Phi tensor '{name}' has {bad} non-finite values; expected all finite")
+
+
+def _check_real_dense(name: str, tensor: torch.Tensor) -> None:
+    # copy_ would silently drop an imaginary part or densify a sparse tensor.
+    if tensor.layout != torch.strided:
+        raise PhiError(f"Phi tensor '{name}' has layout {tensor.layout}; expected a dense tensor")
+    if tensor.is_complex() or tensor.dtype == torch.bool:
+        raise PhiError(f"Phi tensor '{name}' is {tensor.dtype}; expected real numbers")
 
 
 def _check_shape(name: str, tensor: torch.Tensor, expected: Sequence[int]) -> None:
@@ -82,8 +98,25 @@ class Phi(nn.Module):
         """
         raise NotImplementedError
 
-    def forward(self, lprobs: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        """``row_dot``; being ``forward`` lets ``torch.func.functional_call`` swap the tensors."""
+    def col_dot(self, probs: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """``c[n] = sum_j probs[n, j] M[j, target[n]]`` with ``M = prob_matrix()``.
+
+        Args:
+            probs: (N, C) non-negative weights (probabilities, or probabilities divided by their
+                row maximum -- ``prob_form.log_col_dot`` passes those).
+            target: (N,) class ids in [0, C).
+        Returns:
+            (N,) tensor.
+        """
+        raise NotImplementedError
+
+    def forward(self, lprobs: torch.Tensor, target: torch.Tensor, form: str = "paper") -> torch.Tensor:
+        """``row_dot`` (paper) or ``log (p^T M)_y`` (prob); being ``forward`` lets
+        ``torch.func.functional_call`` swap the tensors."""
+        if form == "prob":
+            from .prob_form import log_col_dot  # prob_form imports this module
+
+            return log_col_dot(self, lprobs, target)
         return self.row_dot(lprobs, target)
 
     def check_tensors(self, tensors: Dict[str, torch.Tensor]) -> None:
@@ -100,8 +133,25 @@ class Phi(nn.Module):
         """The dense (C, C) matrix. Only for small C (tests, plots)."""
         raise NotImplementedError
 
+    def prob_matrix(self) -> torch.Tensor:
+        """The dense (C, C) matrix M that ``col_dot`` multiplies (``materialize`` except for
+        ``bucketed``). Only for small C (tests, plots)."""
+        return self.materialize()
+
     def diagonal(self) -> torch.Tensor:
         """(C,) diagonal of Phi, computed without materialising it."""
+        raise NotImplementedError
+
+    def prob_diagonal(self) -> torch.Tensor:
+        """(C,) diagonal of ``prob_matrix()``, computed without materialising it."""
+        return self.diagonal()
+
+    def prob_column_sums(self, tensors: Optional[Dict[str, torch.Tensor]] = None) -> torch.Tensor:
+        """(C,) column sums ``1^T M`` of ``prob_matrix()``, computed without materialising it.
+
+        Args:
+            tensors: defining tensors to use instead of this Phi's own (same names and shapes).
+        """
         raise NotImplementedError
 
     def rows(self, index: torch.Tensor) -> torch.Tensor:
@@ -124,8 +174,9 @@ class Phi(nn.Module):
         return {name: getattr(self, name) for name in self.tensor_names}
 
     @torch.no_grad()
-    def load_tensors(self, tensors: Dict[str, torch.Tensor]) -> None:
-        """Copy validated tensors into this Phi (shapes must match; values finite).
+    def load_tensors(self, tensors: Dict[str, torch.Tensor], form: str = "paper") -> None:
+        """Copy validated tensors into this Phi (shapes must match; values real and finite; for
+        ``form="prob"`` also non-negative with no all-zero column, ``prob_form.check_prob_tensors``).
 
         Validates everything before copying anything, so a bad file changes nothing.
         """
@@ -140,8 +191,15 @@ class Phi(nn.Module):
             value = tensors[name]
             if not isinstance(value, torch.Tensor):
                 raise PhiError(f"Phi tensor '{name}' is a {type(value).__name__}; expected a tensor")
+            _check_real_dense(name, value)
             _check_shape(name, value, getattr(self, name).shape)
             _check_finite(name, value)
+        if form == "prob":
+            from .prob_form import check_prob_tensors  # prob_form imports this module
+
+            check_prob_tensors(self, tensors)
+        elif form != "paper":
+            raise PhiError(f"loss form {form!r}; expected 'paper' or 'prob'")
         for name in self.tensor_names:
             getattr(self, name).copy_(tensors[name])
 
@@ -182,8 +240,14 @@ class FullPhi(Phi):
     def row_dot(self, lprobs, target):
         return (self.matrix.to(lprobs.dtype)[target] * lprobs).sum(-1)
 
+    def col_dot(self, probs, target):
+        return (self.matrix.to(probs.dtype)[:, target].t() * probs).sum(-1)
+
     def materialize(self):
         return self.matrix
+
+    def prob_column_sums(self, tensors=None):
+        return (tensors or self.tensors())["matrix"].sum(0)
 
     def diagonal(self):
         return self.matrix.diagonal()
@@ -224,8 +288,18 @@ class DiagLowRankPhi(Phi):
         diag_term = diag[target] * lprobs.gather(-1, target.unsqueeze(-1)).squeeze(-1)
         return diag_term + (U[target] * (lprobs @ V)).sum(-1)
 
+    def col_dot(self, probs, target):
+        # sum_j p_j (d_j [j = y] + U_j . V_y) = d_y p_y + (p^T U) . V_y: one (N, C) x (C, r) product.
+        diag, U, V = (t.to(probs.dtype) for t in (self.diag, self.U, self.V))
+        diag_term = diag[target] * probs.gather(-1, target.unsqueeze(-1)).squeeze(-1)
+        return diag_term + (V[target] * (probs @ U)).sum(-1)
+
     def materialize(self):
         return torch.diag(self.diag) + self.U @ self.V.t()
+
+    def prob_column_sums(self, tensors=None):
+        t = tensors or self.tensors()
+        return t["diag"] + t["V"] @ t["U"].sum(0)
 
     def diagonal(self):
         return self.diag + (self.U * self.V).sum(-1)
@@ -282,8 +356,33 @@ class BucketedPhi(Phi):
         bucket_sums = lprobs @ self.bucket_onehot.to(lprobs.dtype)  # (N, G)
         return diag_term + (B[self.bucket_of[target]] * bucket_sums).sum(-1)
 
+    def col_dot(self, probs, target):
+        # M[j, y] = d_j [j = y] + B[g(j), g(y)] / |g(j)|: the label y receives B[g, g(y)] times the
+        # MEAN probability of bucket g, so B's entries keep their size whatever the bucket sizes.
+        diag, B = self.diag.to(probs.dtype), self.B.to(probs.dtype)
+        diag_term = diag[target] * probs.gather(-1, target.unsqueeze(-1)).squeeze(-1)
+        bucket_means = probs @ self._bucket_mean_map().to(probs.dtype)  # (N, G)
+        return diag_term + (bucket_means @ B).gather(-1, self.bucket_of[target].unsqueeze(-1)).squeeze(-1)
+
+    def _bucket_mean_map(self) -> torch.Tensor:
+        """(C, G) one-hot map divided by the bucket sizes: ``probs @ map`` = per-bucket means."""
+        return self.bucket_onehot / self.bucket_onehot.sum(0)
+
     def materialize(self):
         return torch.diag(self.diag) + self.B[self.bucket_of][:, self.bucket_of]
+
+    def prob_matrix(self):
+        sizes = self.bucket_onehot.sum(0).to(self.B.dtype)[self.bucket_of]  # |g(j)| per class
+        return torch.diag(self.diag) + self.B[self.bucket_of][:, self.bucket_of] / sizes[:, None]
+
+    def prob_diagonal(self):
+        sizes = self.bucket_onehot.sum(0).to(self.B.dtype)[self.bucket_of]
+        return self.diag + self.B[self.bucket_of, self.bucket_of] / sizes
+
+    def prob_column_sums(self, tensors=None):
+        # sum_j B[g(j), g(y)] / |g(j)| = sum_g B[g, g(y)]: each bucket's mean weighs 1 in total.
+        t = tensors or self.tensors()
+        return t["diag"] + t["B"].sum(0)[self.bucket_of]
 
     def diagonal(self):
         return self.diag + self.B[self.bucket_of, self.bucket_of]
@@ -381,18 +480,23 @@ def save_phi(phi: Phi, path: str) -> None:
     atomic_torch_save(payload, path)
 
 
-def load_phi_file(phi: Phi, path: str) -> None:
-    """Initialise ``phi`` from a ``.pt`` file (read with ``weights_only=True``).
+def load_phi_file(phi: Phi, path: str, form: str = "paper") -> None:
+    """Initialise ``phi`` from a ``.pt`` file (read with ``weights_only=True``) or a ``.csv`` file.
 
     Accepted formats: what ``save_phi`` writes (parametrisation must match), or -- for
-    ``full`` -- a bare (C, C) tensor. Everything is validated before ``phi`` is touched.
+    ``full`` -- a bare (C, C) tensor or a CSV text of C rows of C numbers (e.g. a noise matrix T
+    written by ``data.label_noise.write_noise_matrix``). Everything is validated before ``phi``
+    is touched; ``form="prob"`` also refuses negative entries (``Phi.load_tensors``).
     """
     if not os.path.isfile(path):
         raise PhiError(f"Phi file {path!r} does not exist")
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # corrupt file, or pickled objects outside the weights-only set
-        raise PhiError(f"cannot read Phi file {path!r} with weights_only=True: {err}") from err
+    if path.endswith(".csv"):
+        payload = _read_phi_csv(path)
+    else:
+        try:
+            payload = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as err:  # corrupt file, or pickled objects outside the weights-only set
+            raise PhiError(f"cannot read Phi file {path!r} with weights_only=True: {err}") from err
     if isinstance(payload, torch.Tensor):
         if phi.parametrisation != "full":
             raise PhiError(
@@ -411,6 +515,19 @@ def load_phi_file(phi: Phi, path: str) -> None:
             f"expected {phi.parametrisation!r}"
         )
     try:
-        phi.load_tensors(payload["tensors"])
+        phi.load_tensors(payload["tensors"], form=form)
     except PhiError as err:
         raise PhiError(f"Phi file {path!r}: {err}") from err
+
+
+def _read_phi_csv(path: str) -> torch.Tensor:
+    """A (C, C) float64 tensor from CSV text (no header); shape and values are checked later."""
+    with open(path, newline="") as handle:
+        rows = [row for row in csv.reader(handle) if any(cell.strip() for cell in row)]
+    if not rows or any(len(row) != len(rows) for row in rows):
+        raise PhiError(f"Phi file {path!r} must hold C rows of C comma-separated numbers; got rows "
+                       f"of lengths {sorted({len(row) for row in rows})} for {len(rows)} rows")
+    try:
+        return torch.tensor([[float(cell) for cell in row] for row in rows], dtype=torch.float64)
+    except ValueError as err:
+        raise PhiError(f"Phi file {path!r} holds a non-number: {err}") from None
