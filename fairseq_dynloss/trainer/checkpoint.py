@@ -1,43 +1,33 @@
-"""Atomic checkpoints: write a temporary file in the same folder, then ``os.replace``."""
+"""Trainer checkpoints: written atomically with a checksum (``atomic_save``), read with
+``weights_only=True`` and refused, naming the file, when empty, unreadable or corrupted."""
 
 from __future__ import annotations
 
-import os
-import tempfile
 from typing import Any, Callable, Dict
 
 import torch
 
+from fairseq_dynloss.atomic_save import atomic_torch_save, atomic_write  # noqa: F401 (re-exported)
+from fairseq_dynloss.file_checks import read_torch_file
 
-def atomic_write(path: str, write: Callable[[str], None]) -> None:
-    """Call ``write(tmp_path)`` then rename onto ``path``; a failure leaves ``path`` untouched."""
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(dir=folder, prefix="." + os.path.basename(path), suffix=".tmp")
-    os.close(handle)
-    try:
-        write(tmp)
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp creates 0600; give the usual permissions
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+from .registry import ConfigError
 
 
 def save_checkpoint(state: Dict[str, Any], path: str) -> None:
-    """``torch.save`` atomically."""
-    atomic_write(path, lambda tmp: torch.save(state, tmp))
+    """``torch.save`` atomically, with the tensors' checksum."""
+    atomic_torch_save(state, path)
 
 
 def load_checkpoint(path: str, device: torch.device) -> Dict[str, Any]:
-    """Load a trainer checkpoint with ``weights_only=True`` (tensors, numbers, strings, dicts)."""
-    return torch.load(path, map_location=device, weights_only=True)
+    """Load a trainer checkpoint with ``weights_only=True`` (tensors, numbers, strings, dicts).
+
+    Raises:
+        ConfigError: an empty, unreadable or corrupted file (naming it), or not a checkpoint.
+    """
+    state = read_torch_file(path, "checkpoint", ConfigError, map_location=device)
+    if not isinstance(state, dict) or not {"student", "epoch", "config"} <= state.keys():
+        raise ConfigError(f"checkpoint {path!r} is not a dynloss-train checkpoint (no student, epoch, config)")
+    return state
 
 
 def map_tensors(fn: Callable[[torch.Tensor], torch.Tensor], value: Any) -> Any:

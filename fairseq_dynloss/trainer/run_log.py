@@ -6,7 +6,7 @@ from __future__ import annotations
 import csv
 from typing import Dict, List, Optional
 
-from .checkpoint import atomic_write
+from fairseq_dynloss.atomic_save import atomic_write
 
 
 def write_csv(path: str, history: List[Dict[str, float]]) -> None:
