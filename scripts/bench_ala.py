@@ -37,8 +37,8 @@ from hydra.errors import ConfigCompositionException
 from fairseq_dynloss.trainer import train
 
 PHASES = ("metric", "state", "policy", "phi")
-BASE = ["task=digits", "model=mlp", "loss=dynamic", "loss.nll_weight=0.5", "optim=adam", "optim.lr=0.003",
-        "device=cpu", "progress=false", "tensorboard=false", "plot_every=100000"]
+BASE = ["task=digits", "model=mlp", "loss=dynamic", "loss.scale=1.0", "loss.nll_weight=0.5",
+        "optim=adam", "optim.lr=0.003", "device=cpu", "progress=false", "tensorboard=false", "plot_every=100000"]
 
 
 def variants(window: int, subset: int) -> Dict[str, List[str]]:

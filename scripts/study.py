@@ -46,7 +46,8 @@ ONE_THREAD = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 
 # -- digits ------------------------------------------------------------------------------------
 # name -> dynloss-train overrides. ALA and L2T use the dynamic loss mixed with NLL (weight 0.5):
-# without it -sigmoid(Phi[y] . log p) saturates and training stalls (README, "ALA").
+# without it -sigmoid(Phi[y] . log p) saturates and training stalls (README, "ALA"). RESULTS.md
+# was made with the paper form at scale 1 (dynloss-train's default then; now 1/sqrt(C)): pinned.
 DIGITS_METHODS: Dict[str, List[str]] = {
     "ce": ["loss=ce"],
     "label_smoothing": ["loss=label_smoothing"],
@@ -55,18 +56,18 @@ DIGITS_METHODS: Dict[str, List[str]] = {
     # The control of L2T-DLF and ALA: the same loss (dynamic, NLL weight 0.5) with Phi fixed at
     # the identity; what the teacher / controller adds is the difference to this row
     # (docs/investigation.md).
-    "dynamic_fixed": ["loss=dynamic", "loss.nll_weight=0.5"],
+    "dynamic_fixed": ["loss=dynamic", "loss.scale=1.0", "loss.nll_weight=0.5"],
     # One teacher per model, trained in the seed-1 run (phase a: 100 teacher steps of 50
     # unrolled updates); the other seeds load it (teacher.path), as the paper reuses a teacher.
-    "l2t": ["loss=dynamic", "loss.nll_weight=0.5", "teacher=l2t"],  # + --digits-teacher
-    "ala": ["loss=dynamic", "loss.nll_weight=0.5", "controller=ala"],
-    "ala_multi": ["loss=dynamic", "loss.nll_weight=0.5", "controller=ala",
+    "l2t": ["loss=dynamic", "loss.scale=1.0", "loss.nll_weight=0.5", "teacher=l2t"],  # + --digits-teacher
+    "ala": ["loss=dynamic", "loss.scale=1.0", "loss.nll_weight=0.5", "controller=ala"],
+    "ala_multi": ["loss=dynamic", "loss.scale=1.0", "loss.nll_weight=0.5", "controller=ala",
                   "controller.multi_network=true"],
 }
 MULTI_PROCESS = {"ala_multi": 2}
 AUCPR_METHODS: Dict[str, List[str]] = {
     "ce": ["loss=ce"],
-    "ala_aucpr": ["loss=dynamic", "loss.nll_weight=0.5", "controller=ala",
+    "ala_aucpr": ["loss=dynamic", "loss.scale=1.0", "loss.nll_weight=0.5", "controller=ala",
                   "controller.reward_metric=aucpr"],
 }
 

@@ -167,10 +167,10 @@ def train(cfg: DictConfig, out_dir: str) -> List[Dict[str, float]]:
     splits = build_splits(task, cfg.data_dir)
     metrics = list(task.metrics)
     select = metrics[0]
-    probe = build_objective(cfg.loss, splits.num_classes, 1)
+    probe = build_objective(cfg.loss, splits.num_classes, 1, task=task)
     num_outputs = splits.num_classes if probe.needs_head else 0
     net = build_net(cfg.model, splits.input_shape, num_outputs)
-    objective = build_objective(cfg.loss, splits.num_classes, net.feature_dim)
+    objective = build_objective(cfg.loss, splits.num_classes, net.feature_dim, task=task)
     student = Student(net, objective).to(context.device)
     model = student
     if data_parallel:

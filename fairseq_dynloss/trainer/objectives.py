@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from fairseq_dynloss.losses import build_phi, dynamic_loss, lsoftmax_logits
+from fairseq_dynloss.losses import build_phi, dynamic_loss, load_phi_file, lsoftmax_logits
 from fairseq_dynloss.losses import metric_ala
 from fairseq_dynloss.losses.self_paced import self_paced_loss, self_paced_threshold
 
@@ -105,17 +105,35 @@ class SelfPacedObjective(ClassificationObjective):
 
 
 class DynamicObjective(ClassificationObjective):
-    """The dynamic loss ``-sigmoid(s Phi[y] . log p)`` with a fixed (teacher-free) Phi."""
+    """The dynamic loss with a fixed (teacher-free) Phi, in the paper's form
+    ``-sigmoid(s Phi[y] . log p)`` or the probability form ``-log (p^T Phi)_y``
+    (``losses.dynamic_loss``).
+
+    ``loss=forward_corrected`` is this class with ``form="prob"`` and Phi = the task's noise
+    matrix T (``registry.build_objective``): the same computation, bit for bit, as
+    ``loss=dynamic loss.form=prob loss.phi_init=T.csv``.
+
+    Args:
+        phi_init: None (identity), a Phi file (``.pt`` or ``.csv``, ``losses.load_phi_file``) or
+            a (C, C) tensor for a ``full`` Phi; validated for ``form`` before use.
+    """
 
     def __init__(self, num_classes: int, parametrisation: str, rank: int, num_buckets: int,
-                 scale: float, nll_weight: float, label_smoothing: float):
+                 scale: float, nll_weight: float, label_smoothing: float, form: str = "paper",
+                 phi_init=None):
         super().__init__()
         self.phi = build_phi(parametrisation, num_classes, rank=rank, num_buckets=num_buckets)
+        if isinstance(phi_init, torch.Tensor):
+            self.phi.load_tensors({"matrix": phi_init}, form=form)
+        elif phi_init is not None:
+            load_phi_file(self.phi, phi_init, form=form)
         self.scale, self.nll_weight, self.label_smoothing = scale, nll_weight, label_smoothing
+        self.form = form
 
     def forward(self, outputs, target):
         out = dynamic_loss(F.log_softmax(outputs, dim=1), target, self.phi, scale=self.scale,
-                           nll_weight=self.nll_weight, label_smoothing=self.label_smoothing)
+                           nll_weight=self.nll_weight, label_smoothing=self.label_smoothing,
+                           form=self.form)
         return out.loss / target.numel()
 
 

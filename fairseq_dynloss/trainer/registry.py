@@ -18,6 +18,8 @@ MODELS = ("mlp", "lenet", "resnet8", "resnet20", "resnet32", "wrn28_10", "densen
           "embedding_resnet")
 LOSSES = ("ce", "label_smoothing", "lsoftmax", "self_paced", "dynamic", "triplet", "margin",
           "triplet_mixture", "margin_mixture", "focal_weighting")
+# The dynamic loss's prob form with Phi = the task's noise matrix T (forward correction).
+LOSSES += ("forward_corrected",)
 # Metric-learning losses whose parameters Phi ALA controls (losses/metric_ala.py).
 METRIC_ALA_LOSSES = ("triplet_mixture", "margin_mixture", "focal_weighting")
 METRIC_LEARNING_LOSSES = ("triplet", "margin") + METRIC_ALA_LOSSES
@@ -93,8 +95,9 @@ def build_net(model, input_shape, num_outputs: int) -> nn.Module:
                                   model.pretrained_path, True, channels)
 
 
-def build_objective(loss, num_classes, feature_dim: int) -> nn.Module:
-    """The training objective; classification losses need ``num_classes``."""
+def build_objective(loss, num_classes, feature_dim: int, task=None) -> nn.Module:
+    """The training objective; classification losses need ``num_classes``, ``forward_corrected``
+    the task config (its ``label_noise`` gives the noise matrix T)."""
     _check("loss", loss.name, LOSSES)
     metric = loss.name in METRIC_LEARNING_LOSSES
     if metric != (num_classes is None):
@@ -113,10 +116,16 @@ def build_objective(loss, num_classes, feature_dim: int) -> nn.Module:
     if loss.name == "self_paced":
         return objectives.SelfPacedObjective(num_classes, loss.start, loss.growth)
     if loss.name == "dynamic":
-        scale = 1.0 / math.sqrt(num_classes) if loss.scale is None else loss.scale
-        return objectives.DynamicObjective(num_classes, loss.parametrisation, loss.rank,
-                                           loss.num_buckets, scale, loss.nll_weight,
-                                           loss.label_smoothing)
+        return _build_dynamic_objective(loss, num_classes)
+    if loss.name == "forward_corrected":
+        if task is None:
+            raise ConfigError("loss=forward_corrected needs the task config (its label_noise "
+                              "section gives the noise matrix T); pass task= to build_objective")
+        from fairseq_dynloss.data.label_noise import noise_matrix_of
+
+        # The prob form with Phi = T, through the same class as loss=dynamic loss.form=prob.
+        return objectives.DynamicObjective(num_classes, "full", 1, 1, 1.0, 0.0, 0.0, form="prob",
+                                           phi_init=noise_matrix_of(task, num_classes))
     from pytorch_metric_learning import distances, losses, miners
 
     if loss.name in METRIC_ALA_LOSSES:
@@ -131,6 +140,24 @@ def build_objective(loss, num_classes, feature_dim: int) -> nn.Module:
         losses.MarginLoss(margin=loss.margin, beta=loss.beta, distance=distance),
         None if loss.miner == "none" else miners.DistanceWeightedMiner(
             cutoff=loss.cutoff, nonzero_loss_cutoff=loss.nonzero_loss_cutoff))
+
+
+def _build_dynamic_objective(loss, num_classes: int) -> nn.Module:
+    """``loss=dynamic``: scale null means 1/sqrt(C) for the paper form (the fairseq criterion's
+    default too); the prob form has no scale and refuses one."""
+    form = loss.get("form", "paper")
+    _check("loss.form", form, ("paper", "prob"))
+    if form == "prob":
+        if loss.scale is not None:
+            raise ConfigError(f"loss.scale={loss.scale} with loss.form=prob; the prob form has no "
+                              "scale (leave loss.scale=null)")
+        scale = 1.0
+    else:
+        scale = 1.0 / math.sqrt(num_classes) if loss.scale is None else loss.scale
+    return objectives.DynamicObjective(num_classes, loss.parametrisation, loss.rank,
+                                       loss.num_buckets, scale, loss.nll_weight,
+                                       loss.label_smoothing, form=form,
+                                       phi_init=loss.get("phi_init", None))
 
 
 def _build_metric_ala_objective(loss, distances, miners) -> nn.Module:
