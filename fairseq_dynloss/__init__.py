@@ -13,10 +13,14 @@ __version__ = "0.1.0"
 
 
 def register_with_fairseq() -> None:
-    """Register criterions and tasks with fairseq and allow-list its checkpoint contents."""
+    """Register criterions and tasks with fairseq, allow-list its checkpoint contents, make its
+    checkpoint copies kill-safe and its resume exact across epochs (``tasks/exact_resume.py``)."""
     from . import checkpoint_compat
+    from .tasks import exact_resume
 
     checkpoint_compat.allow_fairseq_checkpoints()
+    checkpoint_compat.make_checkpoint_writes_atomic()
+    exact_resume.install()
     from . import criterions  # noqa: F401
     from . import tasks  # noqa: F401
 
