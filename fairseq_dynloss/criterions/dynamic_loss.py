@@ -21,7 +21,9 @@ from fairseq.dataclass import ChoiceEnum, FairseqDataclass
 from fairseq.logging import metrics
 from omegaconf import II
 
-from ..losses import PARAMETRISATIONS, PhiError, build_phi, default_scale, dynamic_loss, load_phi_file
+from ..losses import (
+    FORMS, PARAMETRISATIONS, PhiError, build_phi, default_scale, dynamic_loss, load_phi_file,
+)
 from ..teacher import ExponentialAverage, StudentState, load_teacher
 
 PHI_SOURCES = ("fixed", "teacher", "ala")
@@ -32,6 +34,13 @@ PHI_STAT_KEYS = ("phi_diag_mean", "phi_offdiag_absmean")
 
 @dataclass
 class DynamicLossConfig(FairseqDataclass):
+    dynamic_form: ChoiceEnum(FORMS) = field(
+        default="paper",
+        metadata={"help": "paper: l = -sigmoid(s * Phi[y] . log p), the L2T-DLF/ALA papers' form; "
+                  "prob: l = -log sum_j p_j Phi[j, y] with Phi >= 0 (cross-entropy at Phi = I, "
+                  "forward correction at Phi = the noise matrix T; no --phi-scale). README, "
+                  "'Loss forms'"},
+    )
     phi_parametrisation: ChoiceEnum(PARAMETRISATIONS) = field(
         default="diag_lowrank",
         metadata={"help": "how Phi (|V| x |V|) is parametrised: full (dense; small vocabularies), "
@@ -45,7 +54,14 @@ class DynamicLossConfig(FairseqDataclass):
     phi_scale: Optional[float] = field(
         default=None,
         metadata={"help": "scale s inside the sigmoid, l = -sigmoid(s * Phi[y] . log p); "
-                  "default 1/sqrt(|V|), which keeps the sigmoid out of saturation (README)"},
+                  "default 1/sqrt(|V|), which keeps the sigmoid out of saturation (README); "
+                  "paper form only"},
+    )
+    phi_grad_interval: int = field(
+        default=100,
+        metadata={"help": "every N-th forward call also measures the Phi term's share of the logit "
+                  "gradient (logged as phi_grad_share and phi_grad_ratio; one extra backward "
+                  "through the loss); 0 never"},
     )
     nll_weight: float = field(
         default=0.0,
@@ -56,8 +72,10 @@ class DynamicLossConfig(FairseqDataclass):
     )
     phi_init: str = field(
         default="identity",
-        metadata={"help": "initial Phi: 'identity' or a .pt file (a (|V|, |V|) tensor for full, "
-                  "or what fairseq_dynloss.losses.save_phi writes), read with weights_only=True"},
+        metadata={"help": "initial Phi: 'identity', a .pt file (a (|V|, |V|) tensor for full, "
+                  "or what fairseq_dynloss.losses.save_phi writes; read with weights_only=True), "
+                  "or a .csv of |V| rows of |V| numbers for full, e.g. a noise matrix T for "
+                  "--dynamic-form prob"},
     )
     phi_source: ChoiceEnum(PHI_SOURCES) = field(
         default="fixed",
@@ -84,7 +102,8 @@ class DynamicLossConfig(FairseqDataclass):
 
 @register_criterion("dynamic_loss", dataclass=DynamicLossConfig)
 class DynamicLossCriterion(FairseqCriterion):
-    """Dynamic loss ``-sigmoid(s * Phi[y] . log p)`` per target token (L2T-DLF / ALA)."""
+    """Dynamic loss per target token (L2T-DLF / ALA): ``-sigmoid(s * Phi[y] . log p)`` (paper
+    form) or ``-log (p^T Phi)_y`` (prob form)."""
 
     def __init__(self, task, cfg: DynamicLossConfig):
         super().__init__(task)
@@ -98,6 +117,13 @@ class DynamicLossCriterion(FairseqCriterion):
             raise PhiError(f"--label-smoothing={cfg.label_smoothing}; expected a value in [0, 1)")
         if cfg.phi_scale is not None and not (cfg.phi_scale > 0 and math.isfinite(cfg.phi_scale)):
             raise PhiError(f"--phi-scale={cfg.phi_scale}; expected a positive finite number")
+        self.form = str(cfg.dynamic_form)
+        if self.form == "prob" and cfg.phi_scale is not None:
+            raise PhiError(f"--phi-scale={cfg.phi_scale} with --dynamic-form prob; the prob form "
+                           "has no scale (a factor on a column of Phi only shifts the loss)")
+        if cfg.phi_grad_interval < 0:
+            raise PhiError(f"--phi-grad-interval={cfg.phi_grad_interval}; expected >= 0 (0: never)")
+        self._calls = 0
         self.phi = build_phi(
             str(cfg.phi_parametrisation),
             num_classes,
@@ -106,8 +132,11 @@ class DynamicLossCriterion(FairseqCriterion):
             num_buckets=cfg.phi_buckets,
         )
         if cfg.phi_init != "identity":
-            load_phi_file(self.phi, cfg.phi_init)
-        self.scale = cfg.phi_scale if cfg.phi_scale is not None else default_scale(num_classes)
+            load_phi_file(self.phi, cfg.phi_init, form=self.form)
+        if self.form == "prob":
+            self.scale = 1.0
+        else:
+            self.scale = cfg.phi_scale if cfg.phi_scale is not None else default_scale(num_classes)
         self.teacher = None
         if cfg.phi_source == "teacher":
             self._setup_teacher(cfg, num_classes)
@@ -169,7 +198,8 @@ class DynamicLossCriterion(FairseqCriterion):
             if state.num_updates != self._phi_update:
                 with torch.no_grad():
                     self.teacher.to(device)
-                    self.phi.load_tensors(self.teacher(state.features(self.phi.num_classes).to(device)))
+                    self.phi.load_tensors(self.teacher(state.features(self.phi.num_classes).to(device)),
+                                          form=self.form)
                 self._phi_update = state.num_updates
             self.train_loss.update(nll_sum / max(ntokens, 1))
         else:
@@ -191,6 +221,9 @@ class DynamicLossCriterion(FairseqCriterion):
                 nll = -lprobs.gather(-1, target.unsqueeze(-1)).squeeze(-1)[mask].sum().item()
                 correct = (lprobs.argmax(-1).eq(target) & mask).sum().item()
             self._teach(model.training, nll, correct, int(mask.sum().item()), lprobs.device)
+        interval = self.cfg.phi_grad_interval
+        measure = interval > 0 and self._calls % interval == 0
+        self._calls += 1
         out = dynamic_loss(
             lprobs,
             target,
@@ -200,6 +233,8 @@ class DynamicLossCriterion(FairseqCriterion):
             label_smoothing=self.cfg.label_smoothing,
             ignore_index=self.padding_idx,
             reduce=reduce,
+            form=self.form,
+            measure_gradient=measure,
         )
         sample_size = sample["target"].size(0) if self.sentence_avg else sample["ntokens"]
         # |s u| > 4 puts the sigmoid's slope below 0.018 (vs 0.25 at 0): "saturated".
@@ -214,6 +249,10 @@ class DynamicLossCriterion(FairseqCriterion):
             "sample_size": sample_size,
             "phi_calls": 1,
         }
+        if measure:  # summed over tokens (and workers); reduce_metrics divides by the count
+            logging_output["phi_grad_share"] = out.phi_grad_share.sum().data
+            logging_output["phi_grad_ratio"] = out.phi_grad_ratio.sum().data
+            logging_output["phi_grad_tokens"] = mask.sum().data
         for key, value in self.phi.statistics().items():
             logging_output[key] = value
         if self.cfg.report_accuracy:
@@ -245,6 +284,10 @@ class DynamicLossCriterion(FairseqCriterion):
         metrics.log_derived("ppl", lambda meters: utils.get_perplexity(meters["nll_loss"].avg))
         metrics.log_scalar("dynamic_loss", total("dynamic_loss") / ntokens, ntokens, round=4)
         metrics.log_scalar("sigmoid_sat", total("sigmoid_saturated") / ntokens, ntokens, round=4)
+        measured = total("phi_grad_tokens")
+        if measured > 0:
+            for key in ("phi_grad_share", "phi_grad_ratio"):
+                metrics.log_scalar(key, total(key) / measured, measured, round=4)
         calls = total("phi_calls")
         if calls > 0:
             for key in PHI_STAT_KEYS:
