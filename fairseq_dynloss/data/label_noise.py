@@ -18,6 +18,7 @@ which examples are corrupted.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import os
 from typing import Optional
 
@@ -205,3 +206,55 @@ def random_sparse_noise_matrix(num_classes: int, rate: float, seed: int,
         T[i, i] = 1.0 - rate
         T[i, targets] = rate * weights / weights.sum()
     return T
+
+
+class NoisyLabels:
+    """A training dataset whose labels are replaced by noisy ones; the inputs are the wrapped
+    dataset's.
+
+    Attributes:
+        labels: (N,) noisy labels (what training sees).
+        clean_labels: (N,) the true labels (for ``label_noise.csv`` and analysis only).
+    """
+
+    def __init__(self, dataset, noisy_labels: torch.Tensor):
+        if noisy_labels.shape != dataset.labels.shape:
+            raise ValueError(f"noisy labels {tuple(noisy_labels.shape)} do not match the dataset's "
+                             f"{tuple(dataset.labels.shape)}")
+        self.dataset, self.labels, self.clean_labels = dataset, noisy_labels, dataset.labels
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def batch(self, indices: torch.Tensor, augment: bool = False,
+              generator: Optional[torch.Generator] = None):
+        """The wrapped dataset's inputs of ``indices`` with their noisy labels (B,)."""
+        inputs, _ = self.dataset.batch(indices, augment=augment, generator=generator)
+        return inputs, self.labels[indices]
+
+
+def with_label_noise(splits, task_cfg):
+    """``splits`` with ``task_cfg.label_noise`` applied to the training labels only (validation and
+    test stay clean). The noise depends on the labels, T and ``label_noise.seed`` only, so every
+    method and training seed sees the same noisy labels.
+
+    Returns:
+        the same ``Splits`` when there is no noise, else a copy whose ``train`` is ``NoisyLabels``.
+    """
+    section = task_cfg.get("label_noise") if hasattr(task_cfg, "get") else None
+    if section is None or (section.get("kind", "none") == "none" and not section.get("rate", 0.0)):
+        return splits
+    if splits.num_classes is None:
+        raise NoiseMatrixError(f"task={task_cfg.get('name')} is a metric-learning task; label "
+                               "noise needs a classification task")
+    T = noise_matrix_of(task_cfg, splits.num_classes)
+    noisy = apply_label_noise(splits.train.labels, T, section.get("seed", 0))
+    return dataclasses.replace(splits, train=NoisyLabels(splits.train, noisy))
+
+
+def record_label_noise(splits, out_dir: str) -> None:
+    """Write ``<out_dir>/label_noise.csv`` (realised transition counts) when the training labels
+    are noisy; nothing for clean labels."""
+    if isinstance(splits.train, NoisyLabels):
+        counts = transition_counts(splits.train.clean_labels, splits.train.labels, splits.num_classes)
+        write_transition_counts(os.path.join(out_dir, "label_noise.csv"), counts)

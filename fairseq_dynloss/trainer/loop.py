@@ -26,6 +26,7 @@ from torch import nn
 from tqdm import tqdm
 
 from fairseq_dynloss.controllers import gather_transitions
+from fairseq_dynloss.data.label_noise import record_label_noise
 from fairseq_dynloss.metrics.classification import aucpr_one_vs_rest, error_rate
 from fairseq_dynloss.metrics.retrieval import recall_at_k
 
@@ -165,6 +166,19 @@ def train(cfg: DictConfig, out_dir: str) -> List[Dict[str, float]]:
     # -- data, model, objective, optimiser ------------------------------------------------------
     task = cfg.task
     splits = build_splits(task, cfg.data_dir)
+    if writes:  # label_noise.csv: the realised noise (a clean run writes nothing)
+        record_label_noise(splits, out_dir)
+    # A step budget (task.max_steps; MNIST-1D's reference is 8000 updates) is whole epochs with the
+    # last one cut short; task.epochs becomes their number, so schedules, L2T and ALA follow it.
+    max_steps = task.get("max_steps")
+    if max_steps is not None:
+        if isinstance(max_steps, bool) or not isinstance(max_steps, int) or max_steps < 1:
+            raise ConfigError(f"task.max_steps={max_steps!r}; expected a number of updates >= 1 "
+                              "(or null: task.epochs counts)")
+        per_epoch_steps = steps_per_epoch(len(epoch_order(splits.train.labels, seed, 0,
+                                                          task.get("m_per_class", 0))),
+                                          task.batch_size, task.drop_last)
+        task.epochs = math.ceil(max_steps / per_epoch_steps)
     metrics = list(task.metrics)
     select = metrics[0]
     probe = build_objective(cfg.loss, splits.num_classes, 1, task=task)
@@ -267,6 +281,8 @@ def train(cfg: DictConfig, out_dir: str) -> List[Dict[str, float]]:
         global_batches = [b for b in order.split(task.batch_size)
                           if b.numel() >= shards
                           and not (task.drop_last and b.numel() < task.batch_size)]
+        if max_steps is not None:  # the budget ends inside the last epoch
+            global_batches = global_batches[:max_steps - epoch * per_epoch_steps]
         batch_losses, local_sizes, seen = [], [], 0
         ala_rows_before = len(ala.rows) if ala is not None else 0
         started = time.perf_counter()

@@ -55,6 +55,23 @@ class LabelSmoothingObjective(ClassificationObjective):
         return F.cross_entropy(outputs, target, label_smoothing=self.epsilon)
 
 
+class Poly1Objective(ClassificationObjective):
+    """Poly-1 (Leng et al. 2022): ``CE + eps (1 - p_y)``, batch mean; eps = 0 is cross-entropy."""
+
+    def __init__(self, epsilon: float):
+        super().__init__()
+        if not math.isfinite(epsilon) or epsilon < -1:
+            raise ValueError(f"loss.epsilon={epsilon}; expected a finite value >= -1 (below -1 "
+                             "the loss is no longer smallest at p_y = 1)")
+        self.epsilon = epsilon
+
+    def forward(self, outputs, target):
+        lprobs = F.log_softmax(outputs, dim=1)
+        nll = F.nll_loss(lprobs, target)
+        p_y = lprobs.gather(1, target.unsqueeze(1)).exp()
+        return nll + self.epsilon * (1.0 - p_y).mean()
+
+
 class LSoftmaxObjective(ClassificationObjective):
     """L-Softmax: owns the (C, D) class weights; the network outputs features.
 

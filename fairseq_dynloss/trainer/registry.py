@@ -13,11 +13,12 @@ from fairseq_dynloss.data.images import Splits
 
 from . import objectives
 
-TASKS = ("digits", "digits_metric", "mnist", "cifar10", "cifar100", "sop")
+TASKS = ("digits", "digits_metric", "mnist", "cifar10", "cifar100", "sop", "mnist1d",
+         "mnist1d_large")
 MODELS = ("mlp", "lenet", "resnet8", "resnet20", "resnet32", "wrn28_10", "densenet_bc100",
-          "embedding_resnet")
-LOSSES = ("ce", "label_smoothing", "lsoftmax", "self_paced", "dynamic", "triplet", "margin",
-          "triplet_mixture", "margin_mixture", "focal_weighting")
+          "embedding_resnet", "mnist1d_mlp", "mnist1d_cnn", "mnist1d_gru")
+LOSSES = ("ce", "label_smoothing", "poly1", "lsoftmax", "self_paced", "dynamic", "triplet",
+          "margin", "triplet_mixture", "margin_mixture", "focal_weighting")
 # The dynamic loss's prob form with Phi = the task's noise matrix T (forward correction).
 LOSSES += ("forward_corrected",)
 # Metric-learning losses whose parameters Phi ALA controls (losses/metric_ala.py).
@@ -35,7 +36,14 @@ def _check(kind: str, name: str, choices) -> None:
 
 
 def build_splits(task, data_dir: str) -> Splits:
-    """The task's train/val/test datasets."""
+    """The task's train/val/test datasets, with ``task.label_noise`` (if any) applied to the
+    training labels only."""
+    from fairseq_dynloss.data.label_noise import with_label_noise
+
+    return with_label_noise(_clean_splits(task, data_dir), task)
+
+
+def _clean_splits(task, data_dir: str) -> Splits:
     _check("task", task.name, TASKS)
     root = os.path.expanduser(data_dir)
     if task.name == "digits":
@@ -46,6 +54,10 @@ def build_splits(task, data_dir: str) -> Splits:
     if task.name == "mnist":
         from fairseq_dynloss.data.mnist import load_mnist_splits
         return load_mnist_splits(root, task.download, task.val_size, task.split_seed)
+    if task.name in ("mnist1d", "mnist1d_large"):
+        from fairseq_dynloss.data.mnist1d import load_mnist1d_splits
+        return load_mnist1d_splits(root, task.num_samples, task.data_seed, task.val_size,
+                                   task.split_seed)
     if task.name in ("cifar10", "cifar100"):
         from fairseq_dynloss.data.cifar import load_cifar_splits
         return load_cifar_splits(root, task.num_classes, task.download, task.val_size,
@@ -83,6 +95,12 @@ def build_net(model, input_shape, num_outputs: int) -> nn.Module:
     channels = input_shape[0]
     if model.name == "mlp":
         return vision.MLP(input_shape, num_outputs, tuple(model.hidden))
+    if model.name == "mnist1d_mlp":
+        return vision.Mnist1dMLP(input_shape, num_outputs, model.hidden)
+    if model.name == "mnist1d_cnn":
+        return vision.Mnist1dCNN(input_shape, num_outputs, model.channels)
+    if model.name == "mnist1d_gru":
+        return vision.Mnist1dGRU(input_shape, num_outputs, model.hidden, model.bidirectional)
     if model.name == "lenet":
         return vision.LeNet(tuple(input_shape), num_outputs)
     if model.name.startswith("resnet"):
@@ -104,12 +122,14 @@ def build_objective(loss, num_classes, feature_dim: int, task=None) -> nn.Module
         raise ConfigError(
             f"loss={loss.name} is a {'metric-learning' if metric else 'classification'} loss but "
             f"the task is {'classification' if num_classes else 'metric learning'}; use "
-            f"{'ce, label_smoothing, lsoftmax, self_paced or dynamic' if num_classes else ', '.join(METRIC_LEARNING_LOSSES)}"
+            f"{'ce, label_smoothing, poly1, lsoftmax, self_paced or dynamic' if num_classes else ', '.join(METRIC_LEARNING_LOSSES)}"
         )
     if loss.name == "ce":
         return objectives.CrossEntropyObjective()
     if loss.name == "label_smoothing":
         return objectives.LabelSmoothingObjective(loss.epsilon)
+    if loss.name == "poly1":
+        return objectives.Poly1Objective(loss.epsilon)
     if loss.name == "lsoftmax":
         return objectives.LSoftmaxObjective(feature_dim, num_classes, loss.margin, loss.beta_start,
                                             loss.beta_gamma, loss.beta_power, loss.beta_min)

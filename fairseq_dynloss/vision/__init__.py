@@ -8,7 +8,9 @@ from .densenet import DenseNetBC
 from .embedding import EmbeddingResNet
 from .lenet import LeNet
 from .mlp import MLP
+from .mnist1d import Mnist1dCNN, Mnist1dGRU, Mnist1dMLP
 from .resnet_cifar import CifarResNet
 from .wide_resnet import WideResNet
 
-__all__ = ["DenseNetBC", "EmbeddingResNet", "LeNet", "MLP", "CifarResNet", "WideResNet"]
+__all__ = ["DenseNetBC", "EmbeddingResNet", "LeNet", "MLP", "Mnist1dCNN", "Mnist1dGRU", "Mnist1dMLP",
+           "CifarResNet", "WideResNet"]
