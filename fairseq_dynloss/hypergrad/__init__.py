@@ -11,6 +11,7 @@ from .hypergradient import HypergradientResult, NonFiniteHypergradientError, hyp
 from .kernels import double_backward_kernels
 from .naive import naive_hypergradient
 from .optimizers import SGD, Adam, AdamW, InnerOptimizer
+from .twin import NoFunctionalTwinError, functional_twin
 
 __all__ = [
     "SGD",
@@ -19,8 +20,10 @@ __all__ = [
     "FunctionalModule",
     "HypergradientResult",
     "InnerOptimizer",
+    "NoFunctionalTwinError",
     "NonFiniteHypergradientError",
     "double_backward_kernels",
+    "functional_twin",
     "hypergradient",
     "naive_hypergradient",
     "restored_slots",

@@ -7,7 +7,8 @@ of ``torch.optim.SGD`` / ``Adam`` / ``AdamW`` (tested against them).
 
 The optimiser state is a dict ``{buffer_name: {param_name: Tensor}}``; for SGD with momentum it
 is ``{"momentum": ...}``, for Adam ``{"exp_avg": ..., "exp_avg_sq": ...}``. The step counter of
-Adam's bias correction is the inner step index (``step + 1``), not state.
+Adam's bias correction is ``first_step + step + 1`` (``step``: the inner step index), not state:
+an unroll that continues a live student's moments passes the updates it has already taken.
 """
 
 from __future__ import annotations
@@ -126,12 +127,15 @@ class Adam(InnerOptimizer):
         betas: ``(beta1, beta2)`` decay rates of the first and second moments.
         eps: added to the bias-corrected ``sqrt`` of the second moment.
         weight_decay: L2 coefficient (``g + wd * w``; decoupled in ``AdamW``).
+        first_step: updates the moments have already seen (``torch.optim.Adam``'s ``state["step"]``
+            when the unroll starts); 0 for a fresh student.
     """
 
     lr: LearningRate = 1e-3
     betas: Tuple[float, float] = (0.9, 0.999)
     eps: float = 1e-8
     weight_decay: float = 0.0
+    first_step: int = 0
 
     decoupled_weight_decay = False
 
@@ -142,6 +146,8 @@ class Adam(InnerOptimizer):
             raise ValueError(f"Adam eps must be >= 0, got {self.eps}")
         if self.weight_decay < 0:
             raise ValueError(f"Adam weight_decay must be >= 0, got {self.weight_decay}")
+        if isinstance(self.first_step, bool) or not isinstance(self.first_step, int) or self.first_step < 0:
+            raise ValueError(f"Adam first_step must be an integer >= 0, got {self.first_step!r}")
 
     @property
     def buffer_names(self) -> Tuple[str, ...]:
@@ -150,8 +156,9 @@ class Adam(InnerOptimizer):
     def update(self, params, state, grads, hparams, step):
         lr = learning_rate_at(self.lr, hparams, step)
         beta1, beta2 = self.betas
-        bias_correction1 = 1.0 - beta1 ** (step + 1)
-        bias_correction2_sqrt = math.sqrt(1.0 - beta2 ** (step + 1))
+        count = self.first_step + step + 1
+        bias_correction1 = 1.0 - beta1 ** count
+        bias_correction2_sqrt = math.sqrt(1.0 - beta2 ** count)
         new_params, exp_avg, exp_avg_sq = {}, {}, {}
         for k, p in params.items():
             g = grads[k]

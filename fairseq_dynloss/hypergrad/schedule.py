@@ -7,18 +7,35 @@ A learning rate is given as one of:
 * a callable ``step -> number`` -- a schedule computed on demand;
 * a string -- the name of a hyper-parameter in ``hparams`` (a 0-d tensor, or a 1-D tensor
   indexed by step). The rate is then a tensor in the graph, so ``hypergradient`` returns
-  ``d outer / d lr`` like for any other hyper-parameter.
+  ``d outer / d lr`` like for any other hyper-parameter;
+* ``LogScaled(base, name)`` -- ``base``'s rate times ``exp(hparams[name])`` (a 0-d tensor): a
+  meta-learned multiplier of a fixed schedule (the ``lr_scale`` teacher).
 """
 
 from __future__ import annotations
 
 import numbers
+from dataclasses import dataclass
 from typing import Callable, Dict, Sequence, Union
 
 import torch
 from torch import Tensor
 
-LearningRate = Union[float, Sequence[float], Callable[[int], float], str]
+
+@dataclass(frozen=True)
+class LogScaled:
+    """``base``'s rate at each step times ``exp(hparams[name])``.
+
+    Attributes:
+        base: a number, sequence or callable (see the module docstring).
+        name: a 0-d hyper-parameter, the log of the multiplier.
+    """
+
+    base: object
+    name: str
+
+
+LearningRate = Union[float, Sequence[float], Callable[[int], float], str, LogScaled]
 
 
 def learning_rate_at(lr: LearningRate, hparams: Dict[str, Tensor], step: int) -> Union[float, Tensor]:
@@ -36,6 +53,11 @@ def learning_rate_at(lr: LearningRate, hparams: Dict[str, Tensor], step: int) ->
         KeyError: ``lr`` names a hyper-parameter that ``hparams`` does not have.
         ValueError: the schedule is too short or the named tensor has the wrong shape.
     """
+    if isinstance(lr, LogScaled):
+        if lr.name not in hparams or hparams[lr.name].dim() != 0:
+            raise KeyError(f"learning-rate multiplier '{lr.name}' must be a 0-d tensor in hparams "
+                           f"(has {sorted(hparams)})")
+        return learning_rate_at(lr.base, hparams, step) * torch.exp(hparams[lr.name])
     if isinstance(lr, str):
         if lr not in hparams:
             raise KeyError(
@@ -75,7 +97,7 @@ def check_learning_rate(lr: LearningRate, hparams: Dict[str, Tensor], num_steps:
             "a tensor learning rate must be passed as a hyper-parameter: put it in hparams and "
             "give its name as lr (e.g. SGD(lr='lr')), so that its hypergradient is returned"
         )
-    if not (isinstance(lr, (str, numbers.Real)) or callable(lr) or isinstance(lr, Sequence)):
+    if not (isinstance(lr, (str, numbers.Real, LogScaled)) or callable(lr) or isinstance(lr, Sequence)):
         raise TypeError(
             f"learning rate must be a number, a sequence, a callable or a hyper-parameter name; "
             f"got {type(lr).__name__}"

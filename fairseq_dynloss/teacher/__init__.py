@@ -3,9 +3,11 @@
 from .io import load_teacher, save_teacher
 from .learner import TeacherLearner, TeacherStepResult, inner_optimizer
 from .models import TEACHERS, BilinearTeacher, GatedTeacher, Teacher, build_teacher, phi_tensor_shapes
-from .state import STATE_FEATURES, ExponentialAverage, StudentState
+from .state import (
+    EMA_DECAY, STATE_FEATURES, ExponentialAverage, NonFiniteStateError, StudentState, StudentStateTracker,
+)
 
 __all__ = [
-    "STATE_FEATURES", "TEACHERS", "BilinearTeacher", "ExponentialAverage", "GatedTeacher",
-    "StudentState", "Teacher", "TeacherLearner", "TeacherStepResult", "inner_optimizer", "build_teacher", "load_teacher", "phi_tensor_shapes", "save_teacher",
+    "EMA_DECAY", "STATE_FEATURES", "TEACHERS", "BilinearTeacher", "ExponentialAverage", "GatedTeacher",
+    "NonFiniteStateError", "StudentState", "StudentStateTracker", "Teacher", "TeacherLearner", "TeacherStepResult", "inner_optimizer", "build_teacher", "load_teacher", "phi_tensor_shapes", "save_teacher",
 ]

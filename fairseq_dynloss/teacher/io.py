@@ -48,7 +48,8 @@ def load_teacher(path: str, parametrisation: Optional[str] = None, num_classes: 
     kind = config.pop("kind", None)
     if kind not in TEACHERS:
         raise PhiError(f"teacher file {path!r} has unknown kind {kind!r}; expected one of {sorted(TEACHERS)}")
-    kwargs = {k: config[k] for k in ("rank", "num_buckets", "num_gates", "hidden") if config.get(k) is not None}
+    kwargs = {k: config[k] for k in ("rank", "num_buckets", "num_gates", "hidden", "fixed_diagonal", "form")
+              if config.get(k) is not None}
     if "dim" in config:
         kwargs["dim"] = config["dim"]
     teacher = TEACHERS[kind](config["parametrisation"], config["num_classes"], **kwargs)

@@ -4,7 +4,8 @@ Given the student's parameters omega_0, T training batches and a development obj
 student is unrolled T functional steps under the dynamic loss with ``Phi_t = mu_theta(s_t)``;
 the hypergradient d M~(omega_T) / d theta (``fairseq_dynloss.hypergrad``) then drives an Adam
 step on theta, with gradient-norm clipping and a skip when it is not finite (long unrolls are
-chaotic; DESIGN 3.3).
+chaotic; DESIGN 3.3). A student whose state features become non-finite during the unroll (it
+diverged) skips the step the same way, whatever the unroll length.
 """
 
 import math
@@ -16,6 +17,7 @@ from torch.func import functional_call
 
 from ..hypergrad import SGD, Adam, hypergradient
 from .models import Teacher
+from .state import NonFiniteStateError
 
 # student_loss(params, phi_tensors, batch) -> scalar (mean loss of one training batch)
 StudentLoss = Callable[[Dict[str, torch.Tensor], Dict[str, torch.Tensor], object], torch.Tensor]
@@ -84,7 +86,8 @@ class TeacherLearner:
 
     def step(self, student_loss: StudentLoss, dev_objective: DevObjective, params: Dict[str, torch.Tensor],
              batches: Sequence, features: Union[torch.Tensor, LiveFeatures],
-             penalty: Optional[Callable[[Teacher], torch.Tensor]] = None) -> TeacherStepResult:
+             penalty: Optional[Callable[[Teacher], torch.Tensor]] = None, opt_state=None,
+             optimizer=None) -> TeacherStepResult:
         """One teacher update.
 
         Args:
@@ -99,6 +102,10 @@ class TeacherLearner:
             penalty: optional scalar to minimise that depends on theta directly, not through the
                 student (e.g. the distance of Phi_t from the identity); its gradient is added to
                 the hypergradient before averaging across workers and clipping.
+            opt_state: the student optimiser's buffers at omega_0 (a live student's moments);
+                None: zeros (a fresh student).
+            optimizer: the functional optimiser of this unroll (None: the learner's own), e.g. the
+                live student's optimiser at its current step and schedule.
         """
         if len(batches) < 1:
             raise ValueError("a teacher step needs T >= 1 training batches; got 0")
@@ -112,21 +119,31 @@ class TeacherLearner:
             phi_tensors = functional_call(self.teacher, hparams, (s_t,))
             return student_loss(omega, phi_tensors, batch)
 
-        result = hypergradient(inner_loss, lambda omega: -dev_objective(omega), params, theta, list(batches),
-                               optimizer=self.inner, checkpoint_every=self.checkpoint_every,
-                               truncate=self.truncate)
-        dev = -float(result.outer_loss)
-        if not result.finite and self.reduce_grads is None:
-            return TeacherStepResult(dev, float("nan"), True, result.inner_losses)
+        if not live and not torch.isfinite(features).all():
+            result = None  # a diverged student's recorded features
+        else:
+            try:
+                result = hypergradient(inner_loss, lambda omega: -dev_objective(omega), params, theta,
+                                       list(batches), optimizer=optimizer or self.inner,
+                                       checkpoint_every=self.checkpoint_every, truncate=self.truncate,
+                                       opt_state=opt_state)
+            except NonFiniteStateError:  # the unrolled student diverged: its s_t is not finite
+                result = None
+        if result is None:
+            dev, inner_losses, finite = float("nan"), torch.full((len(batches),), float("nan")), False
+        else:
+            dev, inner_losses, finite = -float(result.outer_loss), result.inner_losses, result.finite
+        if not finite and self.reduce_grads is None:
+            return TeacherStepResult(dev, float("nan"), True, inner_losses)
         self.optimizer.zero_grad(set_to_none=True)
         for name, p in self.teacher.named_parameters():
             # Data-parallel: a rank with a non-finite hypergradient still joins the all-reduce
             # (with NaNs, which spread), so that every rank skips the step together instead of
             # the others waiting forever in the collective.
-            p.grad = (result.grads[name].to(p.dtype).clone() if result.finite
+            p.grad = (result.grads[name].to(p.dtype).clone() if finite
                       else torch.full_like(p, float("nan")))
         penalty_value = 0.0
-        if penalty is not None and result.finite:
+        if penalty is not None and finite:
             value = penalty(self.teacher)
             params = list(self.teacher.parameters())
             for p, g in zip(params, torch.autograd.grad(value, params, allow_unused=True)):
@@ -139,11 +156,11 @@ class TeacherLearner:
         norm = float(torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads])))
         if not math.isfinite(norm):  # some rank's hypergradient was not finite: all skip
             self.optimizer.zero_grad(set_to_none=True)
-            return TeacherStepResult(dev, float("nan"), True, result.inner_losses)
+            return TeacherStepResult(dev, float("nan"), True, inner_losses)
         if self.clip_norm > 0:
             torch.nn.utils.clip_grad_norm_(self.teacher.parameters(), self.clip_norm)
         self.optimizer.step()
-        return TeacherStepResult(dev, norm, False, result.inner_losses, penalty_value)
+        return TeacherStepResult(dev, norm, False, inner_losses, penalty_value)
 
     def state_dict(self) -> Dict:
         return {"teacher": self.teacher.state_dict(), "optimizer": self.optimizer.state_dict()}

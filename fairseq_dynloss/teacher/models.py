@@ -12,6 +12,16 @@ uses in place of the Phi's own; gradients flow from the student's loss back into
   bilinear map ``M(s_t) = sum_k h_k(s_t) M_k`` (d, d):
   ``Phi_t = I + E M(s_t) E^T``. For diag_lowrank that is ``U = E M, V = E`` (rank d); for
   bucketed ``B = E M E^T`` over the G buckets; never a C x C matrix except for ``full``.
+* ``LrScaleTeacher`` -- a control: Phi stays the identity and only a scalar learning-rate
+  multiplier ``exp(log_lr_scale)`` is learned, by the same machinery (online mode).
+
+``form="prob"`` (gated, ``full`` only): Phi_t must be non-negative for the probability form of the
+loss; the teacher then moves row logits ``L(s_t)`` and per-row mixing weights ``a(s_t)`` and outputs
+``losses.phi_from_logits(L, clamp(a, 0, 1))`` = ``(1 - a_i) e_i + a_i softmax(L_i)``, which is the
+identity (cross-entropy) at init (a = 0) while ``a`` still gets gradient there.
+
+``fixed_diagonal=True`` (gated, bilinear) pins Phi's diagonal to 1: a teacher can then change the
+loss only through the off-diagonal entries, not scale it (the other control).
 """
 
 from typing import Dict, Optional
@@ -20,6 +30,7 @@ import torch
 from torch import nn
 
 from ..losses.phi import PARAMETRISATIONS, PhiError
+from ..losses.prob_form import phi_from_logits
 from .state import STATE_FEATURES
 
 
@@ -57,7 +68,8 @@ class Teacher(nn.Module):
     kind = ""
 
     def __init__(self, parametrisation: str, num_classes: int, rank: int = 32, num_buckets: int = 8,
-                 num_gates: int = 4, hidden: int = 32, seed: int = 0):
+                 num_gates: int = 4, hidden: int = 32, seed: int = 0, fixed_diagonal: bool = False,
+                 form: str = "paper"):
         super().__init__()
         for name, value in (("num_classes", num_classes), ("num_gates", num_gates), ("hidden", hidden)):
             if not isinstance(value, int) or value <= 0:
@@ -66,7 +78,10 @@ class Teacher(nn.Module):
         self.config = dict(kind=self.kind, parametrisation=parametrisation, num_classes=num_classes,
                            rank=rank if parametrisation == "diag_lowrank" else None,
                            num_buckets=num_buckets if parametrisation == "bucketed" else None,
-                           num_gates=num_gates, hidden=hidden, features=list(STATE_FEATURES))
+                           num_gates=num_gates, hidden=hidden, features=list(STATE_FEATURES),
+                           fixed_diagonal=bool(fixed_diagonal), form=form)
+        if form not in ("paper", "prob"):
+            raise PhiError(f"teacher form={form!r}; expected 'paper' or 'prob'")
         # Seeded initialisation: the same arguments always give the same teacher.
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
@@ -85,6 +100,18 @@ class Teacher(nn.Module):
         """Phi_t tensors for state features ``features`` (len(STATE_FEATURES),)."""
         raise NotImplementedError
 
+    def _pin_diagonal(self, tensors: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
+        """With ``fixed_diagonal``: Phi's diagonal set to 1 (``matrix``) / the ``diag`` tensor to ones."""
+        if not self.config["fixed_diagonal"]:
+            return tensors
+        out = dict(tensors)
+        if "matrix" in out:
+            m = out["matrix"]
+            out["matrix"] = m - torch.diag_embed(m.diagonal()) + torch.eye(m.shape[0], dtype=m.dtype, device=m.device)
+        if "diag" in out:
+            out["diag"] = torch.ones_like(out["diag"])
+        return out
+
 
 class GatedTeacher(Teacher):
     """``Phi_t = Phi_0 + sum_k h_k(s_t) Phi_k`` (see the module docstring)."""
@@ -95,14 +122,25 @@ class GatedTeacher(Teacher):
         super().__init__(*args, seed=seed, **kwargs)
         generator = torch.Generator().manual_seed(seed + 1)
         k = self.config["num_gates"]
-        self.base = nn.ParameterDict({n: nn.Parameter(_identity(n, s)) for n, s in self.shapes.items()})
+        prob = self.config["form"] == "prob"
+        if prob and self.parametrisation != "full":
+            raise PhiError(f"a gated teacher for form=prob needs parametrisation 'full'; got {self.parametrisation!r}")
+        c = self.num_classes
+        # prob: row logits L (zeros: uniform rows) and mixing weights a (zeros: Phi = I)
+        shapes = {"logits": (c, c), "mix": (c,)} if prob else self.shapes
+        base = {"logits": torch.zeros(c, c), "mix": torch.zeros(c)} if prob else \
+            {n: _identity(n, s) for n, s in shapes.items()}
+        self.base = nn.ParameterDict({n: nn.Parameter(v) for n, v in base.items()})
         self.components = nn.ParameterDict({
-            n: nn.Parameter(init_std * torch.randn((k, *s), generator=generator)) for n, s in self.shapes.items()
+            n: nn.Parameter(init_std * torch.randn((k, *s), generator=generator)) for n, s in shapes.items()
         })
 
     def forward(self, features):
         h = self.gates(features.to(next(self.parameters()).dtype))  # (K,)
-        return {n: self.base[n] + torch.tensordot(h, self.components[n], dims=1) for n in self.shapes}
+        values = {n: self.base[n] + torch.tensordot(h, self.components[n], dims=1) for n in self.base}
+        if self.config["form"] == "prob":
+            values = {"matrix": phi_from_logits(values["logits"], values["mix"].clamp(0.0, 1.0))}
+        return self._pin_diagonal(values)
 
 
 class BilinearTeacher(Teacher):
@@ -133,18 +171,42 @@ class BilinearTeacher(Teacher):
         e = self.embeddings
         p = self.parametrisation
         if p == "full":
-            return {"matrix": torch.eye(self.num_classes, dtype=e.dtype, device=e.device) + e @ mixing @ e.t()}
+            return self._pin_diagonal(
+                {"matrix": torch.eye(self.num_classes, dtype=e.dtype, device=e.device) + e @ mixing @ e.t()})
         diag = torch.ones(self.num_classes, dtype=e.dtype, device=e.device)
         if p == "diag_lowrank":
             return {"diag": diag, "U": e @ mixing, "V": e}
         return {"diag": diag, "B": e @ mixing @ e.t()}
 
 
-TEACHERS = {cls.kind: cls for cls in (GatedTeacher, BilinearTeacher)}
+class LrScaleTeacher(Teacher):
+    """The step-size control: Phi = I always; the only learned quantity is ``log_lr_scale``
+    (0-d, starts at 0), the log of a multiplier of the student's learning rate.
+
+    Its state MLP exists (the common configuration) but is not used.
+    """
+
+    kind = "lr_scale"
+
+    def __init__(self, *args, seed: int = 0, **kwargs):
+        super().__init__(*args, seed=seed, **kwargs)
+        self.gates.requires_grad_(False)
+        self.log_lr_scale = nn.Parameter(torch.zeros(()))
+
+    def lr_multiplier(self) -> torch.Tensor:
+        """exp(log_lr_scale), 0-d."""
+        return self.log_lr_scale.exp()
+
+    def forward(self, features):
+        dtype, device = self.log_lr_scale.dtype, self.log_lr_scale.device
+        return {n: _identity(n, s).to(dtype=dtype, device=device) for n, s in self.shapes.items()}
+
+
+TEACHERS = {cls.kind: cls for cls in (GatedTeacher, BilinearTeacher, LrScaleTeacher)}
 
 
 def build_teacher(kind: str, parametrisation: str, num_classes: int, **kwargs) -> Teacher:
-    """A teacher by name (``gated`` or ``bilinear``)."""
+    """A teacher by name (``gated``, ``bilinear`` or ``lr_scale``)."""
     if kind not in TEACHERS:
         raise PhiError(f"unknown teacher kind {kind!r}; expected one of {sorted(TEACHERS)}")
     return TEACHERS[kind](parametrisation, num_classes, **kwargs)

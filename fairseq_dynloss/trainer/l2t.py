@@ -27,7 +27,6 @@ ends. Phase (b) shows the same features on the real time axis.
 
 from __future__ import annotations
 
-import bisect
 import csv
 import logging
 import math
@@ -45,13 +44,14 @@ from fairseq_dynloss.hypergrad import SGD, Adam, FunctionalModule
 from fairseq_dynloss.losses import PhiError, dynamic_loss
 from fairseq_dynloss.metrics.classification import expected_accuracy
 from fairseq_dynloss.teacher import (
-    STATE_FEATURES, TEACHERS, ExponentialAverage, StudentState, Teacher, TeacherLearner, build_teacher,
-    load_teacher, save_teacher,
+    STATE_FEATURES, TEACHERS, StudentStateTracker, Teacher, TeacherLearner, build_teacher, load_teacher,
+    save_teacher,
 )
 
 from .ala import steps_per_epoch
 from .registry import ConfigError, build_net
 from .run_log import write_csv
+from .schedule import lr_ratio_at_epoch
 
 log = logging.getLogger("dynloss-train")
 
@@ -59,7 +59,6 @@ TEACHER_FILE = "teacher.pt"
 LOG_FILE = "teacher_log.csv"
 CHECKPOINT_FILE = "teacher_checkpoint.pt"
 STATES_FILE = "teacher_states.csv"
-EMA_DECAY = 0.9  # of the training-NLL feature, as translation_l2t and dynamic_loss's teacher source
 
 
 def check_l2t_config(cfg) -> None:
@@ -93,6 +92,18 @@ def check_l2t_config(cfg) -> None:
         raise ConfigError(f"teacher.clip={t.clip}; expected >= 0 (0: no clipping)")
     if t.kind not in TEACHERS:
         raise ConfigError(f"teacher.kind={t.kind!r}; expected one of {sorted(TEACHERS)}")
+    if t.mode not in ("episodic", "online"):
+        raise ConfigError(f"teacher.mode={t.mode!r}; expected episodic or online")
+    every = t.online_every
+    if isinstance(every, bool) or not isinstance(every, int) or every < 1:
+        raise ConfigError(f"teacher.online_every={every!r}; expected an integer >= 1")
+    if t.dev_objective not in ("expected_accuracy", "log_likelihood"):
+        raise ConfigError(f"teacher.dev_objective={t.dev_objective!r}; expected expected_accuracy or log_likelihood")
+    if t.kind == "lr_scale" and t.mode != "online":
+        raise ConfigError("teacher.kind=lr_scale scales the live student's learning rate; it needs teacher.mode=online")
+    if t.mode == "online" and (t.inner_optimizer is not None or t.inner_lr is not None):
+        raise ConfigError("teacher.mode=online unrolls the student's own optimiser; teacher.inner_optimizer and "
+                          "teacher.inner_lr must be null")
     if t.inner_optimizer not in (None, "sgd", "adam"):
         raise ConfigError(f"teacher.inner_optimizer={t.inner_optimizer!r}; expected null (as optim), sgd or adam")
     if t.inner_lr is not None and not t.inner_lr > 0:
@@ -100,17 +111,10 @@ def check_l2t_config(cfg) -> None:
 
 
 # -- time: the run's lr schedule and epoch ends, on the real or the compressed axis --------------
-def lr_ratio_at_epoch(optim, epoch: int, epochs: int) -> float:
-    """lr / optim.lr during ``epoch`` (from 0): the closed form of the scheduler that
-    ``loop.train`` builds (keep the two in step)."""
-    if optim.schedule == "multistep":
-        milestones = sorted({max(1, round(f * epochs)) for f in optim.milestones})
-        return optim.gamma ** bisect.bisect_right(milestones, epoch)
-    if optim.schedule == "cosine":
-        return (1 + math.cos(math.pi * epoch / epochs)) / 2
-    if optim.schedule == "constant":
-        return 1.0
-    raise ConfigError(f"unknown optim.schedule {optim.schedule!r}; valid: multistep, cosine, constant")
+def total_updates(cfg, splits) -> int:
+    """Student updates of the whole run (what progress = 1 stands for in deployment)."""
+    task = cfg.task
+    return task.epochs * steps_per_epoch(len(splits.train), task.batch_size, task.drop_last)
 
 
 def compressed_epoch(step: int, horizon: int, epochs: int) -> int:
@@ -118,11 +122,24 @@ def compressed_epoch(step: int, horizon: int, epochs: int) -> int:
     return min(step * epochs // horizon, epochs - 1)
 
 
-def unroll_lr_ratios(cfg) -> List[float]:
-    """(T,) lr / peak lr of the unrolled steps: ``optim``'s schedule on the compressed axis."""
-    horizon, epochs = cfg.teacher.horizon or cfg.teacher.unroll, cfg.task.epochs
-    return [lr_ratio_at_epoch(cfg.optim, compressed_epoch(k, horizon, epochs), epochs)
-            for k in range(cfg.teacher.unroll)]
+def unroll_time(cfg, splits) -> Tuple[int, Callable[[int], int]]:
+    """``(horizon, epoch_of)`` of an episode's unrolled steps.
+
+    ``teacher.horizon`` null: the real axis -- unrolled step t is update t of the real run
+    (progress t / all updates, the epoch of update t, validation at real epoch ends), so the
+    teacher sees the features deployment will show it for those updates. An integer H: the
+    whole run compressed into H unrolled steps (progress t / H, epoch ``t * epochs / H``).
+    """
+    epochs, horizon = cfg.task.epochs, cfg.teacher.horizon
+    if horizon:
+        return horizon, lambda step: compressed_epoch(step, horizon, epochs)
+    per_epoch = steps_per_epoch(len(splits.train), cfg.task.batch_size, cfg.task.drop_last)
+    return total_updates(cfg, splits), lambda step: min(step // per_epoch, epochs - 1)
+
+
+def unroll_lr_ratios(cfg, epoch_of: Callable[[int], int]) -> List[float]:
+    """(T,) lr / peak lr of the unrolled steps: ``optim``'s schedule at each step's epoch."""
+    return [lr_ratio_at_epoch(cfg.optim, epoch_of(k), cfg.task.epochs) for k in range(cfg.teacher.unroll)]
 
 
 def settings_of(cfg) -> Dict:
@@ -170,58 +187,56 @@ def episode_data(cfg, splits, episode: int) -> Tuple[int, List, List]:
 
 
 class UnrollState:
-    """s_t of an unrolled student, read from the unroll itself (phase (a)).
+    """s_t of an unrolled student, read from the unroll itself with a ``StudentStateTracker``.
 
     ``observe(t, lprobs, target)`` records the training NLL of step t (once: recomputed steps are
-    ignored); ``state(t, params)`` gives s_t from the NLLs of steps < t (EMA), the dev statistics
-    of the last compressed epoch end (measured on ``params`` = omega_t when one was just passed),
-    progress t / H and the compressed lr ratio. s_t is cached, so recomputations see the same one.
+    ignored); ``__call__(t, params)`` gives s_t from the NLLs of steps < t (EMA), the dev statistics
+    of the last epoch end (measured on ``params`` = omega_t when one was just passed), progress and
+    the lr ratio. s_t is cached, so recomputations see the same one; ``states`` keeps the tracker's
+    raw ``StudentState`` of every step.
 
     Args:
-        horizon: H.
-        epochs: task.epochs of the real run.
-        lr_ratios: (T,) lr / peak lr of each unrolled step.
-        num_classes: C (features normalise losses by log C).
+        tracker: the state before step 0 (a fresh student's, or a copy of a live one); advanced
+            in place.
+        epoch_of: the epoch that unrolled step t belongs to (dev statistics at epoch changes).
+        lr_ratios: (T,) lr / peak lr of each unrolled step (the tracker's peak_lr is 1).
         dev_statistics: ``(params, step) -> (loss, accuracy)`` on the dev batches, no gradient.
     """
 
-    def __init__(self, horizon: int, epochs: int, lr_ratios: List[float], num_classes: int,
+    def __init__(self, tracker: StudentStateTracker, epoch_of: Callable[[int], int], lr_ratios: List[float],
                  dev_statistics: Callable[[Dict[str, torch.Tensor], int], Tuple[float, float]]):
-        self.horizon, self.epochs, self.lr_ratios = horizon, epochs, lr_ratios
-        self.num_classes, self.dev_statistics = num_classes, dev_statistics
-        self.train_loss = ExponentialAverage(EMA_DECAY)
+        self.tracker, self.epoch_of, self.lr_ratios = tracker, epoch_of, lr_ratios
+        self.dev_statistics = dev_statistics
+        self.first_update = tracker.num_updates
         self.observed: Dict[int, float] = {}
-        self.dev: Tuple[Optional[float], Optional[float]] = (None, None)
         self.cache: Dict[int, torch.Tensor] = {}
-        self.states: Dict[int, StudentState] = {}
+        self.states: Dict[int, object] = {}
 
     def observe(self, step: int, lprobs: torch.Tensor, target: torch.Tensor) -> None:
         if step not in self.observed:
             self.observed[step] = F.nll_loss(lprobs.detach().float(), target).item()
-            self.train_loss.update(self.observed[step])
+            self.tracker.observe_train(self.observed[step])
 
     def __call__(self, step: int, params: Dict[str, torch.Tensor]) -> torch.Tensor:
         if step in self.cache:
             return self.cache[step]
         if step > 0 and step - 1 not in self.observed:
             raise RuntimeError(f"state of unrolled step {step} asked before step {step - 1} ran")
-        epoch = compressed_epoch(step, self.horizon, self.epochs)
-        if step > 0 and epoch != compressed_epoch(step - 1, self.horizon, self.epochs):
-            self.dev = self.dev_statistics(params, step)  # a compressed epoch end: validate omega_t
-        state = StudentState(num_updates=step, horizon=self.horizon, train_loss=self.train_loss.value,
-                             dev_loss=self.dev[0], dev_metric=self.dev[1], lr=self.lr_ratios[step], peak_lr=1.0)
-        self.states[step] = state
-        self.cache[step] = state.features(self.num_classes).to(next(iter(params.values())).device)
+        update = self.first_update + step
+        if step > 0 and self.epoch_of(update) != self.epoch_of(update - 1):
+            self.tracker.observe_dev(*self.dev_statistics(params, step))  # an epoch end: validate omega_t
+        self.states[step] = self.tracker.state(self.lr_ratios[step])
+        self.cache[step] = self.tracker.features(self.lr_ratios[step]).to(next(iter(params.values())).device)
         return self.cache[step]
 
 
-def inner_optimizer_of(cfg):
-    """The unrolled student's optimiser: ``teacher.inner_optimizer`` or a copy of ``optim``,
-    following the compressed lr schedule."""
+def inner_optimizer_of(cfg, lr_ratios: List[float]):
+    """The unrolled student's optimiser: ``teacher.inner_optimizer`` or a copy of ``optim``
+    (name, momentum, Nesterov, weight decay), at ``lr_ratios`` x its peak rate."""
     t, optim = cfg.teacher, cfg.optim
     name = t.inner_optimizer or optim.name
     peak = t.inner_lr if t.inner_lr is not None else optim.lr
-    lrs = [peak * r for r in unroll_lr_ratios(cfg)]
+    lrs = [peak * r for r in lr_ratios]
     if t.inner_optimizer is None and name == "sgd":
         return SGD(lr=lrs, momentum=optim.momentum, nesterov=optim.nesterov, weight_decay=optim.weight_decay)
     if t.inner_optimizer is None and name == "adam":
@@ -234,10 +249,11 @@ def inner_optimizer_of(cfg):
 
 
 def build_learner(cfg, teacher: Teacher) -> TeacherLearner:
-    """The teacher's learner: Adam on theta, clipping, the inner optimiser, memory policy."""
+    """The teacher's learner: Adam on theta, clipping, memory policy (the inner optimiser is
+    given per unroll)."""
     t = cfg.teacher
-    return TeacherLearner(teacher, lr=t.lr, clip_norm=t.clip, optimizer=inner_optimizer_of(cfg),
-                          checkpoint_every=t.checkpoint_every, truncate=t.truncate)
+    return TeacherLearner(teacher, lr=t.lr, clip_norm=t.clip, checkpoint_every=t.checkpoint_every,
+                          truncate=t.truncate)
 
 
 def identity_penalty(teacher: Teacher, features: List[torch.Tensor]) -> torch.Tensor:
@@ -253,6 +269,21 @@ def identity_penalty(teacher: Teacher, features: List[torch.Tensor]) -> torch.Te
                 target = torch.ones_like(value) if name == "diag" else torch.zeros_like(value)
             total = total + (value - target).pow(2).mean()
     return total / len(features)
+
+
+def objective_loss(objective, lprobs: torch.Tensor, target: torch.Tensor,
+                   phi_tensors: Dict[str, torch.Tensor]) -> torch.Tensor:
+    """The student's batch-mean loss under ``objective``'s settings with Phi's tensors
+    ``phi_tensors`` (a teacher's output): what ``objective(logits, target)`` computes.
+
+    Args:
+        lprobs: (N, C) log-probabilities.
+        target: (N,) class ids.
+    """
+    extra = {"form": objective.form} if getattr(objective, "form", None) is not None else {}
+    out = dynamic_loss(lprobs, target, objective.phi, scale=objective.scale, nll_weight=objective.nll_weight,
+                       label_smoothing=objective.label_smoothing, phi_tensors=phi_tensors, **extra)
+    return out.loss / target.numel()
 
 
 def run_episode(cfg, splits, objective, learner: TeacherLearner, episode: int, device: torch.device):
@@ -286,17 +317,16 @@ def run_episode(cfg, splits, objective, learner: TeacherLearner, episode: int, d
             count = sum(len(y) for _, y in outputs)
             return loss.item() / count, correct / count
 
-        state = UnrollState(t.horizon or t.unroll, cfg.task.epochs, unroll_lr_ratios(cfg), splits.num_classes,
+        horizon, epoch_of = unroll_time(cfg, splits)
+        ratios = unroll_lr_ratios(cfg, epoch_of)
+        state = UnrollState(StudentStateTracker(horizon, 1.0, splits.num_classes), epoch_of, ratios,
                             dev_statistics)
 
         def student_loss(params, phi_tensors, batch):
             step, images, target = batch
             lprobs = F.log_softmax(student(params, images, step=step), dim=1)
             state.observe(step, lprobs, target)
-            out = dynamic_loss(lprobs, target, objective.phi, scale=objective.scale,
-                               nll_weight=objective.nll_weight, label_smoothing=objective.label_smoothing,
-                               phi_tensors=phi_tensors)
-            return out.loss / target.numel()
+            return objective_loss(objective, lprobs, target, phi_tensors)
 
         def dev_objective(params):
             """Expected accuracy mean p(y|x) of omega_T over the dev batches (maximised)."""
@@ -310,7 +340,8 @@ def run_episode(cfg, splits, objective, learner: TeacherLearner, episode: int, d
 
         net.train()
         result = learner.step(student_loss, dev_objective, student.params(), batches, state,
-                              penalty=penalty if t.phi_penalty > 0 else None)
+                              penalty=penalty if t.phi_penalty > 0 else None,
+                              optimizer=inner_optimizer_of(cfg, ratios))
     return result, state
 
 
@@ -324,6 +355,14 @@ def _load_file(path: str):
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:
         raise PhiError(f"cannot read {path!r} with weights_only=True: {err}") from err
+
+
+def new_teacher(cfg, phi) -> Teacher:
+    """An untrained teacher of ``teacher.kind`` for the objective's Phi."""
+    t = cfg.teacher
+    return build_teacher(t.kind, phi.parametrisation, phi.num_classes, num_gates=t.gates, hidden=t.hidden,
+                         seed=int(t.seed), fixed_diagonal=bool(t.fixed_diagonal),
+                         form=cfg.loss.get("form", "paper"), **_teacher_options(cfg))
 
 
 def train_teacher(cfg, splits, objective, device: torch.device, out_dir: str) -> Teacher:
@@ -348,8 +387,7 @@ def train_teacher(cfg, splits, objective, device: torch.device, out_dir: str) ->
             log.info("L2T: reusing the finished teacher %s (%d teacher steps)", teacher_path, t.steps)
             return load_teacher(teacher_path, phi.parametrisation, phi.num_classes, **_teacher_options(cfg))
 
-    teacher = build_teacher(t.kind, phi.parametrisation, phi.num_classes, num_gates=t.gates, hidden=t.hidden,
-                            seed=int(t.seed), **_teacher_options(cfg)).to(device)
+    teacher = new_teacher(cfg, phi).to(device)
     learner = build_learner(cfg, teacher)
     rows: List[Dict] = []
     if not cfg.overwrite and os.path.exists(checkpoint_path):
@@ -365,7 +403,7 @@ def train_teacher(cfg, splits, objective, device: torch.device, out_dir: str) ->
         rows = [dict(row) for row in state["rows"]]
         log.info("L2T: continuing teacher training after %d teacher steps", len(rows))
 
-    horizon = t.horizon or t.unroll
+    horizon = unroll_time(cfg, splits)[0]
     bar = tqdm(total=t.steps, initial=len(rows), disable=not cfg.progress, leave=False, unit="teacher step")
     for episode in range(len(rows), t.steps):
         started = time.perf_counter()
@@ -396,9 +434,9 @@ def train_teacher(cfg, splits, objective, device: torch.device, out_dir: str) ->
 class TeacherPhi:
     """Sets ``objective.phi = teacher(s_t)`` before every student update (phase (b)).
 
-    The training-NLL EMA is fed by a forward hook on the objective (it sees the logits of every
-    training batch); dev statistics come from the loop's epoch rows. All state is in
-    ``state_dict`` so a resumed run equals the uninterrupted one.
+    s_t comes from a ``StudentStateTracker``: the training-NLL EMA is fed by a forward hook on the
+    objective (it sees the logits of every training batch); dev statistics come from the loop's
+    epoch rows. All state is in ``state_dict`` so a resumed run equals the uninterrupted one.
 
     Args:
         teacher: the trained (frozen) teacher.
@@ -414,41 +452,39 @@ class TeacherPhi:
         self.phi = objective.phi
         self.device = next(iter(self.phi.tensors().values())).device
         self.teacher.to(self.device)
-        self.total_updates, self.peak_lr = max(1, int(total_updates)), float(peak_lr)
+        self.tracker = StudentStateTracker(max(1, int(total_updates)), float(peak_lr), self.phi.num_classes)
         self.path = os.path.join(out_dir, STATES_FILE)
-        self.step = 0
-        self.train_loss = ExponentialAverage(EMA_DECAY)
-        self.dev_loss: Optional[float] = None
-        self.dev_metric: Optional[float] = None
         self.pending: List[Dict] = []  # rows of teacher_states.csv not yet written
         self.file_synced = False
         objective.register_forward_hook(self._observe)
 
+    @property
+    def step(self) -> int:
+        return self.tracker.num_updates
+
     def _observe(self, module, inputs, output) -> None:
         if module.training:  # a training batch (the loop evaluates through eval_loss/predict)
             logits, target = inputs
-            self.train_loss.update(F.cross_entropy(logits.detach().float(), target).item())
-
-    def state(self, lr: float) -> StudentState:
-        return StudentState(num_updates=self.step, horizon=self.total_updates, train_loss=self.train_loss.value,
-                            dev_loss=self.dev_loss, dev_metric=self.dev_metric, lr=lr, peak_lr=self.peak_lr)
+            self.tracker.observe_train(F.cross_entropy(logits.detach().float(), target).item())
 
     @torch.no_grad()
-    def before_update(self, lr: float) -> None:
-        """Phi_t = teacher(s_t) for the update about to run (lr: the optimiser's current rate)."""
-        features = self.state(lr).features(self.phi.num_classes)
+    def set_phi(self, features: torch.Tensor) -> None:
+        """Phi = teacher(s_t), recorded for ``teacher_states.csv``."""
         self.phi.load_tensors(self.teacher(features.to(self.device)))
         self.pending.append({"update": self.step, **dict(zip(STATE_FEATURES, features.tolist())),
                              **self.phi.statistics()})
-        self.step += 1
+
+    def before_update(self, lr: float, images: Optional[torch.Tensor] = None,
+                      target: Optional[torch.Tensor] = None) -> None:
+        """Phi_t = teacher(s_t) for the update about to run (lr: the optimiser's current rate;
+        the batch is not needed by a frozen teacher)."""
+        self.set_phi(self.tracker.features(lr))
 
     def after_epoch(self, row: Dict[str, float]) -> None:
         """Read the epoch's validation loss and error (the next updates see them), add Phi's
         statistics to the row and write this epoch's states to ``teacher_states.csv``."""
-        if math.isfinite(row.get("val_loss", float("nan"))):
-            self.dev_loss = row["val_loss"]
-        if math.isfinite(row.get("val_error", float("nan"))):
-            self.dev_metric = 1.0 - row["val_error"] / 100.0
+        self.tracker.observe_dev(row.get("val_loss", float("nan")),
+                                 1.0 - row.get("val_error", float("nan")) / 100.0)
         row.update(self.phi.statistics())
         self._write(self.pending)
         self.pending = []
@@ -472,27 +508,37 @@ class TeacherPhi:
             writer.writerows(rows)
 
     def state_dict(self) -> Dict:
-        return {"step": self.step, "train_loss": self.train_loss.value, "dev_loss": self.dev_loss,
-                "dev_metric": self.dev_metric}
+        return {"tracker": self.tracker.state_dict()}
 
     def load_state_dict(self, state: Dict) -> None:
-        self.step, self.train_loss.value = int(state["step"]), state["train_loss"]
-        self.dev_loss, self.dev_metric = state["dev_loss"], state["dev_metric"]
+        self.tracker.load_state_dict(state["tracker"])
 
 
-def setup_l2t(cfg, splits, objective, device: torch.device, world_size: int, out_dir: str) -> TeacherPhi:
-    """Phase (a) (or ``teacher.path``), then the phase-(b) hook of the loop."""
+def setup_l2t(cfg, splits, objective, device: torch.device, world_size: int, out_dir: str,
+              net: Optional[torch.nn.Module] = None, optimizer: Optional[torch.optim.Optimizer] = None) -> TeacherPhi:
+    """Phase (a) (or ``teacher.path``), then the phase-(b) hook of the loop; ``teacher.mode=online``:
+    no phase (a), a teacher that learns alongside the live student (``net``, ``optimizer``)."""
     if world_size > 1:
         raise ConfigError("teacher=l2t runs in one process; data-parallel L2T is not implemented in this trainer")
     phi = objective.phi
+    online = cfg.teacher.mode == "online"
     if cfg.teacher.path:
         path = os.path.expanduser(cfg.teacher.path)
         teacher = load_teacher(path, phi.parametrisation, phi.num_classes, **_teacher_options(cfg))
         log.info("L2T: teacher loaded from %s (phase (a) skipped)", path)
+    elif online:
+        teacher = new_teacher(cfg, phi).to(device)
     else:
         # Forked: phase (a) leaves the global RNG as a run without a teacher would find it.
         with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
             teacher = train_teacher(cfg, splits, objective, device, out_dir)
-    task = cfg.task
-    total = task.epochs * steps_per_epoch(len(splits.train), task.batch_size, task.drop_last)
-    return TeacherPhi(teacher, objective, total, cfg.optim.lr, out_dir)
+    total = total_updates(cfg, splits)
+    if not online:
+        return TeacherPhi(teacher, objective, total, cfg.optim.lr, out_dir)
+    if net is None or optimizer is None:
+        raise ConfigError("teacher.mode=online needs the live student network and optimiser")
+    if splits.val is None or len(splits.val) == 0:
+        raise ConfigError("teacher.mode=online scores its look-ahead on validation data; task.val_size must be > 0")
+    from .l2t_online import OnlineTeacher  # l2t_online imports this module
+
+    return OnlineTeacher(cfg, teacher, objective, net, optimizer, splits.val, total, cfg.optim.lr, out_dir)

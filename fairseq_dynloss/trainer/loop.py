@@ -37,6 +37,7 @@ from .l2t import check_l2t_config, setup_l2t
 from .plots import plot_curves, plot_phi
 from .registry import ConfigError, build_net, build_objective, build_splits
 from .run_log import log_tensorboard, open_tensorboard, write_csv
+from .schedule import build_scheduler
 
 log = logging.getLogger("dynloss-train")
 
@@ -200,15 +201,7 @@ def train(cfg: DictConfig, out_dir: str) -> List[Dict[str, float]]:
     else:
         raise ConfigError(f"unknown optim {optim.name!r}; valid choices: sgd, adam")
     epochs = task.epochs
-    if optim.schedule == "multistep":
-        milestones = sorted({max(1, round(f * epochs)) for f in optim.milestones})
-        scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones, optim.gamma)
-    elif optim.schedule == "cosine":
-        scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, epochs)
-    elif optim.schedule == "constant":
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
-    else:
-        raise ConfigError(f"unknown optim.schedule {optim.schedule!r}; valid: multistep, cosine, constant")
+    scheduler = build_scheduler(optimizer, optim, epochs)  # one closed form, shared with L2T's unrolls
 
     # -- ALA controller: acts on the loss's Phi every K updates; multi-network: gathers the
     #    children's experiences into every process's replay memory -----------------------------
@@ -221,7 +214,7 @@ def train(cfg: DictConfig, out_dir: str) -> List[Dict[str, float]]:
                                    context.device, cfg.eval_batch_size, context.rank, gather)
 
     # -- L2T-DLF teacher: phase (a) trains it (or teacher.path loads it); it sets Phi every update
-    l2t = setup_l2t(cfg, splits, objective, context.device, context.world_size, out_dir) \
+    l2t = setup_l2t(cfg, splits, objective, context.device, context.world_size, out_dir, net, optimizer) \
         if cfg.teacher.name == "l2t" else None
 
     # -- resume ---------------------------------------------------------------------------------
@@ -292,7 +285,7 @@ def train(cfg: DictConfig, out_dir: str) -> List[Dict[str, float]]:
             local = batch if shards == 1 else batch.tensor_split(shards)[context.rank]
             images, target = splits.train.batch(local, augment=True, generator=augment_rng)
             if l2t is not None:  # Phi_t = teacher(s_t) for this update
-                l2t.before_update(optimizer.param_groups[0]["lr"])
+                l2t.before_update(optimizer.param_groups[0]["lr"], images, target)
             loss = forward(on_device(images), on_device(target))
             optimizer.zero_grad(set_to_none=True)
             # DDP averages gradients over ranks: weight a rank's batch-mean loss by its share of

@@ -24,7 +24,7 @@ from fairseq_dynloss.trainer.registry import ConfigError, build_net, build_objec
 # Tiny and quick: a 16-unit MLP, 17 updates per epoch, 3 teacher steps of T = 3 unrolled steps.
 # optim=sgd (lr 0.1, momentum 0.9, weight decay 5e-4, x0.1 at epoch 1 of 2): the unroll's three
 # steps stand for epochs 0, 0, 1 -> lr ratios 1, 1, 0.1 and a dev evaluation before step 2.
-L2T = ["loss=dynamic", "teacher=l2t", "teacher.steps=3", "teacher.unroll=3", "teacher.dev_batches=1",
+L2T = ["loss=dynamic", "teacher=l2t", "teacher.steps=3", "teacher.unroll=3", "teacher.horizon=3", "teacher.dev_batches=1",
        "teacher.lr=0.05", "model.hidden=[16]", "task.epochs=2"]
 UPDATES_PER_EPOCH = 17
 C = 10
@@ -74,7 +74,7 @@ def test_phase_a_writes_its_files_and_moves_the_teacher(run):
         assert float(r["grad_norm"]) > 0 and r["skipped"] == "0"
     payload = torch.load(out / "teacher.pt", weights_only=True)
     assert payload["config"]["done"] is True and payload["config"]["teacher_steps"] == 3
-    assert payload["config"]["horizon"] == 3  # H defaults to T
+    assert payload["config"]["horizon"] == 3  # teacher.horizon=3: the run compressed into the unroll
     trained = load_teacher(str(out / "teacher.pt"), "full", C)
     before = untrained_teacher().state_dict()
     moved = max((trained.state_dict()[k] - before[k]).abs().max().item() for k in before)
@@ -87,7 +87,7 @@ def test_phase_a_equals_a_hand_written_unroll_and_its_hypergradient(penalty):
     0.01) on the module through functional_call, s_t computed from its own trajectory, Phi_t from
     a teacher that reacts strongly to s_t, and d (expected dev accuracy - penalty x mean_t
     mean((Phi_t - I)^2)) / d theta by autograd through the whole unroll."""
-    cfg = compose_config(*L2T, f"teacher.phi_penalty={penalty}", "teacher.clip=0")
+    cfg = compose_config(*L2T, f"teacher.phi_penalty={penalty}", "teacher.clip=0", "loss.scale=1.0")
     splits = build_splits(cfg.task, cfg.data_dir)
     teacher = GatedTeacher("full", C, init_std=1.0, seed=3)
     learner = l2t.build_learner(cfg, copy.deepcopy(teacher))
@@ -234,16 +234,22 @@ def test_bad_teacher_files_are_refused(tmp_path):
     ("teacher.unroll=0", r"teacher.unroll=0; expected an integer >= 1"),
     ("teacher.steps=-1", r"teacher.steps=-1; expected an integer >= 0"),
     ("teacher.dev_batches=0", r"teacher.dev_batches=0; expected an integer >= 1"),
-    ("teacher.kind=mlp", r"teacher.kind='mlp'; expected one of \['bilinear', 'gated'\]"),
+    ("teacher.kind=mlp", r"teacher.kind='mlp'; expected one of \['bilinear', 'gated', 'lr_scale'\]"),
+        ("teacher.kind=lr_scale", "teacher.kind=lr_scale scales the live student's learning rate"),
+        ("teacher.mode=greedy", "teacher.mode='greedy'; expected episodic or online"),
+        ("teacher.online_every=0", "teacher.online_every=0; expected an integer >= 1"),
+        ("teacher.dev_objective=bleu", "teacher.dev_objective='bleu'; expected expected_accuracy or log_likelihood"),
+        ("teacher.mode=online teacher.inner_lr=0.1", "teacher.mode=online unrolls the student's own"),
     ("teacher.inner_optimizer=rmsprop", "teacher.inner_optimizer='rmsprop'"),
-    ("teacher.lr=0", r"teacher.lr=0; expected > 0"),
-    ("teacher.phi_penalty=-1", r"teacher.phi_penalty=-1; expected >= 0"),
+    ("teacher.lr=0", r"teacher.lr=0; expected .*> 0"),
+    ("teacher.phi_penalty=-1", r"teacher.phi_penalty=-1; expected .*>= 0"),
     ("controller=ala", "teacher=l2t and controller=ala would both set Phi"),
 ])
 def test_bad_l2t_settings_are_refused_before_anything_is_written(tmp_path, override, match):
     with pytest.raises(ConfigError, match=match):
-        train(compose_config(*L2T, override), str(tmp_path / "run"))
-    assert not (tmp_path / "run").exists()
+        train(compose_config(*L2T, *override.split()), str(tmp_path / "run"))
+    # nothing written but the run folder's lock (trainer/run_dir.py)
+    assert not (tmp_path / "run").exists() or {p.name for p in (tmp_path / "run").iterdir()} <= {".dynloss-train.lock"}
 
 
 def test_a_teacher_trained_with_other_settings_is_not_reused_silently(run, tmp_path):
