@@ -1,8 +1,12 @@
 #!/usr/bin/env python
-"""The results study (issue 8): every method over >= 5 seeds on the offline tasks -> RESULTS.md.
+"""The results study: every method over several seeds on the offline tasks -> RESULTS.md.
 
-    .venv/bin/python scripts/study.py                    # digits + toy translation, 5 seeds
+    .venv/bin/python scripts/study.py                    # every part
+    .venv/bin/python scripts/study.py --parts mnist1d    # one part: results/mnist1d.md, RESULTS.md
     .venv/bin/python scripts/study.py --parts digits --seeds 3 --out /tmp/RESULTS.md
+
+Each part writes its own section, ``results/<part>.md`` beside ``--out``, and RESULTS.md is
+assembled from every section present, so a part regenerates alone.
 
 Parts:
 * ``digits`` (scikit-learn 8x8 digits, ``dynloss-train``): MLP and LeNet with CE, label
@@ -13,9 +17,13 @@ Parts:
   and LSTM students with CE, label-smoothed CE, the sequence-level criteria fine-tuned from each
   seed's CE model (and CE fine-tuned the same way as their control), L2T-DLF (one teacher per
   architecture, then students) and ALA (``--task translation_ala``); sacrebleu BLEU on test.
+* ``mnist1d`` (``fairseq_dynloss/study/mnist1d.py``): MNIST-1D clean and under three label-noise
+  patterns, MLP and CNN, 10 paired seeds; CE, validation-tuned label smoothing and Poly-1, the
+  fixed-Phi control, the forward-correction oracle, L2T-DLF and ALA (both loss forms) and their
+  controls; paired t / Wilcoxon / bootstrap CI / minimum detectable difference.
 
-Every row: mean +- sample std over seeds, the difference from CE, Welch's t-test p-value, and
-time relative to CE (digits: training time incl. controller / teacher work; toy: job wall time). Jobs run two at a time with one thread each (two cores); finished jobs
+digits and toy rows: mean +- sample std over seeds, the difference from CE, Welch's t-test
+p-value, and time relative to CE (digits: training time incl. controller / teacher work; toy: job wall time). Jobs run two at a time with one thread each (two cores); finished jobs
 are recorded under ``--work`` and skipped when the study is run again (delete it to redo).
 Plots go to ``--plots`` (default ``docs/img/study``).
 """
@@ -30,15 +38,17 @@ import os
 import platform
 import sys
 import time
-from typing import Dict, List, Sequence
+from typing import Dict, List, Sequence, Tuple
 
 import torch
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
+from fairseq_dynloss.study import mnist1d  # noqa: E402
 from fairseq_dynloss.study.jobs import Job, load_record, run_jobs  # noqa: E402
 from fairseq_dynloss.study.report import MethodRow, method_table  # noqa: E402
+from fairseq_dynloss.study.runs import best_val_row, teacher_seconds, training_seconds  # noqa: E402
 from fairseq_dynloss.study.stats import summarize, welch_t_test  # noqa: E402
 
 PYTHON = sys.executable
@@ -196,32 +206,6 @@ def toy_jobs(args, work: str) -> List[Job]:
 
 
 # -- results -----------------------------------------------------------------------------------
-def best_val_row(metrics_csv: str, metric: str) -> Dict[str, float]:
-    """The epoch row with the best validation ``metric`` (first on ties), as floats."""
-    with open(metrics_csv) as handle:
-        rows = [{k: float(v) for k, v in row.items() if v not in ("", None)}
-                for row in csv.DictReader(handle)]
-    if not rows:
-        raise ValueError(f"{metrics_csv} has no epochs")
-    lower = metric == "error"
-    key = lambda row: row[f"val_{metric}"] if lower else -row[f"val_{metric}"]
-    return min(rows, key=key)
-
-
-def training_seconds(run_dir: str) -> float:
-    """A digits run's training time: its epochs' ``time`` column, which includes the ALA
-    controller's work. Not the process's wall time: on digits, start-up (imports) outweighs a
-    whole MLP run."""
-    with open(os.path.join(run_dir, "metrics.csv")) as handle:
-        return sum(float(row["time"]) for row in csv.DictReader(handle))
-
-
-def teacher_seconds(run_dir: str) -> float:
-    """Time of an L2T run's teacher-training phase (``teacher_log.csv``, one row per step)."""
-    with open(os.path.join(run_dir, "teacher_log.csv")) as handle:
-        return sum(float(row["time"]) for row in csv.DictReader(handle))
-
-
 def seconds_of(work: str, job: str) -> float:
     record = load_record(os.path.join(work, "state"), job)
     return record.seconds if record else float("nan")
@@ -311,9 +295,9 @@ def toy_tables(args, work: str) -> List[str]:
 
 
 # -- plots -------------------------------------------------------------------------------------
-def make_plots(args, work: str, plots: str) -> List[str]:
+def make_plots(args, work: str, plots: str) -> List[Tuple[str, str]]:
     """PNG files: Phi over training (ALA), validation loss vs test error (CE vs ALA), and the
-    teachers' dev objective over teacher steps. Returns markdown image lines."""
+    teachers' dev objective over teacher steps. Returns (part, markdown image line) pairs."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -331,7 +315,7 @@ def make_plots(args, work: str, plots: str) -> List[str]:
         snapshots = {int(k): v - torch.diag(v.diagonal()) for k, v in state["phi_snapshots"].items()}
         path = os.path.join(plots, "digits_ala_phi_offdiag.png")
         plot_phi(path, snapshots)
-        lines.append(f"![ALA Phi (off-diagonal) over training, digits {model}, seed {seed}]({path})")
+        lines.append(("digits", f"![ALA Phi (off-diagonal) over training, digits {model}, seed {seed}]({path})"))
 
         fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.6))
         for name in ("ce", "ala"):
@@ -346,7 +330,7 @@ def make_plots(args, work: str, plots: str) -> List[str]:
         path = os.path.join(plots, "digits_val_loss_vs_test_error.png")
         fig.savefig(path, dpi=100, bbox_inches="tight")
         plt.close(fig)
-        lines.append(f"![validation loss vs test error, CE vs ALA, digits {model}]({path})")
+        lines.append(("digits", f"![validation loss vs test error, CE vs ALA, digits {model}]({path})"))
 
     logs = []
     if "toy" in args.parts and "l2t" in args.toy_methods:
@@ -370,7 +354,8 @@ def make_plots(args, work: str, plots: str) -> List[str]:
         path = os.path.join(plots, "teacher_dev_objective.png")
         fig.savefig(path, dpi=100, bbox_inches="tight")
         plt.close(fig)
-        lines.append(f"![teacher dev objective over teacher steps]({path})")
+        lines.append(("toy" if "toy" in args.parts else "digits",
+                      f"![teacher dev objective over teacher steps]({path})"))
     return lines
 
 
@@ -382,10 +367,59 @@ def paper_scale_section() -> str:
     return "## At the papers' scale (docs/paper_scale.md)\n" + body.replace("\n## ", "\n### ")
 
 
+PART_TITLES = {"digits": "digits (scikit-learn 8x8)", "toy": "toy translation",
+               "mnist1d": "MNIST-1D, clean and with label noise"}
+WELCH = ("Columns: mean ± sample std over seeds; Δ = difference of the means from the baseline "
+         "row; p = two-sided Welch t-test against it (p = 1 / 0 when both rows have zero spread "
+         "and equal / different means); 'better?' says yes/no only where p < 0.05; time = the "
+         "method's mean cost over the baseline's — digits: training time including controller "
+         "and teacher-training work (not process start-up); toy: wall time of everything the row "
+         "needs (the CE model a fine-tuned row starts from, its share of a shared teacher).")
+PAIRED = ("Every method ran the same seeds, so the tables are paired: Δ = per-seed difference "
+          "from CE (mean ± std), its 95 % bootstrap CI, the paired t-test and Wilcoxon "
+          "signed-rank p-values, and MDD = the smallest true difference these seeds detect with "
+          "80 % power (paired t, two-sided alpha 0.05): a 'n.s.' row whose MDD exceeds the "
+          "effect you care about says nothing either way. 'gap closed' = (method - CE) / "
+          "(forward-correction oracle - CE). time = training time (teacher and controller "
+          "work included) over CE's.")
+PART_STATISTICS = {"digits": WELCH, "toy": WELCH, "mnist1d": PAIRED}
+PARTS = tuple(PART_TITLES)
+
+
+def atomic_write_text(path: str, text: str) -> None:
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    tmp = path + ".tmp"
+    with open(tmp, "w") as handle:
+        handle.write(text)
+    os.replace(tmp, path)
+
+
+def assemble_results(out_dir: str) -> str:
+    """RESULTS.md from every part's section in ``<out_dir>/results/<part>.md`` (each written by
+    the run that made it, so one part can be regenerated alone) and docs/paper_scale.md."""
+    parts = [part for part in PARTS if os.path.exists(os.path.join(out_dir, "results", f"{part}.md"))]
+    sections = []
+    for part in parts:
+        with open(os.path.join(out_dir, "results", f"{part}.md")) as handle:
+            sections.append(handle.read().rstrip() + "\n")
+    return "\n".join([
+        "# Results", "",
+        "Generated by `scripts/study.py` — do not edit by hand; re-run it instead. Each part "
+        "regenerates alone (`python scripts/study.py --parts PART`) into `results/PART.md`, and "
+        "this file is assembled from those; the line under each part's title is the command and "
+        "run that made it.", "",
+        "Why L2T-DLF and ALA show no gain over CE or over their fixed-Phi control "
+        "(`dynamic_fixed`) where they do not, and what the fixes changed: "
+        "[docs/investigation.md](docs/investigation.md).", "",
+        *sections,
+        paper_scale_section(),
+    ])
+
+
 def main(argv: Sequence[str] = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--parts", nargs="+", default=["digits", "toy"], choices=["digits", "toy"])
+    parser.add_argument("--parts", nargs="+", default=list(PARTS), choices=list(PARTS))
     parser.add_argument("--seeds", type=int, default=5, help="seeds 1..N per method (>= 2)")
     parser.add_argument("--workers", type=int, default=2, help="jobs at a time (one thread each)")
     parser.add_argument("--work", default=os.path.join(REPO, "work", "study"))
@@ -410,12 +444,23 @@ def main(argv: Sequence[str] = None) -> None:
                         help="training updates of the toy students")
     parser.add_argument("--teacher-steps", type=int, default=60,
                         help="L2T-DLF teacher steps on the toy corpus (unroll 3 each)")
+    parser.add_argument("--mnist1d-settings", nargs="+", default=list(mnist1d.NOISE),
+                        choices=list(mnist1d.NOISE))
+    parser.add_argument("--mnist1d-models", nargs="+", default=["mnist1d_mlp", "mnist1d_cnn"],
+                        choices=["mnist1d_mlp", "mnist1d_cnn", "mnist1d_gru"])
+    parser.add_argument("--mnist1d-methods", nargs="+", default=list(mnist1d.METHODS),
+                        choices=list(mnist1d.METHODS))
+    parser.add_argument("--mnist1d-seeds", type=int, default=10, help="seeds 1..N (>= 2)")
+    parser.add_argument("--mnist1d-steps", type=int, default=8000,
+                        help="updates per MNIST-1D run (the reference schedule: 8000)")
+    parser.add_argument("--mnist1d-lr", type=float, default=1e-2, help="Adam lr (reference: 1e-2)")
     args = parser.parse_args(argv)
     if args.seeds < 2:
         parser.error(f"--seeds {args.seeds}: need >= 2 for a standard deviation and a t-test")
     if "ce" not in args.digits_methods:
         parser.error("--digits-methods must include ce (the baseline of every row)")
     args.seed_list = list(range(1, args.seeds + 1))
+    args.mnist1d_seed_list = list(range(1, args.mnist1d_seeds + 1))
     args.toy_updates = dict(zip(["transformer", "lstm"], args.toy_updates))
     if "digits" not in args.parts:
         args.aucpr = False
@@ -424,41 +469,40 @@ def main(argv: Sequence[str] = None) -> None:
     jobs = (digits_jobs(args, work) if "digits" in args.parts else []) + \
            (toy_jobs(args, work) if "toy" in args.parts else [])
     started = time.perf_counter()
+    grid_choice = {}
+    if "mnist1d" in args.parts:
+        # phase 1: everything but the gridded baselines' chosen values on the later seeds
+        mnist1d.write_sparse_matrix(work)
+        jobs += mnist1d.jobs(args, work, PYTHON, ONE_THREAD)
     run_jobs(jobs, os.path.join(work, "state"), workers=args.workers)
+    if "mnist1d" in args.parts:  # phase 2: the validation-chosen baselines on every seed
+        grid_choice = mnist1d.choose_grid(args, work)
+        more = mnist1d.jobs(args, work, PYTHON, ONE_THREAD, grid_choice)
+        more = [job for job in more if job.name not in {j.name for j in jobs}]
+        jobs += more
+        run_jobs(more, os.path.join(work, "state"), workers=args.workers)
     elapsed = time.perf_counter() - started
 
-    sections = (digits_tables(args, work) if "digits" in args.parts else []) + \
-               (toy_tables(args, work) if "toy" in args.parts else [])
     out_dir = os.path.dirname(os.path.abspath(args.out))
     plot_lines = make_plots(args, work, os.path.join(out_dir, args.plots))
-    plot_lines = [line.replace(out_dir + os.sep, "") for line in plot_lines]
     command = "python scripts/study.py " + " ".join(sys.argv[1:] if argv is None else argv)
-    text = "\n".join([
-        "# Results", "",
-        "Generated by `scripts/study.py` — do not edit by hand; re-run it instead:", "",
-        f"    {command.strip()}", "",
-        f"{datetime.date.today()}, {platform.machine()} CPU ({os.cpu_count()} cores), torch "
-        f"{torch.__version__}; {len(jobs)} jobs, {args.workers} at a time with one thread each; "
-        f"this invocation ran for {elapsed / 60:.1f} min (jobs finished earlier were reused). "
-        f"Seeds {args.seed_list[0]}..{args.seed_list[-1]}. Columns: mean ± sample std over seeds; "
-        "Δ = difference of the means from the baseline row; p = two-sided Welch t-test against "
-        "it (p = 1 / 0 when both rows have zero spread and equal / different means); 'better?' "
-        "says yes/no only where p < 0.05; time = the method's mean cost over the baseline's — "
-        "digits: training time including controller and teacher-training work (not process "
-        "start-up); toy: wall time of everything the row needs (the CE model a fine-tuned row "
-        "starts from, its share of a shared teacher).", "",
-        "## Measured here", "",
-        "Why L2T-DLF and ALA show no gain over CE or over their fixed-Phi control "
-        "(`dynamic_fixed`) at this scale, and how the toy LSTM setting was chosen: "
-        "[docs/investigation.md](docs/investigation.md).", "",
-        *[s + "\n" for s in sections],
-        "## Plots", "", *[line + "\n" for line in plot_lines],
-        paper_scale_section(),
-    ])
-    tmp = args.out + ".tmp"
-    with open(tmp, "w") as handle:
-        handle.write(text)
-    os.replace(tmp, args.out)
+    tables = {"digits": lambda: digits_tables(args, work), "toy": lambda: toy_tables(args, work),
+              "mnist1d": lambda: mnist1d.tables(args, work, grid_choice)}
+    for part in args.parts:
+        seeds = args.mnist1d_seed_list if part == "mnist1d" else args.seed_list
+        lines = [line.replace(out_dir + os.sep, "") for tag, line in plot_lines if tag == part]
+        text = "\n".join([
+            f"## {PART_TITLES[part]}", "",
+            f"`{command.strip()}` — {datetime.date.today()}, {platform.machine()} CPU "
+            f"({os.cpu_count()} cores), torch {torch.__version__}; {len(jobs)} jobs, "
+            f"{args.workers} at a time with one thread each; this invocation ran for "
+            f"{elapsed / 60:.1f} min (jobs finished earlier were reused). Seeds "
+            f"{seeds[0]}..{seeds[-1]}. {PART_STATISTICS[part]}", "",
+            *[section + "\n" for section in tables[part]()],
+            *([f"#### Plots ({part})", "", *[line + "\n" for line in lines]] if lines else []),
+        ])
+        atomic_write_text(os.path.join(out_dir, "results", f"{part}.md"), text)
+    atomic_write_text(args.out, assemble_results(out_dir))
     print(f"wrote {args.out} ({elapsed / 60:.1f} min)")
 
 

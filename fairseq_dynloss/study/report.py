@@ -76,3 +76,58 @@ def method_table(rows: Sequence[MethodRow], baseline: str, metric: str,
             f"{_fmt(time_ratio, 2)} | {row.note} |"
         )
     return "\n".join(lines)
+
+
+def _p_cell(p: float) -> str:
+    return f"{p:.3f}" if p >= 0.001 else f"{p:.1e}"
+
+
+def paired_table(rows: Sequence[MethodRow], baseline: str, metric: str, lower_is_better: bool,
+                 oracle: str = "", digits: int = 2) -> str:
+    """A markdown table of a paired design: every row ran the same seeds as ``baseline``.
+
+    Per row: mean ± std; the per-seed difference from the baseline (mean ± std); its 95 %
+    bootstrap CI; the paired t-test and Wilcoxon signed-rank p-values; the minimum difference the
+    seeds detect at 80 % power (MDD, two-sided alpha 0.05); "better?" (yes/no only where the
+    paired t-test has p < 0.05, else n.s.); the share of the baseline-to-``oracle`` gap the row
+    closes (when an oracle row is named); time relative to the baseline; notes.
+    """
+    from .stats import paired_comparison
+
+    by_name = {row.name: row for row in rows}
+    if baseline not in by_name:
+        raise ValueError(f"baseline {baseline!r} is not a row; rows: {sorted(by_name)}")
+    base = by_name[baseline]
+    base_mean = summarize(base.values).mean
+    base_time = summarize(base.seconds).mean if base.seconds else float("nan")
+    gap = summarize(by_name[oracle].values).mean - base_mean if oracle in by_name else float("nan")
+    arrow = "lower is better" if lower_is_better else "higher is better"
+    gap_head = f" gap to {oracle} closed |" if oracle in by_name else ""
+    lines = [
+        f"| method | seeds | {metric} ({arrow}) | Δ vs {baseline} (per seed) | 95 % CI of Δ | "
+        f"p (paired t) | p (Wilcoxon) | MDD (80 %) | better? |{gap_head} time × {baseline} | notes |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|:---:|" + ("---:|" if gap_head else "") + "---:|---|",
+    ]
+    for row in rows:
+        s = summarize(row.values)
+        time_ratio = summarize(row.seconds).mean / base_time if row.seconds else float("nan")
+        gap_cell = ""
+        if gap_head:
+            closed = (s.mean - base_mean) / gap if gap else float("nan")
+            gap_cell = " — |" if row is base else f" {_fmt(100 * closed, 0)} % |"
+        if row is base:
+            lines.append(f"| {row.name} | {s.n} | {_fmt(s.mean, digits)} ± {_fmt(s.std, digits)} | — | "
+                         f"— | — | — | — | — |{gap_cell} 1.00 | {row.note} |")
+            continue
+        if len(row.values) != len(base.values):
+            raise ValueError(f"row {row.name!r} has {len(row.values)} seeds, the baseline "
+                             f"{len(base.values)}; a paired table needs the same seeds")
+        r = paired_comparison(base.values, row.values)
+        verdict = "n.s." if r.p_t >= 0.05 else ("yes" if (r.mean_diff < 0) == lower_is_better else "no")
+        lines.append(
+            f"| {row.name} | {s.n} | {_fmt(s.mean, digits)} ± {_fmt(s.std, digits)} | "
+            f"{r.mean_diff:+.{digits}f} ± {_fmt(r.std_diff, digits)} | "
+            f"[{r.ci_low:+.{digits}f}, {r.ci_high:+.{digits}f}] | {_p_cell(r.p_t)} | "
+            f"{_p_cell(r.p_wilcoxon)} | {_fmt(r.mdd, digits)} | {verdict} |{gap_cell} "
+            f"{_fmt(time_ratio, 2)} | {row.note} |")
+    return "\n".join(lines)

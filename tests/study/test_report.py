@@ -40,3 +40,32 @@ def test_higher_is_better_flips_the_verdict():
 def test_unknown_baseline():
     with pytest.raises(ValueError, match="baseline 'xx'"):
         method_table(rows(), "xx", "m", True)
+
+
+def test_paired_table_against_scipy_and_hand_gap():
+    from fairseq_dynloss.study.report import paired_table
+
+    ce = [40.0, 42.0, 38.0, 41.0]
+    method = [45.0, 46.0, 44.0, 47.0]
+    oracle = [60.0, 61.0, 59.0, 60.0]
+    table = paired_table([MethodRow("ce", ce, [10.0] * 4), MethodRow("m", method, [20.0] * 4),
+                          MethodRow("oracle", oracle, [10.0] * 4)],
+                         "ce", "accuracy %", lower_is_better=False, oracle="oracle")
+    m = cells(table, "m")
+    diffs = [b - a for a, b in zip(ce, method)]
+    p = scipy_stats.ttest_rel(method, ce).pvalue
+    assert m[3] == f"{sum(diffs) / 4:+.2f} ± {scipy_stats.tstd(diffs):.2f}"
+    assert m[5] == (f"{p:.3f}" if p >= 0.001 else f"{p:.1e}")
+    assert m[6] == f"{scipy_stats.wilcoxon(diffs).pvalue:.3f}"
+    assert m[8] == "yes"
+    # gap closed = (45.5 - 40.25) / (60 - 40.25), by hand
+    assert m[9] == f"{100 * 5.25 / 19.75:.0f} %" and m[10] == "2.00"
+    assert cells(table, "oracle")[9] == "100 %"
+
+
+def test_paired_table_refuses_unpaired_rows():
+    from fairseq_dynloss.study.report import paired_table
+
+    with pytest.raises(ValueError, match="same seeds"):
+        paired_table([MethodRow("ce", [1.0, 2.0, 3.0]), MethodRow("m", [1.0, 2.0])], "ce", "x",
+                     lower_is_better=True)

@@ -44,3 +44,32 @@ def test_study_digits_tiny_grid(tmp_path):
     assert ": done in" not in second.stdout + second.stderr
     rows = [l for l in (tmp_path / "RESULTS.md").read_text().splitlines() if l.startswith("| label_smoothing |")]
     assert rows == [line]
+
+
+def test_study_mnist1d_part_tiny(tmp_path):
+    """The mnist1d part: paired rows computed from the runs' own metrics.csv, the oracle's gap,
+    and RESULTS.md assembled from results/mnist1d.md."""
+    command = [sys.executable, os.path.join(REPO, "scripts", "study.py"), "--parts", "mnist1d",
+               "--mnist1d-seeds", "2", "--mnist1d-steps", "20", "--mnist1d-settings", "pairflip40",
+               "--mnist1d-models", "mnist1d_mlp", "--mnist1d-methods", "ce", "forward_corrected",
+               "--work", str(tmp_path / "work"), "--out", str(tmp_path / "RESULTS.md")]
+    done = subprocess.run(command, capture_output=True, text=True,
+                          env=dict(os.environ, OMP_NUM_THREADS="1", DYNLOSS_DATA=str(tmp_path / "data")))
+    assert done.returncode == 0, done.stderr[-3000:]
+    accuracy = {}
+    for method in ("ce", "forward_corrected"):
+        values = []
+        for seed in (1, 2):
+            folder = tmp_path / "work" / "mnist1d" / "pairflip40" / f"mnist1d_mlp_{method}_seed{seed}"
+            with open(folder / "metrics.csv") as h:
+                rows = list(csv.DictReader(h))
+            values.append(100.0 - float(min(rows, key=lambda r: float(r["val_error"]))["test_error"]))
+        accuracy[method] = values
+    text = (tmp_path / "RESULTS.md").read_text()
+    assert text.count("## MNIST-1D") == 1
+    assert (tmp_path / "results" / "mnist1d.md").read_text().strip() in text
+    line = next(l for l in text.splitlines() if l.startswith("| forward_corrected |"))
+    s = summarize(accuracy["forward_corrected"])
+    diffs = [b - a for a, b in zip(accuracy["ce"], accuracy["forward_corrected"])]
+    assert f"{s.mean:.2f} ± {s.std:.2f}" in line
+    assert f"{sum(diffs) / 2:+.2f} ± {summarize(diffs).std:.2f}" in line and "| 100 % |" in line

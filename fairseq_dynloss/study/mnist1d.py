@@ -1,0 +1,173 @@
+"""The study's ``mnist1d`` part: every loss on MNIST-1D, clean and under label noise, paired seeds.
+
+Settings (``NOISE``): clean; 40 % pair-flip (i -> i+1, the pattern the methods were developed
+on); 50 % symmetric and a random sparse asymmetric matrix (40 %, ``scripts/make_noise_matrix.py``
+seed 0), which no method was tuned on. Noise touches the training labels only; validation and
+test stay clean. Every method runs the same seeds, so each table is a paired comparison with CE
+(``report.paired_table``); forward correction with the true noise matrix is the oracle whose gap
+to CE a method may close.
+
+Hyper-parameters of the cheap baselines are chosen on validation, never on test: label smoothing
+and Poly-1 run a small grid on the first ``GRID_SEEDS`` seeds, the value with the best mean
+best-validation error is then run on every seed (the grid runs of those seeds are reused).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Dict, List, Sequence, Tuple
+
+from .jobs import Job
+from .report import MethodRow, paired_table
+from .runs import best_val_row, teacher_seconds, training_seconds
+
+# setting -> task.label_noise overrides ({matrix} is the CSV written by the study)
+NOISE: Dict[str, List[str]] = {
+    "clean": [],
+    "pairflip40": ["task.label_noise.kind=pairflip", "task.label_noise.rate=0.4"],
+    "symmetric50": ["task.label_noise.kind=symmetric", "task.label_noise.rate=0.5"],
+    "sparse40": ["task.label_noise.kind=matrix", "task.label_noise.matrix={matrix}"],
+}
+SPARSE = dict(rate=0.4, seed=0, max_targets=2)
+
+# method -> dynloss-train overrides. ``dynamic_fixed`` is the control of the learned losses: the
+# same prob-form loss with Phi held at the identity (cross-entropy up to round-off).
+METHODS: Dict[str, List[str]] = {
+    "ce": ["loss=ce"],
+    "label_smoothing": ["loss=label_smoothing"],
+    "poly1": ["loss=poly1"],
+    "dynamic_fixed": ["loss=dynamic", "loss.form=prob"],
+    "forward_corrected": ["loss=forward_corrected"],
+    "l2t": ["loss=dynamic", "loss.form=prob", "teacher=l2t"],
+    "l2t_paper": ["loss=dynamic", "loss.form=paper", "loss.nll_weight=0.5", "teacher=l2t"],
+    "lr_scale": ["loss=dynamic", "loss.form=prob", "teacher=l2t", "teacher.kind=lr_scale"],
+    "ala": ["loss=dynamic", "loss.form=prob", "controller=ala"],
+    "ala_paper": ["loss=dynamic", "loss.form=paper", "loss.nll_weight=0.5", "controller=ala"],
+    "ala_random": ["loss=dynamic", "loss.form=prob", "controller=ala", "controller.state=random"],
+}
+# Baselines whose one hyper-parameter is chosen on validation: (override key, grid).
+GRIDS: Dict[str, Tuple[str, Sequence[float]]] = {
+    "label_smoothing": ("loss.epsilon", (0.05, 0.1, 0.2, 0.3)),
+    "poly1": ("loss.epsilon", (-1.0, 1.0, 2.0)),
+}
+GRID_SEEDS = 3
+NOTES = {
+    "dynamic_fixed": "control: prob form, Phi = I (= CE)",
+    "forward_corrected": "oracle: knows the true noise matrix",
+    "l2t_paper": "the papers' loss form (+ 0.5 NLL)",
+    "ala_paper": "the papers' loss form (+ 0.5 NLL)",
+    "lr_scale": "control: meta-learns only an lr multiplier",
+    "ala_random": "ablation: random state instead of the confusion matrix",
+}
+
+
+def run_dir(work: str, setting: str, model: str, method: str, seed: int) -> str:
+    return os.path.join(work, "mnist1d", setting, f"{model}_{method}_seed{seed}")
+
+
+def method_overrides(method: str, value=None) -> List[str]:
+    """The overrides of ``method``; a gridded baseline gets its value (and a folder suffix)."""
+    overrides = list(METHODS[method])
+    if value is not None:
+        overrides.append(f"{GRIDS[method][0]}={value}")
+    return overrides
+
+
+def grid_name(method: str, value) -> str:
+    return f"{method}_eps{value:g}"
+
+
+def jobs(args, work: str, python: str, env: Dict[str, str], grid_choice: Dict = None) -> List[Job]:
+    """Every run of the part. Without ``grid_choice`` the gridded baselines run their whole grid
+    on the first ``GRID_SEEDS`` seeds only (phase 1); with it, ``{(setting, model, method):
+    value}``, they run the chosen value on every seed (phase 2)."""
+    matrix = os.path.join(work, "mnist1d", "noise_sparse40.csv")
+    out = []
+    for setting in args.mnist1d_settings:
+        for model in args.mnist1d_models:
+            for method in args.mnist1d_methods:
+                if method == "forward_corrected" and setting == "clean":
+                    continue  # the identity: CE itself
+                if method in GRIDS:
+                    if grid_choice is None:
+                        values = GRIDS[method][1]
+                        seeds = args.mnist1d_seed_list[:GRID_SEEDS]
+                    else:
+                        values, seeds = [grid_choice[(setting, model, method)]], args.mnist1d_seed_list
+                else:
+                    values, seeds = [None], args.mnist1d_seed_list
+                for value in values:
+                    name = method if value is None else grid_name(method, value)
+                    for seed in seeds:
+                        folder = run_dir(work, setting, model, name, seed)
+                        noise = [o.format(matrix=matrix) for o in NOISE[setting]]
+                        command = [python, "-m", "fairseq_dynloss.trainer", "task=mnist1d",
+                                   f"model={model}", "optim=adam", f"optim.lr={args.mnist1d_lr}",
+                                   f"task.max_steps={args.mnist1d_steps}", *noise,
+                                   *method_overrides(method, value), f"seed={seed}",
+                                   "progress=false", "tensorboard=false", "overwrite=true",
+                                   "device=cpu", f"hydra.run.dir={folder}"]
+                        out.append(Job(f"mnist1d_{setting}_{model}_{name}_seed{seed}", command,
+                                       [os.path.join(folder, "metrics.csv")], env=env))
+    return out
+
+
+def write_sparse_matrix(work: str) -> None:
+    """The sparse asymmetric noise matrix of the ``sparse40`` setting (seeded, rewritten
+    identically on every run)."""
+    from fairseq_dynloss.data.label_noise import random_sparse_noise_matrix, write_noise_matrix
+
+    path = os.path.join(work, "mnist1d", "noise_sparse40.csv")
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    write_noise_matrix(path, random_sparse_noise_matrix(10, SPARSE["rate"], SPARSE["seed"],
+                                                        SPARSE["max_targets"]))
+
+
+def choose_grid(args, work: str) -> Dict:
+    """{(setting, model, method): value} with the best mean best-validation error over the
+    first ``GRID_SEEDS`` seeds (first grid value on ties)."""
+    choice = {}
+    for setting in args.mnist1d_settings:
+        for model in args.mnist1d_models:
+            for method in GRIDS:
+                if method not in args.mnist1d_methods:
+                    continue
+                scores = []
+                for value in GRIDS[method][1]:
+                    errors = [best_val_row(os.path.join(run_dir(work, setting, model,
+                                                                grid_name(method, value), seed),
+                                                        "metrics.csv"), "error")["val_error"]
+                              for seed in args.mnist1d_seed_list[:GRID_SEEDS]]
+                    scores.append((sum(errors) / len(errors), value))
+                choice[(setting, model, method)] = min(scores, key=lambda s: s[0])[1]
+    return choice
+
+
+def tables(args, work: str, grid_choice: Dict) -> List[str]:
+    """One paired table per (setting, model): test accuracy % at the best-validation epoch."""
+    sections = []
+    for setting in args.mnist1d_settings:
+        for model in args.mnist1d_models:
+            rows = []
+            for method in args.mnist1d_methods:
+                if method == "forward_corrected" and setting == "clean":
+                    continue
+                value = grid_choice.get((setting, model, method))
+                name = method if value is None else grid_name(method, value)
+                values, seconds = [], []
+                for seed in args.mnist1d_seed_list:
+                    folder = run_dir(work, setting, model, name, seed)
+                    best = best_val_row(os.path.join(folder, "metrics.csv"), "error")
+                    values.append(100.0 - best["test_error"])
+                    seconds.append(training_seconds(folder) + teacher_seconds(folder))
+                note = NOTES.get(method, "")
+                if value is not None:
+                    note = f"eps = {value:g}, chosen on validation from {list(GRIDS[method][1])}"
+                rows.append(MethodRow(method, values, seconds, note))
+            oracle = "forward_corrected" if setting != "clean" else ""
+            sections.append(
+                f"### mnist1d, {setting}, {model}: test accuracy % at the best-validation epoch "
+                f"({args.mnist1d_steps} updates)\n\n"
+                + paired_table(rows, "ce", "test accuracy %", lower_is_better=False,
+                               oracle=oracle))
+    return sections

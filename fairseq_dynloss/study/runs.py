@@ -1,0 +1,40 @@
+"""Reading a finished ``dynloss-train`` run folder: the best-validation epoch and its cost."""
+
+from __future__ import annotations
+
+import csv
+import os
+from typing import Dict
+
+
+def best_val_row(metrics_csv: str, metric: str) -> Dict[str, float]:
+    """The epoch row with the best validation ``metric`` (first on ties), as floats.
+
+    The test columns of that row are what a study reports: the epoch is chosen on validation
+    only."""
+    with open(metrics_csv) as handle:
+        rows = [{k: float(v) for k, v in row.items() if v not in ("", None)}
+                for row in csv.DictReader(handle)]
+    if not rows:
+        raise ValueError(f"{metrics_csv} has no epochs")
+    lower = metric == "error"
+    key = lambda row: row[f"val_{metric}"] if lower else -row[f"val_{metric}"]
+    return min(rows, key=key)
+
+
+def training_seconds(run_dir: str) -> float:
+    """A run's training time: its epochs' ``time`` column, which includes the ALA controller's
+    and an online teacher's work. Not the process's wall time: on small tasks, start-up
+    (imports) outweighs a whole run."""
+    with open(os.path.join(run_dir, "metrics.csv")) as handle:
+        return sum(float(row["time"]) for row in csv.DictReader(handle))
+
+
+def teacher_seconds(run_dir: str) -> float:
+    """Time of an L2T run's separate teacher-training phase (``teacher_log.csv``, one row per
+    step); 0 when the run has none."""
+    path = os.path.join(run_dir, "teacher_log.csv")
+    if not os.path.exists(path):
+        return 0.0
+    with open(path) as handle:
+        return sum(float(row.get("time") or 0.0) for row in csv.DictReader(handle))
