@@ -3,6 +3,7 @@
 Reuses the pure-torch losses and metrics of the package; never imports fairseq.
 """
 
+from . import run_name  # noqa: F401  (registers the run-folder resolver of conf/dynloss_train.yaml)
 from .loop import Student, evaluate, train
 
 __all__ = ["Student", "evaluate", "train"]

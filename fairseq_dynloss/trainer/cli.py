@@ -14,13 +14,17 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
+from .errors import report_errors
 from .loop import train
+from .overrides import check_added_keys
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="dynloss_train")
 def main(cfg: DictConfig) -> None:
-    out_dir = HydraConfig.get().runtime.output_dir
-    train(cfg, out_dir)
+    hydra_cfg = HydraConfig.get()
+    out_dir = hydra_cfg.runtime.output_dir
+    # A user's mistake (or Ctrl-C) ends with one line and a non-zero exit status (errors.py).
+    report_errors(lambda: (check_added_keys(hydra_cfg.overrides.task), train(cfg, out_dir)))
 
 
 if __name__ == "__main__":

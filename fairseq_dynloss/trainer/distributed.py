@@ -30,7 +30,9 @@ def setup(device: str) -> Context:
         device = "cuda" if torch.cuda.is_available() else "cpu"
     if device not in ("cpu", "cuda") and not device.startswith("cuda:"):
         raise ValueError(f"device={device!r}; expected auto, cpu, cuda or cuda:N")
-    if device == "cuda" and world_size > 1:
+    # torch.cuda.set_device refuses a CUDA device without an index: a bare "cuda" means this
+    # process's local device (cuda:0 in a single process, cuda:LOCAL_RANK under torchrun).
+    if device == "cuda":
         device = f"cuda:{local_rank}"
     torch_device = torch.device(device)
     if torch_device.type == "cuda":

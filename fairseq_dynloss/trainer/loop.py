@@ -26,6 +26,7 @@ from torch import nn
 from tqdm import tqdm
 
 from fairseq_dynloss.controllers import gather_transitions
+from fairseq_dynloss.controllers.health import ALAHealth
 from fairseq_dynloss.data.label_noise import record_label_noise
 from fairseq_dynloss.metrics.classification import aucpr_one_vs_rest, error_rate
 from fairseq_dynloss.metrics.retrieval import recall_at_k
@@ -33,6 +34,8 @@ from fairseq_dynloss.metrics.retrieval import recall_at_k
 from . import distributed
 from .ala import ALATrainerController, check_ala_config, check_ala_world, steps_per_epoch
 from .checkpoint import atomic_write, load_checkpoint, map_tensors, save_checkpoint
+from .interrupt import StopRequest, TrainingInterrupted, epoch_position, restore_position
+from .log_plots import plot_run_logs
 from .l2t import check_l2t_config, setup_l2t
 from .plots import plot_curves, plot_phi
 from .registry import ConfigError, build_net, build_objective, build_splits
@@ -119,7 +122,17 @@ def train(cfg: DictConfig, out_dir: str) -> List[Dict[str, float]]:
 
     Multi-network ALA (``controller=ala controller.multi_network=true`` under ``torchrun``): every
     process trains its own child with seed ``seed + rank`` into ``out_dir/child<rank>/`` and
-    returns that child's history."""
+    returns that child's history.
+
+    A single process stops at the next update boundary on SIGINT / SIGTERM, writes
+    ``checkpoint_last.pt`` (``resume=true`` continues exactly) and raises TrainingInterrupted;
+    under ``torchrun`` the signals keep their default effect (the ranks could not agree on the
+    update to stop at without a collective per update)."""
+    with StopRequest(enabled=int(os.environ.get("WORLD_SIZE", "1")) == 1) as stop_request:
+        return _train(cfg, out_dir, stop_request)
+
+
+def _train(cfg: DictConfig, out_dir: str, stop_request: StopRequest) -> List[Dict[str, float]]:
     if cfg.teacher.name not in ("none", "l2t"):
         raise ConfigError(f"unknown teacher {cfg.teacher.name!r}; valid choices: none, l2t")
     if cfg.teacher.name == "l2t":
@@ -128,6 +141,9 @@ def train(cfg: DictConfig, out_dir: str) -> List[Dict[str, float]]:
         raise ConfigError(f"unknown controller {cfg.controller.name!r}; valid choices: none, ala")
     if cfg.controller.name == "ala":
         check_ala_config(cfg.controller, cfg.loss)
+    threads = cfg.get("threads", 0)
+    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 0:
+        raise ConfigError(f"threads={threads!r}; expected an integer >= 0 (0: torch's default)")
     interval = cfg.checkpoint_interval_s
     if isinstance(interval, bool) or not isinstance(interval, (int, float)) or not interval >= 0:
         raise ConfigError(f"checkpoint_interval_s={interval!r}; expected seconds >= 0 (0: every epoch)")
@@ -146,6 +162,8 @@ def train(cfg: DictConfig, out_dir: str) -> List[Dict[str, float]]:
     seed = cfg.seed + context.rank if multi else cfg.seed
     if multi:
         out_dir = os.path.join(out_dir, f"child{context.rank}")
+    if threads:  # floating-point sums differ with the thread count, so results do (recorded)
+        torch.set_num_threads(threads)
     torch.manual_seed(seed)
     if cfg.deterministic:
         torch.use_deterministic_algorithms(True, warn_only=True)
@@ -219,6 +237,7 @@ def train(cfg: DictConfig, out_dir: str) -> List[Dict[str, float]]:
 
     # -- resume ---------------------------------------------------------------------------------
     history: List[Dict[str, float]] = []
+    position: Optional[Dict] = None
     best: Optional[float] = None
     start_epoch = 0
     track_phi = getattr(objective, "phi", None) is not None and objective.phi.parametrisation == "full"
@@ -237,6 +256,7 @@ def train(cfg: DictConfig, out_dir: str) -> List[Dict[str, float]]:
         scheduler.load_state_dict(state["scheduler"])
         start_epoch, history, best = state["epoch"], list(state["history"]), state["best"]
         phi_snapshots = {int(k): v.cpu() for k, v in state.get("phi_snapshots", {}).items()}
+        position = state.get("position")  # set when the job was interrupted inside an epoch
         if ala is not None:
             ala.load_state_dict(state["controller"])
         if l2t is not None:
@@ -246,10 +266,10 @@ def train(cfg: DictConfig, out_dir: str) -> List[Dict[str, float]]:
     snapshot_epochs = {round(i * epochs / (PHI_SNAPSHOTS - 1)) for i in range(1, PHI_SNAPSHOTS)}
     if context.is_main:
         n_params = sum(p.numel() for p in student.parameters())
-        log.info("%s | %s (%d parameters) | %s | %d train / %d val / %d test | %s x%d",
+        log.info("%s | %s (%d parameters) | %s | %d train / %d val / %d test | %s x%d | %d threads",
                  task.name, cfg.model.name, n_params, cfg.loss.name, len(splits.train),
                  len(splits.val) if splits.val is not None else 0, len(splits.test),
-                 context.device, context.world_size)
+                 context.device, context.world_size, torch.get_num_threads())
 
     stop = epochs if cfg.stop_after_epoch is None else min(epochs, cfg.stop_after_epoch)
     # One bar for the whole run (not one per epoch): building and closing a bar costs about as
@@ -262,7 +282,23 @@ def train(cfg: DictConfig, out_dir: str) -> List[Dict[str, float]]:
     on_device = lambda t: t if t.device == context.device else t.to(context.device, non_blocking=True)
     best_path = os.path.join(out_dir, "checkpoint_best.pt")
     best_state: Optional[Dict] = None  # a best epoch's state not written yet
+    ala_health = ALAHealth()
     last_saved = time.monotonic()
+
+    def run_state(epochs_done: int) -> Dict:
+        """Everything resume=true needs after ``epochs_done`` whole epochs (live tensors)."""
+        state = {
+            "student": student.state_dict(), "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(), "epoch": epochs_done, "history": list(history),
+            "best": best, "config": config_yaml, "phi_snapshots": dict(phi_snapshots),
+        }
+        if ala is not None:
+            state["controller"] = ala.state_dict()
+        if l2t is not None:
+            state["teacher"] = l2t.state_dict()
+        return state
+
+    stop_request.armed = True  # from here on a signal stops at the next update boundary
     for epoch in range(start_epoch, stop):
         # -- one epoch of training: every random draw is seeded by (seed, epoch[, rank]), so a
         #    resumed run replays exactly what the uninterrupted run would have done ------------
@@ -278,10 +314,15 @@ def train(cfg: DictConfig, out_dir: str) -> List[Dict[str, float]]:
             global_batches = global_batches[:max_steps - epoch * per_epoch_steps]
         batch_losses, local_sizes, seen = [], [], 0
         ala_rows_before = len(ala.rows) if ala is not None else 0
+        done = 0  # updates of this epoch taken
+        if position is not None:  # an interrupted job: replay the rest of its epoch
+            done, batch_losses, local_sizes, seen = restore_position(position, augment_rng, context.device)
+            ala_rows_before = position.get("ala_rows_before", ala_rows_before)
+            position = None
         started = time.perf_counter()
-        bar.total = bar.n + len(global_batches) * (stop - epoch)
+        bar.total = bar.n + len(global_batches) * (stop - epoch) - done
         bar.set_description(f"epoch {epoch + 1}/{epochs}", refresh=False)
-        for batch in global_batches:
+        for batch in global_batches[done:]:
             local = batch if shards == 1 else batch.tensor_split(shards)[context.rank]
             images, target = splits.train.batch(local, augment=True, generator=augment_rng)
             if l2t is not None:  # Phi_t = teacher(s_t) for this update
@@ -298,7 +339,23 @@ def train(cfg: DictConfig, out_dir: str) -> List[Dict[str, float]]:
             batch_losses.append(loss.detach())  # no .item(): no host sync inside the loop
             local_sizes.append(local.numel())
             seen += batch.numel()
+            done += 1
             bar.update()
+            if stop_request.requested and done < len(global_batches):
+                break
+        if stop_request.requested and done < len(global_batches):
+            # -- interrupted inside the epoch: checkpoint_last.pt at this update boundary, and the
+            #    pending best epoch; the epoch's evaluation and logging happen after resume -----
+            state = run_state(epoch)
+            state["position"] = epoch_position(done, batch_losses, local_sizes, seen, augment_rng,
+                                               context.device, ala_rows_before=ala_rows_before)
+            save_checkpoint(state, last_path)
+            if best_state is not None:
+                save_checkpoint(best_state, best_path)
+            if ala is not None:
+                ala.write_files(out_dir)
+            bar.close()
+            raise TrainingInterrupted(stop_request.requested, last_path)
         # The clock stops after the last update, as a hand-written loop's would: the epoch's
         # loss summary below is logging (on CUDA, wait for the queued kernels first).
         if context.device.type == "cuda":
@@ -351,21 +408,17 @@ def train(cfg: DictConfig, out_dir: str) -> List[Dict[str, float]]:
         # write, and always after a job's last epoch; a best epoch in between is kept in memory
         # (a copy: the live tensors change) and written then. Saving costs a short epoch ~2-3%
         # of its training time (and leaves the next update with cold caches).
-        due = epoch + 1 == stop or time.monotonic() - last_saved >= cfg.checkpoint_interval_s
+        due = (epoch + 1 == stop or time.monotonic() - last_saved >= cfg.checkpoint_interval_s
+               or stop_request.requested is not None)
         if due or improved:
-            state = {
-                "student": student.state_dict(), "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(), "epoch": epoch + 1, "history": list(history),
-                "best": best, "config": config_yaml, "phi_snapshots": dict(phi_snapshots),
-            }
-            if ala is not None:
-                state["controller"] = ala.state_dict()
-            if l2t is not None:
-                state["teacher"] = l2t.state_dict()
+            state = run_state(epoch + 1)
             if improved:
                 best_state = state if due else map_tensors(lambda t: t.detach().clone(), state)
         if ala is not None:
             ala.write_files(out_dir)  # ala_log.csv and ala_controller.pt
+            for window_row in ala.rows[ala_rows_before:]:  # once, when the policy stops exploring
+                for message in ala_health.check(window_row["update"], float(window_row["entropy"])):
+                    log.warning(message)
         if due:
             save_checkpoint(state, last_path)
             if best_state is state:  # a byte copy: serialising twice costs twice as much
@@ -377,11 +430,16 @@ def train(cfg: DictConfig, out_dir: str) -> List[Dict[str, float]]:
         log_tensorboard(writer, row)
         if (epoch + 1) % cfg.plot_every == 0 or epoch + 1 == stop:
             plot_curves(os.path.join(out_dir, "curves.png"), history, select)
+            plot_run_logs(out_dir)  # teacher.png / ala.png: what the teacher or controller did
             if track_phi:
                 plot_phi(os.path.join(out_dir, "phi.png"), phi_snapshots)
             if track_phi and ala is not None:  # off-diagonal only: its own colour scale
                 plot_phi(os.path.join(out_dir, "phi_offdiag.png"),
-                         {e: p - torch.diag(p.diagonal()) for e, p in phi_snapshots.items()})
+                         {e: p - torch.diag(p.diagonal()) for e, p in phi_snapshots.items()},
+                         minus_identity=False)
+        if stop_request.requested and epoch + 1 < stop:  # signalled during the epoch's last update
+            bar.close()
+            raise TrainingInterrupted(stop_request.requested, last_path)
 
     bar.close()
     if writer is not None:
