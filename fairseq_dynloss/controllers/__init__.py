@@ -5,10 +5,13 @@
 * ``policy``    -- the policy shared by all controlled elements, beta scaling, Phi updates.
 * ``reward``    -- discounted window metric and the direction-aware sign reward.
 * ``memory``    -- replay memory of ``<s, a, r, s'>`` from one or several child models.
-* ``reinforce`` -- REINFORCE with a moving-average baseline; controller files.
+* ``reinforce`` -- one-step REINFORCE (on-policy or importance-weighted replay), per-step
+                   baseline, entropy bonus; controller files.
 * ``targets``   -- what a controller acts on: class pairs of Phi, or metric-learning loss
                    parameters (state, features and updates of each).
 * ``exchange``  -- multi-network ALA: all-gather of the children's transitions.
+* ``window``    -- the window controller of one child (reward, transitions, policy step, action,
+                   log, state dict), used by ``dynloss-train`` and ``translation_ala``.
 """
 
 from .errors import ControllerError
@@ -27,9 +30,10 @@ from .state import (
     element_features, pair_distances, pair_feature_size, pair_features,
 )
 from .targets import ElementTarget, PairTarget, element_feature_size
+from .window import STATE_SOURCES, WindowController, write_rows
 
 __all__ = [
-    "ACTIONS", "METRIC_DIRECTION", "ConfusionAccumulator", "ControllerError", "ElementTarget",
+    "ACTIONS", "METRIC_DIRECTION", "STATE_SOURCES", "WindowController", "write_rows", "ConfusionAccumulator", "ControllerError", "ElementTarget",
     "LoadedController", "PairPolicy", "PairTarget", "ReinforceLearner", "ReplayMemory",
     "StateHistory", "Transition", "WindowReward", "apply_actions", "beta_for", "check_beta",
     "check_gamma", "check_window", "confusion_state", "controlled_pairs", "controlled_tensor",

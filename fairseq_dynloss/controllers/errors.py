@@ -1,5 +1,7 @@
 """The error type of the ALA controller package."""
 
+import math
+
 
 class ControllerError(ValueError):
     """Bad ALA controller input: beta, window K, gamma, reward metric, states, actions, files."""
@@ -10,6 +12,16 @@ def check_positive_int(name: str, value, minimum: int = 1) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         raise ControllerError(f"{name}={value!r}; expected an integer >= {minimum}")
     return int(value)
+
+
+def check_number(name: str, value, low: float, high: float = math.inf, high_open: bool = False) -> float:
+    """``value`` as a finite float in [low, high] (or [low, high)), else ControllerError naming it."""
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    ok = ok and low <= value and (value < high if high_open else value <= high)
+    if not ok:
+        bracket = ")" if high_open else "]"
+        raise ControllerError(f"{name}={value!r}; expected a value in [{low}, {high}{bracket}")
+    return float(value)
 
 
 def check_finite_tensor(name: str, tensor) -> None:

@@ -1,9 +1,10 @@
 """Replay memory of ALA experiences ``<s_t, a_t, r_t, s_{t+1}>`` from one or several children.
 
 Every transition records the child model it came from and its window index ``step`` in that
-child's run, so consecutive transitions of one child can be replayed as a trajectory (REINFORCE
-needs the rewards that follow a step). The memory is bounded: past ``capacity`` the oldest
-transition is dropped. Sampling draws from the memory's own seeded generator, and the generator
+child's run, and -- for importance-weighted replay -- the behaviour policy's log-probabilities of
+its actions and its advantage when it was stored (``ReinforceLearner``). The memory is bounded:
+past ``capacity`` the oldest transition is evicted, so stale early windows, whose reward reflects
+the training trend more than the action, stop being replayed. Sampling draws from the memory's own seeded generator, and the generator
 state is part of ``state_dict``, so a resumed run samples exactly what the uninterrupted run would.
 
 Tensors are stored detached on CPU. Size: one transition holds two (P, F) float states (P = 9900,
@@ -23,8 +24,9 @@ from .errors import ControllerError, check_finite_tensor, check_positive_int
 
 @dataclass
 class Transition:
-    """One controller step of one child: state (P, F), action (P,) in {-1, 0, 1}, scalar reward,
-    next state (P', F) or None, child id, window index within the child's run."""
+    """One controller step of one child: state (P, F), action (P,) in {-1, 0, 1}, scalar reward
+    r_{t+1} of that action, next state (P', F) or None, child id, window index within the child's
+    run, behaviour log-probabilities (P,) of the actions and the advantage, or None."""
 
     state: torch.Tensor
     action: torch.Tensor
@@ -32,9 +34,11 @@ class Transition:
     next_state: Optional[torch.Tensor] = None
     child: int = 0
     step: int = 0
+    behaviour: Optional[torch.Tensor] = None
+    advantage: Optional[float] = None
 
 
-def _validated(state, action, reward, next_state, child, step) -> Transition:
+def _validated(state, action, reward, next_state, child, step, behaviour=None, advantage=None) -> Transition:
     check_finite_tensor("state", state)
     if state.dim() != 2:
         raise ControllerError(f"state has shape {tuple(state.shape)}; expected (P, F)")
@@ -55,8 +59,20 @@ def _validated(state, action, reward, next_state, child, step) -> Transition:
                 f"next_state has shape {tuple(next_state.shape)}; expected (P', {state.shape[1]})"
             )
         next_state = next_state.detach().cpu().clone()
+    if behaviour is not None:
+        check_finite_tensor("behaviour log-probabilities", behaviour)
+        if tuple(behaviour.shape) != (state.shape[0],):
+            raise ControllerError(
+                f"behaviour log-probabilities have shape {tuple(behaviour.shape)}; expected ({state.shape[0]},)"
+            )
+        behaviour = behaviour.detach().double().cpu().clone()
+    if advantage is not None:
+        advantage = float(advantage)
+        if not math.isfinite(advantage):
+            raise ControllerError(f"advantage={advantage}; expected a finite number")
     return Transition(state.detach().cpu().clone(), action.detach().long().cpu().clone(), reward,
-                      next_state, check_positive_int("child", child, 0), check_positive_int("step", step, 0))
+                      next_state, check_positive_int("child", child, 0), check_positive_int("step", step, 0),
+                      behaviour, advantage)
 
 
 class ReplayMemory:
@@ -87,7 +103,8 @@ class ReplayMemory:
 
     def extend(self, transitions: Sequence[Transition]) -> None:
         """Store transitions gathered from several children (validated before any is stored)."""
-        checked = [_validated(t.state, t.action, t.reward, t.next_state, t.child, t.step) for t in transitions]
+        checked = [_validated(t.state, t.action, t.reward, t.next_state, t.child, t.step, t.behaviour,
+                              t.advantage) for t in transitions]
         for t in checked:
             self._push(t)
 
@@ -109,34 +126,13 @@ class ReplayMemory:
         order = torch.randperm(len(self.transitions), generator=self.generator)[:n]
         return [self.transitions[i] for i in order.tolist()]
 
-    def sample_trajectories(self, batch_size: int, horizon: int) -> List[List[Transition]]:
-        """Random starts, each followed by up to ``horizon - 1`` consecutive windows of its child.
-
-        A trajectory stops early where the child's next window is not (or no longer) stored.
-        """
-        horizon = check_positive_int("horizon", horizon)
-        n = self._check_batch(batch_size)
-        where = {(t.child, t.step): t for t in self.transitions}
-        starts = torch.randperm(len(self.transitions), generator=self.generator)[:n].tolist()
-        out = []
-        for i in starts:
-            first = self.transitions[i]
-            trajectory = [first]
-            while len(trajectory) < horizon:
-                nxt = where.get((first.child, trajectory[-1].step + 1))
-                if nxt is None:
-                    break
-                trajectory.append(nxt)
-            out.append(trajectory)
-        return out
-
     def state_dict(self) -> Dict:
         """Plain containers and tensors only (loadable with ``weights_only=True``)."""
         return {
             "capacity": self.capacity,
             "transitions": [
                 {"state": t.state, "action": t.action, "reward": t.reward, "next_state": t.next_state,
-                 "child": t.child, "step": t.step}
+                 "child": t.child, "step": t.step, "behaviour": t.behaviour, "advantage": t.advantage}
                 for t in self.transitions
             ],
             "next_step": [[c, s] for c, s in sorted(self.next_step.items())],
@@ -152,8 +148,8 @@ class ReplayMemory:
         items = state["transitions"]
         if len(items) > self.capacity:
             raise ControllerError(f"replay memory state holds {len(items)} transitions; capacity is {self.capacity}")
-        transitions = [_validated(d["state"], d["action"], d["reward"], d.get("next_state"), d["child"], d["step"])
-                       for d in items]
+        transitions = [_validated(d["state"], d["action"], d["reward"], d.get("next_state"), d["child"], d["step"],
+                                  d.get("behaviour"), d.get("advantage")) for d in items]
         generator_state = state["generator"]
         if not isinstance(generator_state, torch.Tensor) or generator_state.dtype != torch.uint8:
             raise ControllerError("replay memory state has no valid generator state (a uint8 tensor)")

@@ -168,7 +168,8 @@ def controlled_tensor(target: Union[Phi, torch.Tensor]) -> torch.Tensor:
 
 @torch.no_grad()
 def apply_actions(target: Union[Phi, torch.Tensor], pairs: torch.Tensor, actions: torch.Tensor,
-                  beta: float, clamp: Optional[Sequence[float]] = None) -> torch.Tensor:
+                  beta: float, clamp: Optional[Sequence] = None,
+                  allow_diagonal: bool = False) -> torch.Tensor:
     """``Phi[e] += beta * a_e`` for every controlled element, in place; then optional clamping.
 
     Args:
@@ -179,7 +180,9 @@ def apply_actions(target: Union[Phi, torch.Tensor], pairs: torch.Tensor, actions
         pairs: (P, 2) element indices ((P,) for a 1-D tensor), no duplicates.
         actions: (P,) in {-1, 0, 1}.
         beta: step size > 0.
-        clamp: ``(low, high)``; the updated elements are clamped into it.
+        clamp: ``(low, high)``, floats or (P,) tensors (per-element bounds); the updated elements
+            are clamped into it.
+        allow_diagonal: a full Phi's diagonal entries ``(i, i)`` may be controlled too.
     Returns:
         (P,) the new values of the elements. Everything is validated before anything changes.
     """
@@ -206,7 +209,7 @@ def apply_actions(target: Union[Phi, torch.Tensor], pairs: torch.Tensor, actions
                 f"element indices along axis {axis} range over [{index[:, axis].min().item()}, "
                 f"{index[:, axis].max().item()}]; expected [0, {size})"
             )
-    if isinstance(target, FullPhi) and bool((index[:, 0] == index[:, 1]).any()):
+    if isinstance(target, FullPhi) and not allow_diagonal and bool((index[:, 0] == index[:, 1]).any()):
         raise ControllerError("pairs include diagonal entries (i, i) of a full Phi; expected i != j")
     flat = index[:, 0] * (tensor.shape[1] if tensor.dim() == 2 else 1) + (index[:, 1] if tensor.dim() == 2 else 0)
     if flat.unique().numel() != flat.numel():
@@ -214,13 +217,17 @@ def apply_actions(target: Union[Phi, torch.Tensor], pairs: torch.Tensor, actions
     steps = _action_index(actions, index.shape[0]).to(tensor.device) - 1
     low = high = None
     if clamp is not None:
-        low, high = (float(v) for v in clamp)
-        if not (low <= high):
-            raise ControllerError(f"clamp={tuple(clamp)}; expected (low, high) with low <= high")
+        low, high = (torch.as_tensor(v, dtype=tensor.dtype, device=tensor.device) for v in clamp)
+        if low.dim() and tuple(low.shape) != (index.shape[0],) or high.dim() and tuple(high.shape) != (index.shape[0],):
+            raise ControllerError(f"clamp bounds have shapes {tuple(low.shape)}, {tuple(high.shape)}; "
+                                  f"expected floats or ({index.shape[0]},) tensors")
+        if not bool((low <= high).all()):
+            shown = tuple(clamp) if not low.dim() else "per-element bounds"
+            raise ControllerError(f"clamp={shown}; expected (low, high) with low <= high")
     cols = tuple(index.unbind(-1))
     values = tensor[cols] + beta * steps.to(tensor.dtype)
     if clamp is not None:
-        values = values.clamp(low, high)
+        values = torch.minimum(torch.maximum(values, low), high)
     check_finite_tensor("updated Phi elements", values)
     tensor[cols] = values
     return values.clone()

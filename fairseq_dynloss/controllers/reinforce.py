@@ -1,21 +1,30 @@
 """REINFORCE for the ALA policy (slides, eq. 3) and controller files.
 
-    grad J = E[ sum_t grad log pi(a_t | s_t) * sum_{k >= t} (r_k - b_k) ]
+One-step episodes (the ALA paper trains its controller "with one-step episodes (T = 1)"): the
+action ``a_t`` taken at the end of window t is credited with the reward ``r_{t+1}`` of the next
+window only,
 
-* ``log pi(a_t | s_t)`` of a step factorises over its P controlled elements; the learner uses its
-  *mean* over elements (eq. 3 up to the positive factor 1/P, which keeps the loss scale
-  independent of P; Adam is insensitive to the factor).
-* Returns run to the end of each replayed trajectory (``ReplayMemory.sample_trajectories``: a
-  window of one child and up to ``horizon - 1`` following windows).
-* Baseline: ``b`` is an exponential moving average of the rewards seen so far,
-  ``b <- decay * b + (1 - decay) * mean(batch rewards)``, starting at 0 (the mean of a sign reward
-  under no information). One update uses the baseline from *before* its batch for every ``b_k``,
-  so the baseline never depends on the rewards it is subtracted from.
-* The loss is averaged over the steps of the batch; one Adam step per ``update``.
+    grad J = E[ (r_{t+1} - b_t) * sum_e grad log pi(a_{t,e} | s_{t,e}) ]  (mean over elements e)
+
+* **On-policy** by default: each window's policy step uses the transition(s) that just arrived
+  (one per child), which were sampled from the current policy.
+* **Replay** (``replay_batch > 1`` with a memory): the fresh transitions plus older ones from a
+  bounded memory (FIFO eviction), each element's log-probability weighted by the truncated
+  importance ratio ``min(pi(a|s) / mu(a|s), clip)`` against the behaviour policy ``mu`` that took
+  the action (its log-probabilities are stored with the transition). Without the ratio, replayed
+  early windows -- whose reward is +1 whatever the action, because the student improves anyway --
+  would reinforce the training trend.
+* **Baseline** per step: ``b`` tracks the current reward, ``b <- decay * b + (1 - decay) r``
+  after each window (the mean reward of the window's children), starting at the first window's
+  reward; ``r - b`` uses the baseline from *before* the reward. A constant reward thus gives zero
+  advantage after a few windows and cannot push the policy anywhere.
+* **Entropy bonus**: ``- entropy_bonus * mean entropy`` in the loss keeps actions mixed.
+* The policy loss is averaged over elements and transitions; one Adam step per window.
 """
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence, Union
@@ -23,24 +32,28 @@ from typing import Dict, List, Optional, Sequence, Union
 import torch
 
 from ..atomic_save import atomic_torch_save
-from .errors import ControllerError
+from ..file_checks import check_controller_file, read_torch_file
+from .errors import ControllerError, check_number
 from .memory import ReplayMemory, Transition
 from .policy import PairPolicy
 
 FILE_FORMAT = "fairseq_dynloss.ala_controller"
-FILE_VERSION = 1
+FILE_VERSION = 2  # 2: standardised pair features (F = 7 + 2 H); version-1 policies read raw C
 
 
 class ReinforceLearner:
-    """Trains a ``PairPolicy`` by REINFORCE with a moving-average baseline.
+    """Trains a ``PairPolicy`` by one-step REINFORCE (module docstring).
 
     Args:
         policy: the shared policy network.
         lr: Adam learning rate (> 0).
-        baseline_decay: EMA decay of the baseline, in [0, 1).
+        baseline_decay: decay of the per-step baseline, in [0, 1) (0: the last reward).
+        entropy_bonus: weight (>= 0) of the mean policy entropy in the objective.
+        clip: truncation (>= 1) of replayed importance ratios.
     """
 
-    def __init__(self, policy: PairPolicy, lr: float = 1e-3, baseline_decay: float = 0.9):
+    def __init__(self, policy: PairPolicy, lr: float = 1e-3, baseline_decay: float = 0.8,
+                 entropy_bonus: float = 0.0, clip: float = 2.0):
         if not isinstance(lr, (int, float)) or not lr > 0:
             raise ControllerError(f"controller lr={lr!r}; expected > 0")
         if not isinstance(baseline_decay, (int, float)) or not 0.0 <= baseline_decay < 1.0:
@@ -48,75 +61,72 @@ class ReinforceLearner:
         self.policy = policy
         self.lr = float(lr)
         self.baseline_decay = float(baseline_decay)
+        self.entropy_bonus = check_number("entropy_bonus", entropy_bonus, 0.0)
+        self.clip = check_number("importance clip", clip, 1.0)
         self.optimizer = torch.optim.Adam(policy.parameters(), lr=self.lr)
-        self.baseline = 0.0
+        self.baseline: Optional[float] = None  # set by the first rewards
         self.num_updates = 0
 
-    def returns(self, rewards: Sequence[float]) -> List[float]:
-        """``sum_{k >= t} (r_k - b)`` for every t, with the current baseline b."""
-        out, running = [], 0.0
-        for r in reversed(list(rewards)):
-            running += float(r) - self.baseline
-            out.append(running)
-        return out[::-1]
+    def advantages(self, rewards: Sequence[float]) -> List[float]:
+        """``r - b`` for the rewards of one window (one per child), then the baseline moves."""
+        rewards = [float(r) for r in rewards]
+        if not rewards:
+            raise ControllerError("no rewards for the baseline; expected >= 1")
+        mean = sum(rewards) / len(rewards)
+        before = mean if self.baseline is None else self.baseline
+        self.baseline = mean if self.baseline is None else (
+            self.baseline_decay * self.baseline + (1.0 - self.baseline_decay) * mean)
+        return [r - before for r in rewards]
 
-    def update(self, trajectories: Sequence[Sequence[Transition]]) -> Dict[str, float]:
-        """One policy-gradient step from a batch of trajectories; then the baseline update.
+    def update(self, transitions: Sequence[Transition]) -> Dict[str, float]:
+        """One policy-gradient step from transitions carrying their ``advantage``.
 
-        Replayed trajectories overlap (a window is often in several of them) and the loss is
-        linear in the per-step weights, so every distinct transition goes through the policy once
-        with the sum of its weights.
+        Transitions with ``behaviour`` log-probabilities are importance-weighted (truncated at
+        ``clip``); fresh on-policy ones have ratio 1 either way.
 
-        Returns log values: loss, mean reward, baseline (after), mean advantage, and the policy's
-        mean per-element entropy on the batch (before the step).
+        Returns log values: loss, mean advantage, mean importance ratio and the policy's mean
+        per-element entropy on the batch (before the step).
         """
-        steps = [t for trajectory in trajectories for t in trajectory]
-        if not steps:
+        if not transitions:
             raise ControllerError("REINFORCE update from no transitions; expected >= 1")
-        advantages = [a for trajectory in trajectories for a in self.returns([t.reward for t in trajectory])]
-        slot: Dict[int, int] = {}
-        distinct: List[Transition] = []
-        weights: List[float] = []  # per distinct transition: sum of advantage / (P * steps)
-        uses: List[int] = []
-        for t, adv in zip(steps, advantages):
-            k = slot.setdefault(id(t), len(distinct))
-            if k == len(distinct):
-                distinct.append(t)
-                weights.append(0.0)
-                uses.append(0)
-            weights[k] += adv / (t.state.shape[0] * len(steps))
-            uses[k] += 1
+        if any(t.advantage is None for t in transitions):
+            raise ControllerError("a transition without its advantage; expected advantages() first")
         device = self.policy.net[0].weight.device
-        sizes = torch.tensor([t.state.shape[0] for t in distinct])
-        states = torch.cat([t.state for t in distinct]).to(device)
-        actions = torch.cat([t.action for t in distinct]).to(device)
+        sizes = torch.tensor([t.state.shape[0] for t in transitions])
+        states = torch.cat([t.state for t in transitions]).to(device)
+        actions = torch.cat([t.action for t in transitions]).to(device)
         log_probs, entropies = self.policy.log_prob_and_entropy(states, actions)
-        per_element = torch.tensor(weights, dtype=torch.float64).repeat_interleave(sizes)
-        loss = -(per_element.to(device, log_probs.dtype) * log_probs).sum()
+        # each transition weighs 1 / N, each of its P elements 1 / P: the mean over both
+        weights = torch.cat([torch.full((int(n),), t.advantage / (int(n) * len(transitions)), dtype=torch.float64)
+                             for n, t in zip(sizes, transitions)]).to(device, log_probs.dtype)
+        ratio = torch.ones_like(log_probs)
+        if any(t.behaviour is not None for t in transitions):
+            behaviour = torch.cat([t.behaviour if t.behaviour is not None else torch.full((int(n),), math.nan)
+                                   for n, t in zip(sizes, transitions)]).to(device, log_probs.dtype)
+            known = ~torch.isnan(behaviour)
+            ratio = torch.where(known, (log_probs.detach() - behaviour.nan_to_num(0.0)).exp().clamp(max=self.clip),
+                                ratio)
+        entropy = torch.cat([e.mean().reshape(1) for e in entropies.split(sizes.tolist())]).mean()
+        loss = -(weights * ratio * log_probs).sum() - self.entropy_bonus * entropy
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
-        rewards = [t.reward for t in steps]
-        mean_reward = sum(rewards) / len(rewards)
-        self.baseline = self.baseline_decay * self.baseline + (1.0 - self.baseline_decay) * mean_reward
         self.num_updates += 1
-        with torch.no_grad():  # each step's rows as often as the step was replayed
-            multiplicity = torch.tensor(uses, dtype=entropies.dtype).repeat_interleave(sizes).to(device)
-            entropy = ((entropies * multiplicity).sum() / multiplicity.sum()).item()
-        return {"loss": loss.item(), "mean_reward": mean_reward, "baseline": self.baseline,
-                "mean_advantage": sum(advantages) / len(advantages), "entropy": entropy}
+        return {"loss": loss.item(), "mean_advantage": sum(t.advantage for t in transitions) / len(transitions),
+                "importance_ratio": ratio.mean().item(), "entropy": entropy.item()}
 
     def state_dict(self) -> Dict:
         return {"policy": {k: v.detach().cpu().clone() for k, v in self.policy.state_dict().items()},
                 "optimizer": self.optimizer.state_dict(), "baseline": self.baseline,
-                "num_updates": self.num_updates, "lr": self.lr, "baseline_decay": self.baseline_decay}
+                "num_updates": self.num_updates, "lr": self.lr, "baseline_decay": self.baseline_decay,
+                "entropy_bonus": self.entropy_bonus, "clip": self.clip}
 
     def load_state_dict(self, state: Dict) -> None:
         """Restore optimizer, baseline and counter (and the policy weights when present)."""
         if "policy" in state:
             _load_policy_weights(self.policy, state["policy"], "learner state")
         self.optimizer.load_state_dict(state["optimizer"])
-        self.baseline = float(state["baseline"])
+        self.baseline = None if state["baseline"] is None else float(state["baseline"])
         self.num_updates = int(state["num_updates"])
 
 
@@ -172,10 +182,7 @@ def load_controller(path: str, expected_feature_size: Optional[int] = None) -> L
     """
     if not os.path.isfile(path):
         raise ControllerError(f"controller file {path!r} does not exist")
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:
-        raise ControllerError(f"cannot read controller file {path!r} with weights_only=True: {err}") from err
+    payload = read_torch_file(path, "controller file", ControllerError)  # empty / unreadable / corrupted
     if not isinstance(payload, dict) or payload.get("format") != FILE_FORMAT:
         raise ControllerError(f"{path!r} is not an ALA controller file (format {FILE_FORMAT!r})")
     if payload.get("version") != FILE_VERSION:
@@ -189,6 +196,8 @@ def load_controller(path: str, expected_feature_size: Optional[int] = None) -> L
             f"{config.get('feature_size')!r}; this run builds states of feature size "
             f"{expected_feature_size} (check the state history length and the controlled loss)"
         )
+    # NaN / Inf weights, a crafted size: refused naming the file, before allocating
+    check_controller_file(payload, lambda: PairPolicy(config["feature_size"], hidden=config["hidden"]), path)
     try:
         policy = PairPolicy(config["feature_size"], hidden=config["hidden"])
     except (KeyError, ControllerError) as err:

@@ -19,13 +19,11 @@ Classification / translation
     example counts so a caller can mask such rows instead. A validation set with no example at all
     is an error.
 
-    Each controlled pair ``(i, j)``, ``i != j``, gives one controller input row
-
-        [C_ij, C_ji, H1_ij, H1_ji, ..., HH_ij, HH_ji, progress, Phi(i, j)]
-
-    (``pair_features``; ``H1`` is the previous window's matrix, ``HH`` the oldest kept). Ordered
-    pairs cover the slides' "[C_ij, C_ji] -> Phi(i, j) and Phi(j, i)": the row of ``(j, i)`` is the
-    same pair seen from the other side and drives ``Phi(j, i)``.
+    Each controlled pair ``(i, j)`` gives one controller input row (``pair_features``): its
+    confusion values C_ij and C_ji in log space, standardised over the window's entries, relative
+    to the true class, their change since earlier windows, progress, the controlled value and a
+    diagonal flag. Ordered pairs cover the slides' "[C_ij, C_ji] -> Phi(i, j) and Phi(j, i)": the
+    row of ``(j, i)`` is the same pair seen from the other side and drives ``Phi(j, i)``.
 
 Metric learning
     "Statistics of positive / negative distances" (DESIGN 3.4): ``pair_distances`` splits the
@@ -169,8 +167,9 @@ def controlled_pairs(n: int, include_diagonal: bool = False, device=None) -> tor
 
 
 def pair_feature_size(history_length: int) -> int:
-    """F = 2 (C_ij, C_ji) + 2 per history matrix + 1 (progress) + 1 (Phi(i, j))."""
-    return 4 + 2 * check_positive_int("history_length", history_length, minimum=0)
+    """F = 4 (level and relative hardness of C_ij, C_ji) + 2 per history matrix + 3 (progress,
+    controlled value, diagonal flag)."""
+    return 7 + 2 * check_positive_int("history_length", history_length, minimum=0)
 
 
 def _check_progress(progress) -> float:
@@ -192,21 +191,49 @@ def _history_list(history: Matrices) -> List[torch.Tensor]:
     return list(history)
 
 
-def pair_features(C: torch.Tensor, phi_values: torch.Tensor, history: Matrices = (),
-                  progress: float = 0.0, pairs: Optional[torch.Tensor] = None) -> torch.Tensor:
-    """Controller inputs, one row per controlled pair: a (P, F) tensor, F = 4 + 2 H.
+# Why these constants: log C moves by ~0.01-0.1 per window early in training, so a z-score over
+# entries of an almost constant matrix would blow noise up; Z_FLOOR (in log units) is the spread
+# below which differences count as noise. Z_CLIP keeps the diagonal entries (C_ii << C_ij once the
+# student is confident) and outliers inside tanh's working range.
+Z_FLOOR, CHANGE_FLOOR, Z_CLIP = 0.1, 0.01, 3.0
+LOG_FLOOR = 1e-6  # C is a mean of -log p >= 0; the log needs it positive
 
-    Row ``p`` for pair ``(i, j) = pairs[p]`` is
-    ``[C_ij, C_ji, H1_ij, H1_ji, ..., HH_ij, HH_ji, progress, phi_values[i, j]]``.
+
+def _standardised(values: torch.Tensor, reference: torch.Tensor, floor: float) -> torch.Tensor:
+    """``(values - mean) / max(std, floor)`` with mean and std of ``reference``, clipped."""
+    std = reference.std(unbiased=False) if reference.numel() > 1 else reference.new_zeros(())
+    mean = reference.mean()
+    return ((values - mean) / std.clamp_min(floor)).clamp(-Z_CLIP, Z_CLIP)
+
+
+def pair_features(C: torch.Tensor, phi_values: torch.Tensor, history: Matrices = (),
+                  progress: float = 0.0, pairs: Optional[torch.Tensor] = None,
+                  value_scale: float = 1.0) -> torch.Tensor:
+    """Standardised controller inputs, one row per controlled pair: a (P, F) tensor, F = 7 + 2 H.
+
+    Raw confusion values span ~2.3 (uniform prediction over 10 classes) to 8-25 (a confident
+    student), which saturates tanh units initialised at +-1/sqrt(F); the policy then cannot tell
+    pairs apart. Every input is therefore in log space and standardised over the off-diagonal
+    entries of this window (``L = log C``; statistics over ``i != j``; z clipped to [-3, 3]):
+
+    * ``z(L)_ij, z(L)_ji`` -- how hard class j is for examples of class i, relative to the other
+      pairs of this window;
+    * ``z(L_ij - L_ii), z(L_ji - L_jj)`` -- the same relative to the true class (C relative to its
+      diagonal);
+    * per history matrix ``Hk``: ``z(L - log Hk)`` at (i, j) and (j, i) -- which pairs changed more
+      than the others since k windows ago (the common trend of training is removed);
+    * ``progress`` in [0, 1];
+    * ``phi_values[i, j] / value_scale`` (e.g. the clamp, so that it lies in [-1, 1]);
+    * ``[i == j]`` (a diagonal element, when the diagonal is controlled).
 
     Args:
-        C: (n, n) current confusion state.
-        phi_values: (n, n) the controlled Phi tensor (``controlled_tensor(phi)``: the full matrix,
-            or ``B`` of a bucketed Phi).
+        C: (n, n) current confusion state (``C_ij >= 0``).
+        phi_values: (n, n) the controlled values (Phi, its logits, or a bucketed Phi's W).
         history: H earlier (n, n) states, most recent first (a list or an (H, n, n) tensor); H is
             fixed for a run (``StateHistory`` pads the start of training).
         progress: training fraction in [0, 1].
         pairs: (P, 2) pairs; default ``controlled_pairs(n)`` (all i != j).
+        value_scale: > 0, divides the controlled value.
     """
     check_finite_tensor("confusion state C", C)
     if C.dim() != 2 or C.shape[0] != C.shape[1]:
@@ -217,21 +244,31 @@ def pair_features(C: torch.Tensor, phi_values: torch.Tensor, history: Matrices =
         raise ControllerError(
             f"phi_values has shape {tuple(phi_values.shape)}; expected ({n}, {n}) like the state"
         )
-    matrices = [C]
-    for k, past in enumerate(_history_list(history)):
+    if not (isinstance(value_scale, (int, float)) and math.isfinite(value_scale) and value_scale > 0):
+        raise ControllerError(f"value_scale={value_scale!r}; expected a finite number > 0")
+    pasts = _history_list(history)
+    for k, past in enumerate(pasts):
         check_finite_tensor(f"history[{k}]", past)
         if tuple(past.shape) != (n, n):
             raise ControllerError(f"history[{k}] has shape {tuple(past.shape)}; expected ({n}, {n})")
-        matrices.append(past.to(C.device, C.dtype))
     progress = _check_progress(progress)
     pairs = controlled_pairs(n, device=C.device) if pairs is None else _check_pairs(pairs, n)
     i, j = pairs[:, 0].to(C.device), pairs[:, 1].to(C.device)
+    work = torch.float64
+    L = C.to(work).clamp_min(LOG_FLOOR).log()
+    off = ~torch.eye(n, dtype=torch.bool, device=C.device) if n > 1 else torch.ones(1, 1, dtype=torch.bool)
+    relative = L - L.diagonal().unsqueeze(1)
+    matrices = [_standardised(L, L[off], Z_FLOOR), _standardised(relative, relative[off], Z_FLOOR)]
+    for past in pasts:
+        change = L - past.to(C.device, work).clamp_min(LOG_FLOOR).log()
+        matrices.append(_standardised(change, change[off], CHANGE_FLOOR))
     columns = []
     for m in matrices:
         columns += [m[i, j], m[j, i]]
     columns.append(torch.full_like(columns[0], progress))
-    columns.append(phi_values.detach().to(C.device, C.dtype)[i, j])
-    return torch.stack(columns, dim=-1)
+    columns.append(phi_values.detach().to(C.device, work)[i, j] / value_scale)
+    columns.append((i == j).to(work))
+    return torch.stack(columns, dim=-1).to(C.dtype if C.is_floating_point() else torch.float32)
 
 
 def _check_pairs(pairs, n: int) -> torch.Tensor:

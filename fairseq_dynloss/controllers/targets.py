@@ -9,9 +9,28 @@ Both targets offer the same interface to a controller loop:
 * ``apply(actions, beta)``: ``Phi[e] += beta a_e`` in place, then clamping;
 * ``summary()``: a few numbers for the logs.
 
-``PairTarget`` (classification, DESIGN 3.4): the class pairs of a full Phi (``Phi[i, j]``,
-``i != j``) or every entry ``B[g, h]`` of a bucketed Phi; state: the confusion matrix of
-``state.py``; features: ``pair_features``.
+``PairTarget`` (classification and translation, DESIGN 3.4): the class pairs of a full Phi
+(``Phi[i, j]``, ``i != j``; optionally the diagonal too) or every entry of a bucketed Phi's
+G x G matrix; state: the confusion matrix of ``state.py``; features: ``pair_features``.
+
+**Bucketed Phi: the per-bucket mean.** ``Phi_ij = d_i [i = j] + B[g(i), g(j)]`` weighs the *sum*
+of the ``|h|`` log-probabilities of bucket h by ``B[g, h]``, so a step of B changes
+``u = Phi[y] . log p`` by |h| times more than a diagonal step (toy corpus, 424 types, G = 4:
+B = 0.075 saturated the sigmoid for 87 % of the tokens). The controlled value is therefore
+``W[g, h] = |h| B[g, h]``, the weight of bucket h's *mean* log-probability, so that beta and
+the clamp mean the same whatever |V| and G. Both the generic trainer and ``translation_ala``
+use this one target.
+
+**The prob form** (``l = -log sum_j p_j Phi[j, y]``, ``losses/prob_form.py``) needs Phi >= 0.
+There the controller moves logits ``L`` (C, C) and Phi is ``phi_from_logits(L, 1) = softmax``
+of each row: non-negative by construction. ``L_ii = 0`` and ``L_ij = logit_init`` (default -9.2:
+``Phi_ij ~ 1e-4``, i.e. cross-entropy up to 0.1 %) at the start; a step of beta on ``L_ij``
+multiplies ``Phi_ij / Phi_ii`` by ``exp(beta)``, the same relative change whatever its size. The
+clamp bounds ``L_ij`` into ``[logit_init, 0]`` (``Phi_ij <= Phi_ii``) unless one is given.
+
+**Clamp around the start.** The clamp bounds the controlled values' change from their initial
+values (Phi = I: the off-diagonal into ``[low, high]``, a controlled diagonal into
+``[1 + low, 1 + high]``).
 
 ``ElementTarget`` (metric learning): the K entries of a loss-parameter vector (distance-mixture
 weights, focal scales); state: ``distance_statistics`` of the validation pairs' positive and
@@ -20,6 +39,7 @@ negative distances; features: ``element_features``.
 
 from __future__ import annotations
 
+import math
 from typing import Dict, Optional, Sequence, Tuple
 
 import torch
@@ -39,25 +59,87 @@ class PairTarget:
     Args:
         phi: the objective's Phi, moved in place.
         history: H earlier states in each row's features.
-        clamp: optional ``(low, high)`` for the controlled entries after every step.
+        clamp: optional ``(low, high)`` for the change of the controlled values from their start.
+        diagonal: also control a full Phi's diagonal ``Phi[i, i]`` (prob form: ``L_ii``).
+        form: the loss form, ``paper`` or ``prob`` (module docstring).
+        logit_init: prob form: the off-diagonal logits at the start (< 0).
     """
 
-    def __init__(self, phi, history: int, clamp: Optional[Tuple[float, float]] = None):
+    def __init__(self, phi, history: int, clamp: Optional[Tuple[float, float]] = None,
+                 diagonal: bool = False, form: str = "paper", logit_init: float = -9.2):
         controlled_tensor(phi)  # a diag_lowrank Phi: ControllerError naming what is supported
         self.phi = phi
-        bucketed = phi.parametrisation == "bucketed"
+        self.bucketed = phi.parametrisation == "bucketed"
+        if diagonal and self.bucketed:
+            raise ControllerError("diagonal control applies to a full Phi; a bucketed Phi's B[g, g] "
+                                  "(within-bucket entries) is always controlled")
+        if form not in ("paper", "prob"):
+            raise ControllerError(f"loss form {form!r}; expected 'paper' or 'prob'")
         self.num_classes = phi.num_classes
-        self.buckets = phi.bucket_of.cpu() if bucketed else None
-        # full: Phi[i, j], i != j; bucketed: every B[g, h] (B[g, g] sets within-bucket entries)
-        self.elements = controlled_pairs(phi.num_buckets if bucketed else self.num_classes,
-                                         include_diagonal=bucketed)
+        self.form = form
+        self.controlled = None
+        if form == "prob":
+            if self.bucketed:
+                raise ControllerError("ALA with form=prob controls a full Phi through its logits; "
+                                      "a bucketed Phi is controlled under form=paper only")
+            if not (math.isfinite(logit_init) and logit_init < 0):
+                raise ControllerError(f"logit_init={logit_init!r}; expected a finite number < 0")
+            self.controlled = torch.full((self.num_classes, self.num_classes), float(logit_init),
+                                         dtype=torch.float64).fill_diagonal_(0.0)
+            if clamp is None:
+                clamp = (0.0, -float(logit_init))  # change of L_ij: L_ij in [logit_init, 0]
+        self.buckets = phi.bucket_of.cpu() if self.bucketed else None
+        # |h| from the long bucket map: exact even when the Phi's buffers are half precision
+        self.sizes = (torch.bincount(self.buckets, minlength=phi.num_buckets).double()
+                      if self.bucketed else None)
+        # full: Phi[i, j], i != j (and i == j with diagonal); bucketed: every W[g, h]
+        n = phi.num_buckets if self.bucketed else self.num_classes
+        self.elements = controlled_pairs(n, include_diagonal=self.bucketed or diagonal)
         self.feature_size = pair_feature_size(history)
-        self.clamp = clamp
-        self.description = phi.parametrisation
+        self.clamp = None if clamp is None else (float(clamp[0]), float(clamp[1]))
+        if self.clamp is not None and not self.clamp[0] <= self.clamp[1]:
+            raise ControllerError(f"clamp={list(clamp)}; expected [low, high] with low <= high")
+        self.origin = self.values().clone()  # the clamp bounds the change from here
+        if self.controlled is not None:
+            self._write(self.origin)
+        self.description = phi.parametrisation + ("+diagonal" if diagonal else "") + (":prob" if form == "prob" else "")
 
     @property
     def num_elements(self) -> int:
         return int(self.elements.shape[0])
+
+    def values(self) -> torch.Tensor:
+        """The controlled (n, n) values, float64 on CPU (a copy)."""
+        if self.controlled is not None:
+            return self.controlled.detach().cpu().double().clone()
+        tensor = controlled_tensor(self.phi).detach().cpu().double()
+        return tensor * self.sizes if self.bucketed else tensor.clone()
+
+    def _write(self, values: torch.Tensor) -> None:
+        tensor = controlled_tensor(self.phi)
+        if self.controlled is not None:  # prob form: Phi = row softmax of the logits
+            from ..losses.prob_form import phi_from_logits
+
+            self.controlled.copy_(values)
+            values = phi_from_logits(values, torch.tensor(1.0, dtype=values.dtype))
+        elif self.bucketed:
+            values = values / self.sizes
+        with torch.no_grad():
+            tensor.copy_(values.to(tensor.device, tensor.dtype))
+
+    def state_dict(self) -> Dict:
+        """The prob form's logits (Phi itself is the objective's buffer)."""
+        return {"logits": None if self.controlled is None else self.controlled.clone()}
+
+    def load_state_dict(self, state: Dict) -> None:
+        logits = state.get("logits")
+        if (logits is None) != (self.controlled is None):
+            raise ControllerError("checkpoint ALA target and this run differ in the loss form (prob: logits)")
+        if logits is not None:
+            if tuple(logits.shape) != tuple(self.controlled.shape):
+                raise ControllerError(f"checkpoint logits have shape {tuple(logits.shape)}; expected "
+                                      f"{tuple(self.controlled.shape)}")
+            self.controlled.copy_(logits.double())
 
     def state(self, outputs: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """Confusion state (n, n) from validation logits (N, C) and labels (N,)."""
@@ -65,17 +147,37 @@ class PairTarget:
         accumulator.update(F.log_softmax(outputs.float(), dim=1), labels)
         return accumulator.compute().cpu()
 
+    def _scale(self) -> float:
+        return max(abs(self.clamp[0]), abs(self.clamp[1]), 1e-12) if self.clamp is not None else 1.0
+
     def features(self, state: torch.Tensor, history: Sequence[torch.Tensor], progress: float) -> torch.Tensor:
-        values = controlled_tensor(self.phi).detach().cpu()
-        return pair_features(state, values, list(history), progress, self.elements)
+        change = self.values() - self.origin
+        return pair_features(state, change, list(history), progress, self.elements, value_scale=self._scale())
 
     def apply(self, actions: torch.Tensor, beta: float) -> torch.Tensor:
-        return apply_actions(self.phi, self.elements, actions, beta, self.clamp)
+        """``value[e] += beta a_e``, clamped around the start; returns the (P,) new values."""
+        values = self.values()
+        clamp = None
+        if self.clamp is not None:
+            start = self.origin[self.elements[:, 0], self.elements[:, 1]]
+            clamp = (start + self.clamp[0], start + self.clamp[1])
+        new = apply_actions(values, self.elements, actions, beta, clamp)
+        self._write(values)
+        return new
 
     def summary(self) -> Dict[str, float]:
-        """Mean |Phi| over the controlled entries (Phi's off-diagonal, or B)."""
-        tensor = controlled_tensor(self.phi).detach().cpu()
-        return {"phi_offdiag_mean_abs": tensor[self.elements[:, 0], self.elements[:, 1]].abs().mean().item()}
+        """Bucketed: mean |W|, min and max; full: mean |Phi_ij| over the controlled i != j (and the
+        mean diagonal when it is controlled)."""
+        values = controlled_tensor(self.phi).detach().cpu().double() if self.form == "prob" else self.values()
+        if self.bucketed:
+            return {"W_mean_abs": values.abs().mean().item(), "W_min": values.min().item(),
+                    "W_max": values.max().item()}
+        i, j = self.elements[:, 0], self.elements[:, 1]
+        off = i != j
+        out = {"phi_offdiag_mean_abs": values[i[off], j[off]].abs().mean().item()}
+        if not bool(off.all()):
+            out["phi_diag_mean"] = values[i[~off], j[~off]].mean().item()
+        return out
 
 
 def element_feature_size(history: int, num_elements: int,

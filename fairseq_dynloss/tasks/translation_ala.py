@@ -28,8 +28,9 @@ at random with ``--seed``; eval mode, no grad): the reward metric is the dev NLL
    ``--ala-horizon``, default ``--max-update``);
 3. **reward** of the action taken at the end of the previous window,
    ``r = sign(M_{t-1} - M_t)`` (flipped for BLEU) with ``M_t = sum_j gamma^(K-j) M_j`` over the
-   window's K per-update values; ``<s, a, r, s'>`` goes into the replay memory and the policy takes
-   one REINFORCE step on trajectories sampled from it (the first window only sets ``M_0``);
+   window's K per-update values; the policy takes one REINFORCE step on ``<s, a, r - b>``
+   (on-policy, or importance-weighted replay with ``--ala-replay-capacity``; the first window only
+   sets ``M_0``);
 4. **action** -- the policy samples ``{-beta, 0, +beta}`` per entry,
    ``beta = --ala-beta / sqrt(G^2)``, and moves ``W_gh = |h| B_gh`` (clamped into ``[-c, c]``,
    ``--ala-clamp``); ``B_gh = W_gh / |h|``.
@@ -41,7 +42,9 @@ the tokens. ``W_gh`` weighs the *mean* log-probability of bucket h, ``u = d_y lo
 sum_h W_{g(y) h} mean_{j in h} log p_j``, so beta and the clamp mean the same whatever |V| and G:
 ``W`` = 0.1 is a label-smoothing-sized pull towards (W > 0) or away from (W < 0) bucket h.
 
-The maths is ``fairseq_dynloss.controllers``; this file is the fairseq adapter.
+The maths and the window bookkeeping are ``fairseq_dynloss.controllers`` (``WindowController``
+with the bucketed ``PairTarget``, shared with ``dynloss-train``); this file is the fairseq
+adapter. It never imports the generic trainer (matplotlib, hydra).
 
 **Checkpoints.** Phi is a buffer of a parameter-free criterion, which fairseq does not save, so
 the controller state -- policy, its Adam state, baseline, replay memory, state history, window
@@ -82,22 +85,18 @@ from fairseq.tasks.translation import TranslationConfig, TranslationTask
 from omegaconf import II
 
 from ..controllers import (
-    ConfusionAccumulator, ControllerError, PairPolicy, ReinforceLearner, ReplayMemory, StateHistory,
-    WindowReward, apply_actions, beta_for, check_beta, check_gamma, check_window, controlled_pairs,
-    controlled_tensor, load_controller, pair_feature_size, pair_features, save_controller,
+    STATE_SOURCES, ConfusionAccumulator, ControllerError, PairTarget, WindowController, check_beta,
+    check_gamma, check_window, controlled_tensor, load_controller, pair_feature_size,
 )
-from ..controllers.errors import check_positive_int
+from ..controllers.errors import check_number, check_positive_int
 from ..criterions.dynamic_loss import DynamicLossCriterion
 from ..losses import PhiError
 from ..metrics import BleuStats, bleu_stats, corpus_bleu_from_stats
-from ..trainer.run_log import write_csv
 from .restore import restore_task_state
 
 logger = logging.getLogger(__name__)
 
 REWARDS = ("loss", "bleu")
-LOG_FILE = "ala_log.csv"
-POLICY_FILE = "ala_controller.pt"
 
 
 @dataclass
@@ -105,9 +104,9 @@ class TranslationALAConfig(TranslationConfig):
     ala_interval: int = field(
         default=20, metadata={"help": "K: student updates per controller step (>= 1)"})
     ala_reward: ChoiceEnum(REWARDS) = field(
-        default="loss", metadata={"help": "reward metric on the validation subset: loss (NLL per "
-                                  "target token, lower is better) or bleu (corpus BLEU of greedy "
-                                  "translations on token ids, higher is better)"})
+        default="bleu", metadata={"help": "reward metric on the validation subset: bleu (corpus BLEU "
+                                  "of greedy translations on token ids, higher is better; the "
+                                  "metric, as in the slides) or loss (NLL per target token)"})
     ala_gamma: float = field(
         default=0.9, metadata={"help": "discount of the window metric M = sum_j gamma^(K-j) M_j, in (0, 1]"})
     ala_beta: float = field(
@@ -131,13 +130,17 @@ class TranslationALAConfig(TranslationConfig):
         default=32, metadata={"help": "width of the policy MLP (a policy from --ala-policy keeps its own)"})
     ala_lr: float = field(default=0.01, metadata={"help": "Adam learning rate of the policy (> 0)"})
     ala_baseline_decay: float = field(
-        default=0.9, metadata={"help": "EMA decay of the REINFORCE baseline, in [0, 1)"})
+        default=0.8, metadata={"help": "decay of the per-step REINFORCE baseline, in [0, 1)"})
+    ala_entropy_bonus: float = field(
+        default=0.0, metadata={"help": "weight (>= 0) of the policy's mean entropy in its objective"})
     ala_replay_capacity: int = field(
-        default=200, metadata={"help": "transitions kept in the replay memory"})
-    ala_trajectories: int = field(
-        default=8, metadata={"help": "trajectories sampled from the replay memory per policy update"})
-    ala_trajectory_length: int = field(
-        default=4, metadata={"help": "windows per replayed trajectory (returns run to its end)"})
+        default=0, metadata={"help": "0: on-policy REINFORCE; > 0: importance-weighted replay from "
+                             "this many transitions (oldest evicted)"})
+    ala_replay_batch: int = field(
+        default=8, metadata={"help": "with replay: transitions per policy step"})
+    ala_state: ChoiceEnum(STATE_SOURCES) = field(
+        default="confusion", metadata={"help": "policy input: the bucket confusion state, or a random "
+                                       "matrix of its range (ablation)"})
     ala_horizon: int = field(
         default=0, metadata={"help": "updates that the progress feature u / T calls the end (T; "
                              "0: --max-update)"})
@@ -187,167 +190,30 @@ def check_ala_options(cfg: TranslationALAConfig) -> None:
         "ala_val_batches": at_least(1), "ala_val_max_sentences": at_least(1),
         "ala_max_len_a": non_negative_float, "ala_max_len_b": at_least(1), "ala_hidden": at_least(1),
         "ala_lr": positive_float, "ala_baseline_decay": unit_interval,
-        "ala_replay_capacity": at_least(1), "ala_trajectories": at_least(1),
-        "ala_trajectory_length": at_least(1), "ala_horizon": at_least(0),
+        "ala_entropy_bonus": lambda name, value: check_number(name, value, 0.0),
+        "ala_replay_capacity": at_least(0), "ala_replay_batch": at_least(1), "ala_horizon": at_least(0),
     }
     for name, check in checks.items():
         check("--" + name.replace("_", "-"), getattr(cfg, name))
     if str(cfg.ala_reward) not in REWARDS:  # argparse checks the choice; yaml configs do not
         raise ControllerError(f"--ala-reward={cfg.ala_reward!r}; expected one of {list(REWARDS)}")
+    if str(cfg.ala_state) not in STATE_SOURCES:
+        raise ControllerError(f"--ala-state={cfg.ala_state!r}; expected one of {list(STATE_SOURCES)}")
 
 
-class BucketALAController:
-    """Single-network ALA over the G x G matrix ``B`` of a ``BucketedPhi``; pure torch.
-
-    The task feeds one reward-metric value per update (``observe``) and, when ``window_ends()``,
-    the (G, G) confusion state as well; at a window end the controller learns and moves
-    ``W = B * |h|`` (``weights()``; module docstring), i.e. ``B``.
-
-    Args:
-        cfg: the task config (``--ala-*`` options and ``seed``).
-        phi: the criterion's ``BucketedPhi`` (``B`` is moved in place).
-        total_updates: updates of the whole run (progress feature = update / total_updates).
-    """
-
-    def __init__(self, cfg: TranslationALAConfig, phi, total_updates: int):
-        self.phi = phi
-        self.window = cfg.ala_interval
-        self.total_updates = int(total_updates)
-        self.clamp = (-cfg.ala_clamp, cfg.ala_clamp) if cfg.ala_clamp > 0 else None
-        self.train_policy = not cfg.ala_freeze_policy
-        self.trajectories, self.trajectory_length = cfg.ala_trajectories, cfg.ala_trajectory_length
-        self.pairs = controlled_pairs(phi.num_buckets, include_diagonal=True)  # every W[g, h]
-        # |h| from the long bucket map: exact even when --fp16 halves the criterion's buffers.
-        self.sizes = torch.bincount(phi.bucket_of.cpu(), minlength=phi.num_buckets).double()
-        self.beta = beta_for(self.pairs.shape[0], cfg.ala_beta)
-        self.feature_size = pair_feature_size(cfg.ala_history)
-        if cfg.ala_policy:
-            path = os.path.expanduser(cfg.ala_policy)
-            self.policy = load_controller(path, expected_feature_size=self.feature_size).policy
-        else:
-            self.policy = PairPolicy(self.feature_size, hidden=cfg.ala_hidden, seed=cfg.seed)
-        self.learner = ReinforceLearner(self.policy, lr=cfg.ala_lr, baseline_decay=cfg.ala_baseline_decay)
-        self.memory = ReplayMemory(cfg.ala_replay_capacity, seed=cfg.seed + 1)
-        self.history = StateHistory(cfg.ala_history)
-        self.window_reward = WindowReward(str(cfg.ala_reward), self.window, cfg.ala_gamma)
-        self.generator = torch.Generator().manual_seed(cfg.seed + 2)
-        self.extra = dict(window=self.window, base_beta=float(cfg.ala_beta), history=int(cfg.ala_history),
-                          reward_metric=str(cfg.ala_reward), controlled="bucketed",
-                          num_elements=int(self.pairs.shape[0]))
-        self.measured = 0  # metric values observed (one per update)
-        self.last_update = 0  # fairseq's update count at the last observation
-        self.pending: Optional[Dict[str, torch.Tensor]] = None  # features and action of window t
-        self.rows: List[Dict] = []
-        self.seconds = 0.0  # controller time in the current window
-
-    def weights(self) -> torch.Tensor:
-        """``W`` (G, G), float64 on CPU: ``W[g, h] = |h| B[g, h]``, the weight of bucket h's mean
-        log-probability."""
-        return controlled_tensor(self.phi).detach().cpu().double() * self.sizes
-
-    @torch.no_grad()
-    def _act(self, actions: torch.Tensor) -> torch.Tensor:
-        """Move W by ``beta * actions`` (clamped) and write ``B = W / |h|`` back; returns W."""
-        W = self.weights()
-        apply_actions(W, self.pairs, actions, self.beta, self.clamp)
-        B = controlled_tensor(self.phi)
-        B.copy_((W / self.sizes).to(B.device, B.dtype))
-        return W
-
-    def window_ends(self) -> bool:
-        """Whether the next observation completes a window (then it needs the state)."""
-        return (self.measured + 1) % self.window == 0
-
-    def observe(self, update: int, value: float, state: Optional[torch.Tensor] = None,
-                seconds: float = 0.0) -> Optional[Dict]:
-        """The metric of the student after ``update`` updates; at a window end, learn and act.
-
-        Args:
-            update: fairseq's update count of the measured student.
-            value: the reward metric on the validation subset.
-            state: (G, G) confusion state, required when ``window_ends()``.
-            seconds: time the caller spent measuring (logged).
-        Returns:
-            The window's log row at a window end, else None.
-        """
-        started = time.perf_counter()
-        end = self.window_ends()
-        if end and state is None:
-            raise ControllerError("this observation ends a window; expected the (G, G) confusion state")
-        r = self.window_reward.add(value)  # validates value before any counter moves
-        self.measured += 1
-        self.last_update = int(update)
-        self.seconds += seconds
-        if not end:
-            self.seconds += time.perf_counter() - started
-            return None
-        progress = min(1.0, update / self.total_updates)
-        state = state.detach().cpu()
-        features = pair_features(state, self.weights(), self.history.matrices(state), progress, self.pairs)
-        stats: Dict[str, float] = {}
-        if self.pending is not None:  # r rewards the action taken at the end of the last window
-            self.memory.add(self.pending["state"], self.pending["action"], r, next_state=features)
-            if self.train_policy:
-                trajectories = self.memory.sample_trajectories(self.trajectories, self.trajectory_length)
-                stats = self.learner.update(trajectories)
-        with torch.no_grad():
-            actions, _ = self.policy.act(features, generator=self.generator)
-            entropy = self.policy.entropy(features).item()
-        W = self._act(actions)
-        self.pending = {"state": features, "action": actions}
-        self.history.push(state)
-        row = {
-            "update": int(update), "window": self.measured // self.window,
-            "reward": "" if r is None else r, "metric": value,
-            "window_metric": self.window_reward.previous,
-            "W_mean_abs": W.abs().mean().item(), "W_min": W.min().item(), "W_max": W.max().item(),
-            "entropy": entropy, "baseline": self.learner.baseline, "policy_loss": stats.get("loss", ""),
-            "actions_minus": int((actions == -1).sum()), "actions_zero": int((actions == 0).sum()),
-            "actions_plus": int((actions == 1).sum()),
-            "seconds": self.seconds + time.perf_counter() - started,
-        }
-        self.seconds = 0.0
-        self.rows.append(row)
-        return row
-
-    def write_files(self, out_dir: str) -> None:
-        """``ala_log.csv`` (from all rows) and the policy file ``ala_controller.pt``."""
-        os.makedirs(out_dir, exist_ok=True)
-        if self.rows:
-            write_csv(os.path.join(out_dir, LOG_FILE), self.rows)
-        save_controller(os.path.join(out_dir, POLICY_FILE), self.learner, None, **self.extra)
-
-    def state_dict(self) -> Dict:
-        """Everything a resumed run needs, Phi's tensors included; ``weights_only``-loadable."""
-        return {
-            "measured": self.measured, "last_update": self.last_update,
-            "learner": self.learner.state_dict(), "memory": self.memory.state_dict(),
-            "history": self.history.state_dict(), "window_reward": self.window_reward.state_dict(),
-            "generator": self.generator.get_state(), "pending": self.pending,
-            "rows": [dict(row) for row in self.rows], "seconds": self.seconds,
-            "feature_size": self.feature_size, "num_elements": int(self.pairs.shape[0]),
-            "phi": {name: t.detach().cpu().clone() for name, t in self.phi.tensors().items()},
-        }
-
-    def load_state_dict(self, state: Dict) -> None:
-        state = utils.move_to_cpu(state)  # a checkpoint mapped to CUDA: the controller lives on CPU
-        for key, mine in (("feature_size", self.feature_size), ("num_elements", int(self.pairs.shape[0]))):
-            if state.get(key) != mine:
-                raise ControllerError(
-                    f"checkpoint ALA controller has {key}={state.get(key)!r}; this run has {mine} "
-                    "(check --ala-history and --phi-buckets)"
-                )
-        self.phi.load_tensors(state["phi"])  # validated before anything is copied
-        self.learner.load_state_dict(state["learner"])
-        self.memory.load_state_dict(state["memory"])
-        self.history.load_state_dict(state["history"])
-        self.window_reward.load_state_dict(state["window_reward"])
-        self.generator.set_state(state["generator"])
-        self.pending = state["pending"]
-        self.rows = [dict(row) for row in state["rows"]]
-        self.seconds = float(state["seconds"])
-        self.measured = int(state["measured"])
-        self.last_update = int(state["last_update"])
+def build_controller(cfg: TranslationALAConfig, phi) -> WindowController:
+    """The window controller over the bucketed Phi's ``W = |h| B`` (``controllers.targets``)."""
+    clamp = (-cfg.ala_clamp, cfg.ala_clamp) if cfg.ala_clamp > 0 else None
+    target = PairTarget(phi, cfg.ala_history, clamp)
+    policy = None
+    if cfg.ala_policy:
+        policy = load_controller(os.path.expanduser(cfg.ala_policy), expected_feature_size=target.feature_size).policy
+    return WindowController(
+        target, metric=str(cfg.ala_reward), window=cfg.ala_interval, gamma=cfg.ala_gamma,
+        base_beta=cfg.ala_beta, seed=cfg.seed, history=cfg.ala_history, hidden=cfg.ala_hidden, lr=cfg.ala_lr,
+        baseline_decay=cfg.ala_baseline_decay, entropy_bonus=cfg.ala_entropy_bonus,
+        replay_capacity=cfg.ala_replay_capacity, replay_batch=cfg.ala_replay_batch,
+        train_policy=not cfg.ala_freeze_policy, policy=policy, state_source=str(cfg.ala_state))
 
 
 @register_task("translation_ala", dataclass=TranslationALAConfig)
@@ -355,11 +221,14 @@ class TranslationALATask(TranslationTask):
     """Translation whose loss parameters are adapted by an ALA controller (module docstring)."""
 
     cfg: TranslationALAConfig
+    moves_phi = True  # what --phi-source ala asks of a task (criterions/dynamic_loss.py)
 
     def __init__(self, cfg: TranslationALAConfig, src_dict, tgt_dict):
         super().__init__(cfg, src_dict, tgt_dict)
         check_ala_options(cfg)
-        self.controller: Optional[BucketALAController] = None
+        self.controller: Optional[WindowController] = None
+        self.horizon = 0
+        self.last_update = 0  # fairseq's update count at the last measurement
         self.criterion: Optional[DynamicLossCriterion] = None
         self.dev_samples: Optional[List[dict]] = None
         self.greedy = None  # SequenceGenerator with beam 1, built at the first BLEU measurement
@@ -387,7 +256,8 @@ class TranslationALATask(TranslationTask):
                 f"--phi-parametrisation {criterion.phi.parametrisation}. Use --phi-parametrisation "
                 "bucketed --phi-buckets G (a full |V| x |V| Phi makes |V|^2 controlled pairs)"
             )
-        self.controller = BucketALAController(self.cfg, criterion.phi, horizon)
+        self.controller = build_controller(self.cfg, criterion.phi)
+        self.horizon = horizon
         self.criterion = criterion
         return criterion
 
@@ -477,7 +347,9 @@ class TranslationALATask(TranslationTask):
             if self.dev_samples is None:
                 self.dev_samples = self._load_dev_samples(device)
             value, state = self.measure(model, with_state=end)
-        row = self.controller.observe(update, value, state, seconds=time.perf_counter() - started)
+        self.last_update = int(update)
+        extra = {"seconds": time.perf_counter() - started}
+        row = self.controller.observe(value, state, min(1.0, update / self.horizon), update, extra=extra)
         if row is None:
             return None
         self._broadcast_phi()
@@ -485,8 +357,10 @@ class TranslationALATask(TranslationTask):
         if row["reward"] != "":
             metrics.log_scalar("ala_reward", row["reward"], weight=1, round=3)
         metrics.log_scalar("ala_W_absmean", row["W_mean_abs"], weight=1, round=4)
+        metrics.log_scalar("ala_entropy", row["entropy"], weight=1, round=4)
         if self._is_master():
-            self.controller.write_files(self.cfg.save_dir)
+            self.controller.write_files(self.cfg.save_dir, base_beta=float(self.cfg.ala_beta),
+                                        history=int(self.cfg.ala_history))
         return row
 
     def _broadcast_phi(self) -> None:
@@ -503,7 +377,8 @@ class TranslationALATask(TranslationTask):
         """The controller state (with Phi's tensors): saved in every checkpoint."""
         state = dict(super().state_dict())
         if self.controller is not None:
-            state["ala"] = self.controller.state_dict()
+            state["ala"] = {**self.controller.state_dict(), "last_update": self.last_update,
+                            "phi": {name: t.detach().cpu().clone() for name, t in self.criterion.phi.tensors().items()}}
         return state
 
     def load_state_dict(self, state_dict):
@@ -511,7 +386,15 @@ class TranslationALATask(TranslationTask):
         ala = state_dict.pop("ala", None)
         super().load_state_dict(state_dict)
         if ala is not None and self.controller is not None:
+            ala = utils.move_to_cpu(ala)  # a checkpoint mapped to CUDA: the controller lives on CPU
+            for key, mine in (("feature_size", self.controller.feature_size),
+                              ("num_elements", self.controller.num_elements)):
+                if ala.get(key) != mine:
+                    raise ControllerError(f"checkpoint ALA controller has {key}={ala.get(key)!r}; this run has "
+                                          f"{mine} (check --ala-history and --phi-buckets)")
+            self.criterion.phi.load_tensors(ala["phi"])  # validated before anything is copied
             self.controller.load_state_dict(ala)
+            self.last_update = int(ala["last_update"])
 
     def _resume(self) -> None:
         """Load the controller state from the checkpoint fairseq-train resumed from."""
@@ -520,7 +403,7 @@ class TranslationALATask(TranslationTask):
             return
         self.load_state_dict(state)
         logger.info(f"translation_ala: resumed controller state from {self.cfg.restore_file} "
-                    f"({len(self.controller.rows)} windows, update {self.controller.last_update})")
+                    f"({len(self.controller.rows)} windows, update {self.last_update})")
 
     # ---- fairseq hooks ------------------------------------------------------------------------
     def train_step(self, sample, model, criterion, optimizer, update_num, ignore_grad=False):

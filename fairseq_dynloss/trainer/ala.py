@@ -6,20 +6,11 @@ reward of a window of K updates is ``M = sum_{j=1..K} gamma^(K-j) M_j`` over the
 reward) runs the student on a fixed validation subset (eval mode, one batched forward) and keeps
 ``M_j`` as a device tensor: no host synchronisation until the window ends. With
 ``metric_every = n > 1`` the sum runs over j = n, 2n, ..., K with the same weights
-``gamma^(K-j)`` (a cheaper estimate; n must divide K). At the end of window t:
-
-1. the last validation pass also gives the state (``controllers.targets``): the confusion state of
-   the dynamic loss's Phi (classification), or the positive / negative distance statistics of the
-   embeddings (metric-learning losses), and the features ``s_{t+1}`` of every controlled element
-   (history of H earlier states, training progress, the element's current value);
-2. ``WindowReward`` turns the window's metric values into ``M_t`` and the reward
-   ``r = sign(M_{t-1} - M_t)`` (flipped for aucpr and recall@k) of the action taken at the end of
-   window t-1 (the first window has no reward: it only sets ``M_0``);
-3. that transition ``<s_t, a_t, r, s_{t+1}>`` goes into the replay memory -- in multi-network mode
-   the transitions of all children, all-gathered in rank order -- and the policy takes one
-   REINFORCE step on trajectories sampled from it;
-4. the policy samples new actions ``a_{t+1}`` in {-beta, 0, +beta} per controlled element and the
-   target moves Phi (``beta = base_beta / sqrt(P)``, then clamping).
+``gamma^(K-j)`` (a cheaper estimate; n must divide K). At the end of a window the last validation
+pass also gives the state (``controllers.targets``: the confusion state of the dynamic loss's Phi,
+or the positive / negative distance statistics of metric-learning losses), and the window's values
+and state go to the shared window controller (``controllers.window``: reward, transition,
+REINFORCE step, actions on Phi).
 
 **Multi-network.** One child per process (``torchrun``); children train independently (no gradient
 averaging), each from its own seed. Policy initialisation, replay sampling and learner are seeded
@@ -27,9 +18,9 @@ alike in every process and see the same gathered transitions, so every controlle
 policy step and they stay identical; each child samples its own actions and moves its own Phi.
 
 One row per window goes to ``ala_log.csv`` with the controller's time split into ``time_metric``
-(per-update validation), ``time_state``, ``time_policy`` (reward, features, memory, REINFORCE
-step, sampling) and ``time_phi``. Everything random has its own seeded generator and every piece of
-state is in ``state_dict``, so a resumed run equals the uninterrupted one.
+(per-update validation), ``time_state``, ``time_policy`` (reward, features, REINFORCE step,
+sampling, Phi update). Everything random has its own seeded generator and every piece of state is
+in ``state_dict``, so a resumed run equals the uninterrupted one.
 """
 
 from __future__ import annotations
@@ -43,17 +34,14 @@ from typing import Callable, Dict, List, Optional
 import torch
 
 from fairseq_dynloss.controllers import (
-    ControllerError, ElementTarget, PairPolicy, PairTarget, ReinforceLearner, ReplayMemory,
-    StateHistory, Transition, WindowReward, beta_for, check_beta, check_gamma, check_window,
-    higher_is_better, load_controller, pair_feature_size, save_controller,
+    STATE_SOURCES, ControllerError, ElementTarget, PairTarget, Transition, WindowController,
+    check_beta, check_gamma, check_window, higher_is_better, load_controller, pair_feature_size,
 )
-from fairseq_dynloss.controllers.policy import sample_actions
-from fairseq_dynloss.controllers.errors import check_positive_int
+from fairseq_dynloss.controllers.errors import check_number, check_positive_int
 from fairseq_dynloss.metrics.classification import aucpr_one_vs_rest
 
 from .checkpoint import map_tensors
 from .registry import METRIC_ALA_LOSSES, ConfigError
-from .run_log import write_csv
 
 log = logging.getLogger("dynloss-train")
 
@@ -61,8 +49,9 @@ REWARD_METRICS = ("error", "loss", "aucpr")  # classification; metric learning: 
 CONTROLLED_PARAMETRISATIONS = ("full", "bucketed")
 LOG_FILE = "ala_log.csv"
 POLICY_FILE = "ala_controller.pt"
+AUTO_CLAMP_PAPER = (-0.1, 0.1)  # clamp=auto under form=paper (form=prob: the logit box, targets.py)
 VAL_SUBSET_SEED = 0  # the same validation subset for every run and child, whatever the seed
-TIMINGS = ("metric", "state", "policy", "phi")
+TIMINGS = ("metric", "state", "policy")
 
 
 def recall_k(metric: str) -> Optional[int]:
@@ -102,14 +91,24 @@ def check_ala_config(ctrl, loss) -> None:
     every = check_positive_int("metric_every", ctrl.metric_every)
     if window % every:
         raise ControllerError(f"metric_every={every} does not divide window K={window}; expected a divisor of K")
-    if ctrl.clamp is not None:
+    if ctrl.clamp is not None and ctrl.clamp != "auto":
         if len(ctrl.clamp) != 2 or not float(ctrl.clamp[0]) <= float(ctrl.clamp[1]):
             raise ControllerError(f"clamp={list(ctrl.clamp)}; expected [low, high] with low <= high")
     if isinstance(ctrl.val_subset, bool) or not isinstance(ctrl.val_subset, int) or ctrl.val_subset < 0:
         raise ControllerError(f"val_subset={ctrl.val_subset!r}; expected an integer >= 0 (0: all)")
-    if not isinstance(ctrl.multi_network, bool):
-        raise ControllerError(f"multi_network={ctrl.multi_network!r}; expected true or false")
+    for flag in ("multi_network", "diagonal", "train_policy"):
+        if not isinstance(ctrl[flag], bool):
+            raise ControllerError(f"{flag}={ctrl[flag]!r}; expected true or false")
+    if ctrl.state not in STATE_SOURCES:
+        raise ControllerError(f"controller.state={ctrl.state!r}; expected one of {list(STATE_SOURCES)}")
+    if ctrl.diagonal and (metric_learning or loss.get("parametrisation") != "full"):
+        raise ControllerError("controller.diagonal=true controls the diagonal of a full Phi; expected "
+                              "loss=dynamic with loss.parametrisation=full")
     pair_feature_size(ctrl.history)  # history >= 0
+    check_number("entropy_bonus", ctrl.entropy_bonus, 0.0)
+    check_number("baseline_decay", ctrl.baseline_decay, 0.0, 1.0, high_open=True)
+    check_positive_int("replay_capacity", ctrl.replay_capacity, 0)
+    check_positive_int("replay_batch", ctrl.replay_batch)
 
 
 def check_ala_world(ctrl, world_size: int) -> None:
@@ -155,37 +154,38 @@ class ALATrainerController:
         self.metric = ctrl.reward_metric
         self.total_updates = max(1, int(total_updates))
         self.rank = int(rank)
-        self.gather = gather if gather is not None else (lambda transition: [transition])
         if hasattr(objective, "phi_values"):
-            self.target = ElementTarget(objective.phi_values, objective.phi_names, objective.phi_bounds,
-                                        ctrl.history)
+            target = ElementTarget(objective.phi_values, objective.phi_names, objective.phi_bounds, ctrl.history)
         else:
-            clamp = None if ctrl.clamp is None else (float(ctrl.clamp[0]), float(ctrl.clamp[1]))
-            self.target = PairTarget(objective.phi, ctrl.history, clamp)
-        self.beta = beta_for(self.target.num_elements, ctrl.base_beta)
-        self.feature_size = self.target.feature_size
+            form = str(getattr(objective, "form", "paper"))
+            clamp = ctrl.clamp if ctrl.clamp != "auto" else (None if form == "prob" else AUTO_CLAMP_PAPER)
+            clamp = None if clamp is None else (float(clamp[0]), float(clamp[1]))
+            target = PairTarget(objective.phi, ctrl.history, clamp, diagonal=bool(ctrl.diagonal), form=form,
+                                logit_init=float(ctrl.logit_init))
+        self.target = target
         self._load_val_subset(val, device)
         self.batch_size = max(1, int(batch_size))
-
+        policy = None
         if ctrl.policy_path:
-            loaded = load_controller(os.path.expanduser(ctrl.policy_path),
-                                     expected_feature_size=self.feature_size)
-            self.policy = loaded.policy
+            policy = load_controller(os.path.expanduser(ctrl.policy_path),
+                                     expected_feature_size=target.feature_size).policy
             log.info("ALA: policy transferred from %s", ctrl.policy_path)
-        else:
-            self.policy = PairPolicy(self.feature_size, hidden=ctrl.hidden, seed=ctrl.seed)
-        self.learner = ReinforceLearner(self.policy, lr=ctrl.lr, baseline_decay=ctrl.baseline_decay)
-        self.memory = ReplayMemory(ctrl.replay_capacity, seed=ctrl.seed + 1)
-        self.history = StateHistory(ctrl.history)
         # the window metric over the sampled updates j = n, 2n, ..., K: weights gamma^(K-j)
-        self.window_reward = WindowReward(self.metric, self.window // self.metric_every,
-                                          check_gamma(ctrl.gamma) ** self.metric_every)
-        self.generator = torch.Generator().manual_seed(int(ctrl.seed) + 2 + 1_000_003 * self.rank)
+        self.controller = WindowController(
+            target, metric=self.metric, window=self.window // self.metric_every,
+            gamma=check_gamma(ctrl.gamma) ** self.metric_every, base_beta=ctrl.base_beta, seed=int(ctrl.seed),
+            history=ctrl.history, hidden=ctrl.hidden, lr=ctrl.lr, baseline_decay=ctrl.baseline_decay,
+            entropy_bonus=ctrl.entropy_bonus, replay_capacity=ctrl.replay_capacity,
+            replay_batch=ctrl.replay_batch, train_policy=ctrl.train_policy, policy=policy,
+            state_source=ctrl.state, rank=self.rank, gather=gather)
+        self.feature_size = target.feature_size
         self.step = 0
         self.metric_values: List[torch.Tensor] = []  # M_j of the current window, on the device
-        self.pending: Optional[Dict[str, torch.Tensor]] = None  # state and action of window t
-        self.rows: List[Dict[str, float]] = []
         self.timings = dict.fromkeys(TIMINGS, 0.0)
+
+    @property
+    def rows(self) -> List[Dict]:
+        return self.controller.rows
 
     def _load_val_subset(self, val, device: torch.device) -> None:
         if val is None or len(val) == 0:
@@ -251,40 +251,15 @@ class ALATrainerController:
         clock = self._tick("state", clock)
         values = torch.stack(self.metric_values).tolist()  # the window's one host sync
         self.metric_values = []
-        for value in values:
-            r = self.window_reward.add(value)  # the last value closes the window: its reward
+        for value in values[:-1]:
+            self.controller.observe(value)
         progress = min(1.0, self.step / self.total_updates)
-        features = self.target.features(state, self.history.matrices(state), progress)
-        stats: Dict[str, float] = {}
-        if self.pending is not None:  # r rewards the action taken at the end of the last window
-            mine = Transition(self.pending["state"], self.pending["action"], r, features, self.rank,
-                              self.memory.next_step.get(self.rank, 0))
-            self.memory.extend(self.gather(mine))
-            if self.ctrl.train_policy:
-                stats = self.learner.update(
-                    self.memory.sample_trajectories(self.ctrl.trajectories, self.ctrl.horizon))
-        with torch.no_grad():  # one policy forward gives the actions and the logged entropy
-            logp = torch.log_softmax(self.policy(features), dim=-1)
-            actions = sample_actions(logp, self.generator).to(features.device)
-            entropy = -(logp.exp() * logp).sum(-1).mean().item()
-        clock = self._tick("policy", clock)
-        self.target.apply(actions, self.beta)
-        self.pending = {"state": features, "action": actions}
-        self.history.push(state)
-        self._tick("phi", clock)
-        row = {
-            "update": self.step, "window": self.step // self.window,
-            "reward": "" if r is None else r, "metric": values[-1],
-            "window_metric": self.window_reward.previous, **self.target.summary(),
-            "entropy": entropy, "baseline": self.learner.baseline,
-            "policy_loss": stats.get("loss", ""),
-            "actions_minus": int((actions == -1).sum()), "actions_zero": int((actions == 0).sum()),
-            "actions_plus": int((actions == 1).sum()),
-            "controller_time": sum(self.timings.values()),
-            **{f"time_{name}": self.timings[name] for name in TIMINGS},
-        }
+        row = self.controller.observe(values[-1], state, progress, self.step)
+        self._tick("policy", clock)
+        # the row (kept by the controller) gains this window's times
+        row["controller_time"] = sum(self.timings.values())
+        row.update({f"time_{name}": self.timings[name] for name in TIMINGS})
         self.timings = dict.fromkeys(TIMINGS, 0.0)
-        self.rows.append(row)
         return row
 
     def _tick(self, phase: str, since: float) -> float:
@@ -301,40 +276,21 @@ class ALATrainerController:
     # -- files and checkpoints ----------------------------------------------------------------
     def write_files(self, out_dir: str) -> None:
         """``ala_log.csv`` (rewritten from all rows, so resume never duplicates) and the policy."""
-        if self.rows:
-            write_csv(os.path.join(out_dir, LOG_FILE), self.rows)
-        if self.ctrl.save_policy:
-            save_controller(os.path.join(out_dir, POLICY_FILE), self.learner, self.memory,
-                            window=self.window, base_beta=float(self.ctrl.base_beta),
-                            history=int(self.ctrl.history), reward_metric=self.metric,
-                            controlled=self.target.description, num_elements=self.target.num_elements)
+        self.controller.write_files(out_dir, save_policy=bool(self.ctrl.save_policy),
+                                    base_beta=float(self.ctrl.base_beta), history=int(self.ctrl.history))
 
     def state_dict(self) -> Dict:
-        return {
-            "step": self.step, "learner": self.learner.state_dict(), "memory": self.memory.state_dict(),
-            "history": self.history.state_dict(), "window_reward": self.window_reward.state_dict(),
-            "generator": self.generator.get_state(), "pending": self.pending,
-            "metric_values": torch.stack(self.metric_values).tolist() if self.metric_values else [],
-            "rows": [dict(row) for row in self.rows], "feature_size": self.feature_size,
-            "num_elements": self.target.num_elements,
-        }
+        return {"step": self.step, "controller": self.controller.state_dict(),
+                "metric_values": torch.stack(self.metric_values).tolist() if self.metric_values else []}
 
     def load_state_dict(self, state: Dict) -> None:
         state = map_tensors(torch.Tensor.cpu, state)  # a checkpoint loaded onto CUDA: the controller lives on CPU
-        for key, mine in (("feature_size", self.feature_size), ("num_elements", self.target.num_elements)):
-            if state.get(key) != mine:
-                raise ControllerError(f"checkpoint controller has {key}={state.get(key)!r}; this run has {mine}")
-        self.learner.load_state_dict(state["learner"])
-        self.memory.load_state_dict(state["memory"])
-        self.history.load_state_dict(state["history"])
-        # older checkpoints hold the window's values in the reward itself and no metric_values:
-        # the reward then closes the window after the remaining values, as it should
-        self.window_reward.load_state_dict(state["window_reward"])
-        self.generator.set_state(state["generator"])
-        self.pending = state["pending"]
+        if "controller" not in state:
+            raise ControllerError("checkpoint ALA controller state predates the window controller "
+                                  "(fairseq_dynloss 'controllers/window.py'); it cannot be resumed")
+        self.controller.load_state_dict(state["controller"])
         device = self.val_labels.device
-        self.metric_values = [torch.tensor(float(v), device=device) for v in state.get("metric_values", [])]
-        self.rows = [dict(row) for row in state["rows"]]
+        self.metric_values = [torch.tensor(float(v), device=device) for v in state["metric_values"]]
         self.step = int(state["step"])
 
 

@@ -35,7 +35,6 @@ RULES: Tuple[Tuple[str, str], ...] = (
     ("loss.scale", "num>0"),
     ("loss.nll_weight", "[0,1]"),
     ("loss.label_smoothing", "[0,1)"),
-    ("loss.epsilon", "[0,1)"),
     ("teacher.lr", "num>0"),
     ("teacher.inner_lr", "num>0"),
     ("teacher.inner_momentum", "[0,1)"),
@@ -52,16 +51,22 @@ RULES: Tuple[Tuple[str, str], ...] = (
     ("controller.metric_every", "int>=1"),
 )
 
+# loss.epsilon means a different thing per loss: label smoothing's mass, Poly-1's coefficient
+# (Leng et al. 2022: eps >= -1 keeps the loss non-negative, since 1 - p_y <= -log p_y).
+EPSILON_RULES = {"label_smoothing": "[0,1)", "poly1": "num>=-1"}
+
 EXPECTED = {
     "int>=0": "an integer >= 0", "int>=1": "an integer >= 1", "num>0": "a finite number > 0",
     "num>=0": "a finite number >= 0", "[0,1)": "a finite number in [0, 1)",
-    "[0,1]": "a number in [0, 1]", "fractions": "a list of fractions of task.epochs in (0, 1]",
+    "[0,1]": "a number in [0, 1]", "num>=-1": "a finite number >= -1", "fractions": "a list of fractions of task.epochs in (0, 1]",
 }
 
 
 def check_config_values(cfg: DictConfig) -> None:
     """Refuse the first option of ``RULES`` whose value breaks its rule (ConfigError)."""
-    for key, rule in RULES:
+    loss_name = OmegaConf.select(cfg, "loss.name", default=None)
+    rules = RULES + ((("loss.epsilon", EPSILON_RULES[loss_name]),) if loss_name in EPSILON_RULES else ())
+    for key, rule in rules:
         value = OmegaConf.select(cfg, key, default=None)
         if value is None:
             continue
@@ -86,6 +91,8 @@ def satisfies(value: Any, rule: str) -> bool:
         return value > 0
     if rule == "num>=0":
         return value >= 0
+    if rule == "num>=-1":
+        return value >= -1
     if rule == "[0,1)":
         return 0 <= value < 1
     return 0 <= value <= 1  # "[0,1]"

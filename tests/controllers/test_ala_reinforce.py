@@ -1,4 +1,5 @@
-"""REINFORCE learner: returns and baseline by hand, bandits solved, controller files."""
+"""REINFORCE learner: advantages and baseline by hand, the loss against a naive computation, a
+bandit solved on-policy, controller files."""
 
 import pytest
 import torch
@@ -9,53 +10,62 @@ from fairseq_dynloss.controllers import (
 )
 
 
-def test_returns_and_baseline_by_hand():
-    learner = ReinforceLearner(PairPolicy(2, 4, seed=0), lr=0.1, baseline_decay=0.9)
-    learner.baseline = 0.5
-    assert learner.returns([1.0, -1.0, 1.0]) == pytest.approx([-0.5, -1.0, 0.5])
-    step = [Transition(torch.zeros(1, 2), torch.tensor([1]), 1.0)]
-    stats = learner.update([step, step])
-    assert stats["baseline"] == pytest.approx(0.9 * 0.5 + 0.1 * 1.0) == learner.baseline
-    assert stats["mean_advantage"] == pytest.approx(0.5)
-    # a positive advantage made the taken action more likely
+def test_advantages_and_baseline_by_hand():
+    learner = ReinforceLearner(PairPolicy(2, 4, seed=0), lr=0.1, baseline_decay=0.75)
+    assert learner.advantages([1.0, -1.0]) == [1.0, -1.0]  # first window: b = its mean reward, 0
+    assert learner.baseline == 0.0
+    assert learner.advantages([1.0]) == [1.0]  # the baseline from before the reward
+    assert learner.baseline == pytest.approx(0.25)
+    assert learner.advantages([1.0]) == pytest.approx([0.75])
+    assert learner.baseline == pytest.approx(0.75 * 0.25 + 0.25)
+
+
+def test_a_positive_advantage_makes_the_taken_action_more_likely():
+    learner = ReinforceLearner(PairPolicy(2, 4, seed=0), lr=0.1)
+    step = Transition(torch.zeros(1, 2), torch.tensor([1]), 1.0, advantage=1.0)
+    stats = learner.update([step])
+    assert stats["mean_advantage"] == 1.0 and stats["importance_ratio"] == 1.0
     assert learner.policy.log_prob(torch.zeros(1, 2), torch.tensor([1])).exp().item() > 1 / 3
 
 
-def test_reinforce_solves_three_armed_bandit():
+def test_policy_gradient_equals_a_naive_computation():
+    """loss = -mean_n A_n mean_e rho_ne log pi(a_ne|s_ne) - c H, rho truncated at clip."""
+    policy = PairPolicy(3, 4, seed=0)
+    g = torch.Generator().manual_seed(0)
+    states = [torch.randn(4, 3, generator=g), torch.randn(2, 3, generator=g)]
+    actions = [torch.tensor([1, 0, -1, 1]), torch.tensor([0, -1])]
+    behaviour = torch.tensor([-0.5, -3.0])  # second transition replayed: ratio exp(logp + 3) > clip
+    batch = [Transition(states[0], actions[0], 1.0, advantage=0.5),
+             Transition(states[1], actions[1], -1.0, advantage=-2.0, behaviour=behaviour)]
+    learner = ReinforceLearner(policy, lr=1e-3, entropy_bonus=0.1, clip=2.0)
+    naive = 0.0
+    entropies = []
+    for t in batch:
+        logp = torch.log_softmax(policy(t.state), -1)
+        taken = logp[torch.arange(len(t.action)), t.action + 1]
+        rho = torch.ones_like(taken) if t.behaviour is None else (taken.detach() - t.behaviour.float()).exp().clamp(max=2.0)
+        naive = naive - t.advantage * (rho * taken).mean() / 2
+        entropies.append(-(logp.exp() * logp).sum(-1).mean())
+    naive = naive - 0.1 * torch.stack(entropies).mean()
+    stats = learner.update(batch)
+    assert stats["loss"] == pytest.approx(naive.item(), rel=1e-5)
+
+
+def test_reinforce_solves_three_armed_bandit_on_policy():
     policy = PairPolicy(3, hidden=16, seed=0)
     learner = ReinforceLearner(policy, lr=0.05, baseline_decay=0.9)
     act_gen, env_gen = torch.Generator().manual_seed(1), torch.Generator().manual_seed(2)
     win_prob = {-1: 0.2, 0: 0.5, 1: 0.8}  # arm +1 is optimal
-    state = torch.ones(1, 3)
-    for _ in range(30):
-        batch = []
-        for _ in range(16):
-            with torch.no_grad():
-                action, _ = policy.act(state, act_gen)
-            r = 1.0 if torch.rand((), generator=env_gen).item() < win_prob[action.item()] else -1.0
-            batch.append([Transition(state, action, r)])
+    state = torch.ones(16, 3)  # 16 elements per step, one reward each: 16 children
+    for _ in range(40):
+        with torch.no_grad():
+            actions, _ = policy.act(state, act_gen)
+        rewards = [1.0 if torch.rand((), generator=env_gen).item() < win_prob[a] else -1.0 for a in actions.tolist()]
+        batch = [Transition(state[k:k + 1], actions[k:k + 1], r) for k, r in enumerate(rewards)]
+        for t, adv in zip(batch, learner.advantages(rewards)):
+            t.advantage = adv
         learner.update(batch)
-    assert policy.log_prob(state, torch.tensor([1])).exp().item() > 0.9
-
-
-def test_reinforce_solves_contextual_bandit_with_shared_reward_and_replay():
-    """ALA-shaped: several elements per step, one shared reward, two children, replay memory."""
-    policy = PairPolicy(4, hidden=16, seed=0)
-    learner = ReinforceLearner(policy, lr=0.01, baseline_decay=0.9)
-    memory = ReplayMemory(16, seed=3)
-    act_gen, env_gen = torch.Generator().manual_seed(1), torch.Generator().manual_seed(2)
-    contexts, best = torch.eye(4), torch.tensor([1, -1, 0, 1])
-    for _ in range(150):
-        for child in (0, 1):
-            idx = torch.randint(0, 4, (6,), generator=env_gen)
-            with torch.no_grad():
-                actions, _ = policy.act(contexts[idx], act_gen)
-            accuracy = (actions == best[idx]).float().mean().item()
-            memory.add(contexts[idx], actions, 2 * accuracy - 1, child=child)
-        learner.update(memory.sample_trajectories(8, horizon=1))
-    with torch.no_grad():
-        p_best = torch.softmax(policy(contexts), -1)[torch.arange(4), best + 1]
-    assert (p_best > 0.9).all(), p_best
+    assert policy.log_prob(state[:1], torch.tensor([1])).exp().item() > 0.9
 
 
 def test_controller_file_round_trip(tmp_path):
@@ -64,7 +74,9 @@ def test_controller_file_round_trip(tmp_path):
     memory = ReplayMemory(8, seed=0)
     for k in range(3):
         memory.add(torch.randn(5, 6, generator=torch.Generator().manual_seed(k)), torch.tensor([1, 0, -1, 1, 0]), 1.0)
-    learner.update(memory.sample_trajectories(2, 2))
+        memory.transitions[-1].advantage = 0.5 - k
+    learner.advantages([1.0])
+    learner.update(memory.sample(2))
     path = str(tmp_path / "controller.pt")
     save_controller(path, learner, memory, window=4, metric="error")
     loaded = load_controller(path, expected_feature_size=6)
@@ -77,8 +89,8 @@ def test_controller_file_round_trip(tmp_path):
     resumed_memory.load_state_dict(loaded.memory)
     assert resumed.baseline == learner.baseline and resumed.num_updates == 1
     # the next update is identical in the original and the resumed controller
-    learner.update(memory.sample_trajectories(2, 2))
-    resumed.update(resumed_memory.sample_trajectories(2, 2))
+    learner.update(memory.sample(2))
+    resumed.update(resumed_memory.sample(2))
     for a, b in zip(policy.parameters(), resumed.policy.parameters()):
         torch.testing.assert_close(a, b)
     # policy-only file (transfer)
@@ -106,8 +118,12 @@ def test_controller_errors(tmp_path):
     with pytest.raises(ControllerError, match="baseline_decay=1.0"):
         ReinforceLearner(policy, baseline_decay=1.0)
     with pytest.raises(ControllerError, match="from no transitions"):
-        ReinforceLearner(policy).update([[]])
+        ReinforceLearner(policy).update([])
     with pytest.raises(ControllerError, match=r"expected \(P, 4\)"):
-        ReinforceLearner(policy).update([[Transition(torch.zeros(1, 3), torch.tensor([0]), 1.0)]])
+        ReinforceLearner(policy).update([Transition(torch.zeros(1, 3), torch.tensor([0]), 1.0, advantage=1.0)])
+    with pytest.raises(ControllerError, match="without its advantage"):
+        ReinforceLearner(policy).update([Transition(torch.zeros(1, 4), torch.tensor([0]), 1.0)])
+    with pytest.raises(ControllerError, match="entropy_bonus=-1"):
+        ReinforceLearner(policy, entropy_bonus=-1)
     with pytest.raises(ControllerError, match="expected a PairPolicy"):
         save_controller(path, torch.nn.Linear(2, 2))

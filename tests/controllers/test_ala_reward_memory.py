@@ -94,18 +94,6 @@ def test_memory_seeded_sampling():
     assert [[t.step for t in c.sample(8)] for _ in range(3)] != [[t.step for t in a.sample(8)] for _ in range(3)]
 
 
-def test_memory_trajectories_follow_one_child():
-    memory = ReplayMemory(20, seed=0)
-    for k in range(4):  # two children interleaved, as gathered every window
-        for child in (0, 1):
-            memory.add(torch.full((2, 3), 10.0 * child + k), torch.tensor([0, 1]), reward=1.0, child=child)
-    for trajectory in memory.sample_trajectories(8, horizon=3):
-        steps = [t.step for t in trajectory]
-        assert steps == list(range(steps[0], steps[0] + len(trajectory)))
-        assert len({t.child for t in trajectory}) == 1
-        assert len(trajectory) == min(3, 4 - steps[0])
-
-
 def test_memory_state_round_trip(tmp_path):
     memory = ReplayMemory(4, seed=3)
     _fill(memory, 6, child=0)

@@ -69,19 +69,63 @@ def test_confusion_state_errors(make, message):
         make()
 
 
-def test_pair_features_shape_and_content():
-    C = torch.arange(9.0).reshape(3, 3)
-    H = 100 + C
-    phi = 0.01 * torch.arange(9.0).reshape(3, 3)
-    pairs = controlled_pairs(3)
-    assert pairs.tolist() == [[0, 1], [0, 2], [1, 0], [1, 2], [2, 0], [2, 1]]
-    feats = pair_features(C, phi, [H], progress=0.25)
-    assert feats.shape == (6, pair_feature_size(1)) == (6, 6)
-    # pair (0, 2): [C02, C20, H02, H20, progress, Phi02]
-    torch.testing.assert_close(feats[1], torch.tensor([2.0, 6.0, 102.0, 106.0, 0.25, 0.02]))
-    assert pair_features(C, phi).shape == (6, 4)
-    sub = pair_features(C, phi, torch.stack([H, H]), 1.0, pairs=torch.tensor([[2, 1]]))
-    torch.testing.assert_close(sub, torch.tensor([[7.0, 5.0, 107.0, 105.0, 107.0, 105.0, 1.0, 0.07]]))
+def naive_features(C, phi, history, progress, pairs, scale=1.0):
+    """The standardised features written out element by element (float64)."""
+    n = C.shape[0]
+    off = [(a, b) for a in range(n) for b in range(n) if a != b]
+
+    def z(m, floor):
+        vals = torch.tensor([m[a][b] for a, b in off], dtype=torch.float64)
+        mean, std = vals.mean().item(), max(vals.std(unbiased=False).item(), floor)
+        return lambda a, b: max(-3.0, min(3.0, (m[a][b] - mean) / std))
+
+    L = [[math.log(max(C[a, b].item(), 1e-6)) for b in range(n)] for a in range(n)]
+    rel = [[L[a][b] - L[a][a] for b in range(n)] for a in range(n)]
+    zs = [z(L, 0.1), z(rel, 0.1)]
+    for H in history:
+        change = [[L[a][b] - math.log(max(H[a, b].item(), 1e-6)) for b in range(n)] for a in range(n)]
+        zs.append(z(change, 0.01))
+    rows = []
+    for a, b in pairs.tolist():
+        row = []
+        for f in zs:
+            row += [f(a, b), f(b, a)]
+        rows.append(row + [progress, phi[a, b].item() / scale, float(a == b)])
+    return torch.tensor(rows, dtype=torch.float64)
+
+
+def test_pair_features_equal_a_naive_computation_on_realistic_unnormalised_c():
+    """A confident student: C_ij in 2..25 off the diagonal, C_ii ~ 0.01 (not a toy scale)."""
+    g = torch.Generator().manual_seed(0)
+    n = 10
+    C = 2.0 + 23.0 * torch.rand(n, n, generator=g)
+    C.diagonal().copy_(0.005 + 0.02 * torch.rand(n, generator=g))
+    H = C * (1 + 0.1 * torch.rand(n, n, generator=g))
+    phi = 0.01 * torch.randn(n, n, generator=g)
+    pairs = controlled_pairs(n, include_diagonal=True)
+    feats = pair_features(C, phi, [H], progress=0.25, pairs=pairs, value_scale=0.1)
+    assert feats.shape == (n * n, pair_feature_size(1)) == (100, 9)
+    torch.testing.assert_close(feats.double(), naive_features(C, phi, [H], 0.25, pairs, 0.1), rtol=1e-5, atol=1e-5)
+    # standardised: the off-diagonal rows' level and relative columns have mean 0, std 1 (not 2..25)
+    rows = pairs[:, 0] != pairs[:, 1]
+    for column in (0, 2):
+        assert abs(feats[rows, column].mean().item()) < 0.05
+        assert feats[rows, column].std(unbiased=False).item() == pytest.approx(1.0, abs=0.05)
+    assert feats.abs().max() <= 3.0 + 1e-6  # inside tanh's working range
+    # the diagonal flag and the default pairs (i != j)
+    assert feats[:, -1].tolist() == [float(i == j) for i, j in pairs.tolist()]
+    assert pair_features(C, phi).shape == (90, pair_feature_size(0))
+
+
+def test_pair_features_of_a_constant_state_are_zero_not_amplified_noise():
+    C = torch.full((4, 4), 2.302585) + 1e-4 * torch.randn(4, 4, generator=torch.Generator().manual_seed(0))
+    feats = pair_features(C, torch.zeros(4, 4), [C], 0.0)
+    assert feats[:, :6].abs().max() < 0.01  # the spread floor: 1e-4 differences stay ~0
+
+
+def test_pair_features_errors():
+    C, phi = torch.ones(3, 3) + 1, torch.zeros(3, 3)
+    assert controlled_pairs(3).tolist() == [[0, 1], [0, 2], [1, 0], [1, 2], [2, 0], [2, 1]]
     assert controlled_pairs(2, include_diagonal=True).shape == (4, 2)
     with pytest.raises(ControllerError, match="progress=1.5"):
         pair_features(C, phi, progress=1.5)
@@ -91,6 +135,8 @@ def test_pair_features_shape_and_content():
         pair_features(C, phi, [torch.zeros(2, 2)])
     with pytest.raises(ControllerError, match=r"expected ids in \[0, 3\)"):
         pair_features(C, phi, pairs=torch.tensor([[0, 3]]))
+    with pytest.raises(ControllerError, match="value_scale=0"):
+        pair_features(C, phi, value_scale=0)
 
 
 def test_state_history_pads_then_rolls():

@@ -8,7 +8,7 @@ import torch
 
 from fairseq_dynloss.controllers import (
     ControllerError, ElementTarget, PairTarget, confusion_state, distance_statistics,
-    element_feature_size, element_features, pair_distances, pair_features,
+    element_feature_size, element_features, pair_distances, pair_feature_size, pair_features,
 )
 from fairseq_dynloss.losses import build_phi
 
@@ -45,18 +45,62 @@ def test_element_target_state_features_and_clamped_steps():
 def test_pair_target_composes_confusion_state_and_pair_features():
     phi = build_phi("full", 3)
     target = PairTarget(phi, history=1, clamp=(-0.5, 0.5))
-    assert target.num_elements == 6 and target.feature_size == 6
+    assert target.num_elements == 6 and target.feature_size == pair_feature_size(1)
     logits = torch.tensor([[2.0, 0.0, -1.0], [0.0, 1.0, 0.0], [0.5, 0.5, 3.0], [1.0, 2.0, 0.0]])
     labels = torch.tensor([0, 1, 2, 1])
     state = target.state(logits, labels)
     torch.testing.assert_close(state, confusion_state(torch.log_softmax(logits, 1), labels, 3))
-    torch.testing.assert_close(target.features(state, [state], 0.5),
-                               pair_features(state, phi.matrix.detach(), [state], 0.5))
     target.apply(torch.tensor([1, 1, -1, 0, 0, 0]), 1.0)  # pairs (0,1), (0,2), (1,0): clamped to +-0.5
     expected = torch.eye(3)
     expected[0, 1], expected[0, 2], expected[1, 0] = 0.5, 0.5, -0.5
     torch.testing.assert_close(phi.matrix.detach(), expected)
+    # the value feature is the change from the start over the clamp scale
+    torch.testing.assert_close(target.features(state, [state], 0.5),
+                               pair_features(state, (expected - torch.eye(3)).double(), [state], 0.5,
+                                             value_scale=0.5))
     assert target.summary()["phi_offdiag_mean_abs"] == pytest.approx(1.5 / 6)
+
+
+def test_diagonal_control_clamps_around_the_identity():
+    phi = build_phi("full", 2)
+    target = PairTarget(phi, history=0, clamp=(-0.1, 0.1), diagonal=True)
+    assert target.elements.tolist() == [[0, 0], [0, 1], [1, 0], [1, 1]]
+    target.apply(torch.tensor([1, 1, -1, -1]), 0.3)
+    torch.testing.assert_close(phi.matrix, torch.tensor([[1.1, 0.1], [-0.1, 0.9]]))
+    assert target.summary() == pytest.approx({"phi_offdiag_mean_abs": 0.1, "phi_diag_mean": 1.0})
+
+
+def test_bucketed_target_moves_the_per_bucket_mean_weight():
+    """W[g, h] = |h| B[g, h]: a step of beta on W changes B by beta / |h|."""
+    phi = build_phi("bucketed", 6, counts=[9, 8, 7, 6, 5, 4], num_buckets=2)  # buckets of 3 and 3
+    phi.bucket_of.copy_(torch.tensor([0, 0, 0, 0, 1, 1]))  # sizes 4 and 2
+    target = PairTarget(phi, history=0, clamp=(-1.0, 1.0))
+    assert target.sizes.tolist() == [4.0, 2.0] and target.num_elements == 4
+    target.apply(torch.tensor([1, 1, -1, 0]), 0.4)
+    torch.testing.assert_close(phi.B, torch.tensor([[0.1, 0.2], [-0.1, 0.0]]))
+    torch.testing.assert_close(target.values(), torch.tensor([[0.4, 0.4], [-0.4, 0.0]], dtype=torch.float64))
+    with pytest.raises(ControllerError, match="diagonal control applies to a full Phi"):
+        PairTarget(phi, history=0, diagonal=True)
+
+
+def test_prob_form_moves_logits_and_keeps_phi_non_negative():
+    from fairseq_dynloss.losses.prob_form import phi_from_logits
+
+    phi = build_phi("full", 3)
+    target = PairTarget(phi, history=0, form="prob", logit_init=-4.0)
+    start = phi.matrix.clone()
+    torch.testing.assert_close(start, phi_from_logits(torch.full((3, 3), -4.0).fill_diagonal_(0.0), torch.tensor(1.0)))
+    for _ in range(10):  # +2 per step on (0, 1): clamped at L = 0 (Phi_01 = Phi_00); -2 on (1, 0): at -4
+        target.apply(torch.tensor([1, 0, -1, 0, 0, 0]), 2.0)
+    logits = target.values()
+    assert logits[0, 1] == 0.0 and logits[1, 0] == -4.0 and logits[0, 2] == -4.0
+    assert (phi.matrix >= 0).all() and phi.matrix[0, 1] == pytest.approx(phi.matrix[0, 0].item())
+    torch.testing.assert_close(phi.matrix.sum(1), torch.ones(3))
+    restored = PairTarget(build_phi("full", 3), history=0, form="prob", logit_init=-4.0)
+    restored.load_state_dict(target.state_dict())
+    torch.testing.assert_close(restored.values(), logits)
+    with pytest.raises(ControllerError, match="bucketed Phi is controlled under form=paper only"):
+        PairTarget(build_phi("bucketed", 4, num_buckets=2), history=0, form="prob")
 
 
 def test_pair_target_refuses_a_phi_it_cannot_control():

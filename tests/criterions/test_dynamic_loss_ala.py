@@ -59,6 +59,8 @@ def test_registered_names():
     (["--phi-source", "fixed"], "use --phi-source ala \\(got --phi-source fixed\\)"),
     (["--max-update", "0"], "needs --max-update > 0 \\(got 0\\) or --ala-horizon"),
     (["--ala-horizon", "-1"], "--ala-horizon=-1; expected an integer >= 0"),
+    (["--ala-replay-capacity", "-1"], "--ala-replay-capacity=-1; expected an integer >= 0"),
+    (["--ala-entropy-bonus", "-1"], r"--ala-entropy-bonus=-1.0; expected a value in \[0.0, inf\]"),
 ])
 def test_bad_options_fail_clearly(toy_data_bin, extra, message):
     with pytest.raises((ControllerError, PhiError), match=message):
@@ -89,7 +91,7 @@ def test_unknown_reward_metric(toy_data_bin, capsys):
 
 def test_measure_equals_a_hand_computation(toy_data_bin):
     """Dev NLL per target token and C_gh = mean_{y in g} mean_{j in h} -log p_j, token by token."""
-    task, model, criterion = build(toy_data_bin / "data-bin", "--ala-val-batches", "2",
+    task, model, criterion = build(toy_data_bin / "data-bin", "--ala-reward", "loss", "--ala-val-batches", "2",
                                    "--ala-val-max-sentences", "5")
     samples = load_subset(task)
     # 2 x 5 sentences drawn with --seed (1), not the shortest ones fairseq's iterator starts with.
@@ -158,8 +160,8 @@ def test_bleu_reward_equals_sacrebleu_on_greedy_translations(toy_data_bin):
 
 def test_windows_move_w_and_record_rewards(toy_data_bin, tmp_path):
     """A frozen student: a constant dev loss gives reward 0; W moves by beta per action."""
-    task, model, criterion = build(toy_data_bin / "data-bin", "--ala-interval", "2", "--ala-val-batches", "1",
-                                   save_dir=tmp_path)
+    task, model, criterion = build(toy_data_bin / "data-bin", "--ala-reward", "loss", "--ala-interval", "2",
+                                   "--ala-val-batches", "1", save_dir=tmp_path)
     controller = task.controller
     sizes = criterion.phi.bucket_onehot.sum(0)
     assert controller.beta == pytest.approx(0.1 / 4)  # base / sqrt(G^2)
@@ -170,13 +172,13 @@ def test_windows_move_w_and_record_rewards(toy_data_bin, tmp_path):
     rows = [r for r in rows if r is not None]
     assert [r["update"] for r in rows] == [2, 4, 6]
     assert [r["reward"] for r in rows] == ["", 0.0, 0.0]
-    W = controller.weights()
+    W = controller.target.values()
     torch.testing.assert_close(W, criterion.phi.B.double() * sizes.double())
     steps = W / controller.beta  # three windows of +-beta, never clamped (3 beta < 0.1)
     torch.testing.assert_close(steps, steps.round(), rtol=0, atol=1e-4)
     assert steps.abs().max() <= 3 and steps.abs().sum() > 0
     assert steps.sum().round() == sum(r["actions_plus"] - r["actions_minus"] for r in rows)
-    assert len(controller.memory) == 2 and controller.learner.num_updates == 2
+    assert controller.memory is None and controller.transitions == 2 and controller.learner.num_updates == 2
     written = read_rows(tmp_path / "ala_log.csv")
     assert [int(r["update"]) for r in written] == [2, 4, 6]
     saved = load_controller(str(tmp_path / "ala_controller.pt"), expected_feature_size=controller.feature_size)
@@ -190,8 +192,8 @@ def test_clamp_bounds_w(toy_data_bin):
                                "--ala-clamp", "0.15")
     state = torch.rand(4, 4) + 1.0
     for u in range(1, 8):  # beta = 0.1 per window: the clamp binds after two steps
-        task.controller.observe(u, 1.0 / u, state)
-    W = task.controller.weights()
+        task.controller.observe(1.0 / u, state, u / 100, u)
+    W = task.controller.target.values()
     assert W.abs().max() <= 0.15 + 1e-6 and (W.abs() > 0.149).any()
 
 
@@ -204,18 +206,18 @@ def test_state_dict_resumes_the_controller_exactly(toy_data_bin):
     states = [torch.rand(4, 4, generator=torch.Generator().manual_seed(u)) + 2.0 for u in range(1, 15)]
 
     def feed(controller, updates):
-        return [controller.observe(u, metric[u - 1], states[u - 1] if controller.window_ends() else None)
+        return [controller.observe(metric[u - 1], states[u - 1] if controller.window_ends() else None, u / 100, u)
                 for u in updates]
 
-    straight, _, straight_criterion = build(data, "--ala-interval", "3", "--ala-trajectories", "2")
+    straight, _, straight_criterion = build(data, "--ala-reward", "loss", "--ala-interval", "3", "--ala-replay-capacity", "2", "--ala-replay-batch", "2")
     feed(straight.controller, range(1, 15))
-    first, _, _ = build(data, "--ala-interval", "3", "--ala-trajectories", "2")
+    first, _, _ = build(data, "--ala-reward", "loss", "--ala-interval", "3", "--ala-replay-capacity", "2", "--ala-replay-batch", "2")
     feed(first.controller, range(1, 8))  # stops inside the third window
     buffer = io.BytesIO()
     torch.save(first.state_dict(), buffer)
     buffer.seek(0)
     state = torch.load(buffer, weights_only=True)
-    resumed, _, resumed_criterion = build(data, "--ala-interval", "3", "--ala-trajectories", "2")
+    resumed, _, resumed_criterion = build(data, "--ala-reward", "loss", "--ala-interval", "3", "--ala-replay-capacity", "2", "--ala-replay-batch", "2")
     resumed.load_state_dict(state)
     feed(resumed.controller, range(8, 15))
     drop_time = lambda rows: [{k: v for k, v in r.items() if k != "seconds"} for r in rows]
@@ -230,5 +232,5 @@ def test_state_of_another_run_shape_is_refused(toy_data_bin):
     data = toy_data_bin / "data-bin"
     task, _, _ = build(data)
     other, _, _ = build(data, "--ala-history", "1")
-    with pytest.raises(ControllerError, match="feature_size=6; this run has 8"):
+    with pytest.raises(ControllerError, match="feature_size=9; this run has 11"):
         task.load_state_dict(other.state_dict())

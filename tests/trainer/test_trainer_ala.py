@@ -7,7 +7,7 @@ import pytest
 import torch
 from trainer_helpers import compose_config
 
-from fairseq_dynloss.controllers import ControllerError, PairPolicy, save_controller
+from fairseq_dynloss.controllers import ControllerError, PairPolicy, pair_feature_size, save_controller
 from fairseq_dynloss.trainer import train
 from fairseq_dynloss.trainer.registry import ConfigError
 
@@ -51,19 +51,16 @@ def test_ala_run_logs_rewards_moves_phi_and_writes_its_files(tmp_path):
     assert "phi_offdiag_mean_abs" in read_csv(tmp_path / "metrics.csv")[0]
 
 
-@pytest.mark.parametrize("legacy", [False, True])
-def test_ala_resume_equals_an_uninterrupted_run(tmp_path, legacy):
-    # window 5 does not divide the 17 updates of an epoch: the checkpoint falls mid-window
-    common = [*ALA, "controller.window=5", "task.epochs=3"]
+@pytest.mark.parametrize("replay", [0, 6])
+def test_ala_resume_equals_an_uninterrupted_run(tmp_path, replay):
+    # window 5 does not divide the 17 updates of an epoch: the checkpoint falls mid-window;
+    # replay 6: the memory fills and evicts, and its sampling generator must resume too
+    common = [*ALA, "controller.window=5", "task.epochs=3", f"controller.replay_capacity={replay}",
+              "controller.replay_batch=3", "controller.entropy_bonus=0.01"]
     full = train(compose_config(*common), str(tmp_path / "full"))
     train(compose_config(*common, "stop_after_epoch=1"), str(tmp_path / "split"))
-    if legacy:  # checkpoints from before metric_every keep the window's metric values in the reward
-        path = tmp_path / "split/checkpoint_last.pt"
-        state = torch.load(path, weights_only=True)
-        controller = state["controller"]
-        assert len(controller["metric_values"]) == 17 % 5
-        controller["window_reward"]["values"] = controller.pop("metric_values")
-        torch.save(state, path)
+    assert len(torch.load(tmp_path / "split/checkpoint_last.pt", weights_only=True)
+               ["controller"]["metric_values"]) == 17 % 5
     resumed = train(compose_config(*common, "resume=true"), str(tmp_path / "split"))
     strip = lambda rows: [{k: v for k, v in row.items() if k != "time" and "_time" not in k
                            and not k.startswith("time_")} for row in rows]
@@ -73,15 +70,18 @@ def test_ala_resume_equals_an_uninterrupted_run(tmp_path, legacy):
     b = torch.load(tmp_path / "split/checkpoint_last.pt", weights_only=True)
     for key in a["student"]:
         assert torch.equal(a["student"][key], b["student"][key]), key
-    for key, value in a["controller"]["learner"]["policy"].items():
-        assert torch.equal(value, b["controller"]["learner"]["policy"][key]), key
-    assert a["controller"]["learner"]["baseline"] == b["controller"]["learner"]["baseline"]
-    assert torch.equal(a["controller"]["generator"], b["controller"]["generator"])
+    a, b = a["controller"]["controller"], b["controller"]["controller"]
+    for key, value in a["learner"]["policy"].items():
+        assert torch.equal(value, b["learner"]["policy"][key]), key
+    assert a["learner"]["baseline"] == b["learner"]["baseline"]
+    assert torch.equal(a["generator"], b["generator"])
+    if replay:
+        assert len(a["memory"]["transitions"]) == 6 and torch.equal(a["memory"]["generator"], b["memory"]["generator"])
 
 
 def test_policy_transfer_loads_a_saved_policy(tmp_path):
     source = tmp_path / "policy.pt"
-    policy = PairPolicy(4 + 2 * 2, seed=7)
+    policy = PairPolicy(pair_feature_size(2), seed=7)
     with torch.no_grad():
         policy.net[-1].bias.copy_(torch.tensor([0.0, 0.0, 20.0]))  # always +beta
     save_controller(str(source), policy)
@@ -99,7 +99,7 @@ def test_policy_transfer_loads_a_saved_policy(tmp_path):
 @pytest.mark.parametrize("override,error,match", [
     ("controller.base_beta=0", ControllerError, "beta=0"),
     ("controller.base_beta=-0.5", ControllerError, "beta=-0.5"),
-    ("controller.window=0", ControllerError, "window K=0"),
+    ("controller.window=0", ControllerError, "window=0"),
     ("controller.reward_metric=accuracy", ControllerError, "unknown reward metric 'accuracy'"),
     ("controller.reward_metric=bleu", ControllerError, "not available for classification"),
     ("controller.gamma=1.5", ControllerError, "gamma=1.5"),
@@ -108,11 +108,16 @@ def test_policy_transfer_loads_a_saved_policy(tmp_path):
     ("controller.metric_every=3", ControllerError, "metric_every=3 does not divide window K=4"),
     ("controller.val_subset=-1", ControllerError, "val_subset=-1"),
     ("controller.multi_network=maybe", ControllerError, "multi_network='maybe'; expected true or false"),
+    ("controller.state=noise", ControllerError, r"controller.state='noise'; expected one of \['confusion', 'random'\]"),
+    ("controller.replay_capacity=-1", ControllerError, "replay_capacity=-1; expected an integer >= 0"),
+    ("controller.entropy_bonus=-0.1", ControllerError, "entropy_bonus=-0.1"),
+    ("loss.parametrisation=bucketed controller.diagonal=true", ControllerError, "diagonal of a full Phi"),
 ])
 def test_bad_ala_settings_are_refused_before_anything_is_written(tmp_path, override, error, match):
-    with pytest.raises(error, match=match):
-        train(compose_config(*ALA, "task.epochs=1", override), str(tmp_path))
-    assert not list(tmp_path.iterdir())
+    # the trainer's config rules (ConfigError) or the controller's own checks (ControllerError)
+    with pytest.raises((error, ConfigError), match=match):
+        train(compose_config(*ALA, "task.epochs=1", *override.split()), str(tmp_path))
+    assert not [p for p in tmp_path.iterdir() if p.name != ".dynloss-train.lock"]  # the run-folder lock
 
 
 @pytest.mark.parametrize("loss", ["ce", "label_smoothing"])
@@ -120,12 +125,12 @@ def test_ala_with_a_loss_without_phi_is_refused(tmp_path, loss):
     with pytest.raises(ConfigError, match=f"controller=ala acts on the Phi of the dynamic loss or of a "
                                           f"metric-learning ALA loss; got loss={loss}"):
         train(compose_config(f"loss={loss}", "controller=ala", "task.epochs=1"), str(tmp_path))
-    assert not list(tmp_path.iterdir())
+    assert not [p for p in tmp_path.iterdir() if p.name != ".dynloss-train.lock"]  # the run-folder lock
 
 
 def test_policy_file_for_another_state_size_is_refused(tmp_path):
     source = tmp_path / "policy.pt"
-    save_controller(str(source), PairPolicy(4 + 2 * 5))  # history 5, this run uses history 2
-    with pytest.raises(ControllerError, match="feature size 14; this run builds states of feature size 8"):
+    save_controller(str(source), PairPolicy(pair_feature_size(5)))  # history 5, this run uses history 2
+    with pytest.raises(ControllerError, match="feature size 17; this run builds states of feature size 11"):
         train(compose_config(*ALA, "task.epochs=1", f"controller.policy_path={source}"),
               str(tmp_path / "run"))

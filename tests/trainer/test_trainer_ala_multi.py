@@ -8,7 +8,7 @@ import pytest
 import torch
 from trainer_helpers import compose_config, run_cli
 
-from fairseq_dynloss.controllers import PairPolicy
+from fairseq_dynloss.controllers import PairPolicy, pair_feature_size
 from fairseq_dynloss.trainer.ala import check_ala_world
 from fairseq_dynloss.trainer.registry import ConfigError
 
@@ -24,7 +24,8 @@ def read_csv(path):
 def test_two_children_share_one_controller_and_one_replay_memory(tmp_path):
     run = run_cli("task=digits", "model=mlp", "loss=dynamic", "loss.nll_weight=0.5", "controller=ala",
                   "controller.multi_network=true", "controller.window=4", "controller.val_subset=180",
-                  "controller.base_beta=1.0", "controller.clamp=[-2.0,2.0]", "task.epochs=2", "optim=adam",
+                  "controller.base_beta=1.0", "controller.clamp=[-2.0,2.0]", "controller.replay_capacity=100",
+                  "controller.replay_batch=4", "task.epochs=2", "optim=adam",
                   "optim.lr=0.003", "device=cpu", "tensorboard=false", "plot_every=100",
                   f"hydra.run.dir={tmp_path}", launcher=LAUNCHER)
     assert run.returncode == 0, run.stderr[-3000:]
@@ -34,19 +35,21 @@ def test_two_children_share_one_controller_and_one_replay_memory(tmp_path):
     assert len(logs[0]) == len(logs[1]) == windows
 
     # one controller: identical policy (and learned: not the initial one) and baseline everywhere
-    policies = [c["controller"]["learner"]["policy"] for c in ckpt]
-    initial = PairPolicy(8, hidden=32, seed=1).state_dict()
+    ckpt_controllers = [c["controller"]["controller"] for c in ckpt]
+    policies = [c["learner"]["policy"] for c in ckpt_controllers]
+    initial = PairPolicy(pair_feature_size(2), hidden=32, seed=1).state_dict()
     assert any(not torch.equal(policies[0][k], initial[k]) for k in initial)
     for key in policies[0]:
         assert torch.equal(policies[0][key], policies[1][key]), key
-    assert ckpt[0]["controller"]["learner"]["baseline"] == ckpt[1]["controller"]["learner"]["baseline"]
+    assert ckpt_controllers[0]["learner"]["baseline"] == ckpt_controllers[1]["learner"]["baseline"]
 
     # one replay memory: the same transitions on both ranks, from both children
-    memories = [c["controller"]["memory"]["transitions"] for c in ckpt]
+    memories = [c["memory"]["transitions"] for c in ckpt_controllers]
     assert len(memories[0]) == len(memories[1]) == 2 * (windows - 1)
     for a, b in zip(*memories):
         assert (a["child"], a["step"], a["reward"]) == (b["child"], b["step"], b["reward"])
         assert torch.equal(a["state"], b["state"]) and torch.equal(a["action"], b["action"])
+        assert a["advantage"] == b["advantage"] and torch.equal(a["behaviour"], b["behaviour"])
     for child in (0, 1):
         mine = sorted((t for t in memories[0] if t["child"] == child), key=lambda t: t["step"])
         assert [t["step"] for t in mine] == list(range(windows - 1))

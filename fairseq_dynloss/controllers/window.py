@@ -1,0 +1,242 @@
+"""The ALA window controller: the bookkeeping of one child, shared by ``dynloss-train``
+(``trainer/ala.py``) and ``fairseq-train --task translation_ala`` (``tasks/translation_ala.py``).
+
+The caller measures the reward metric M_j of the student after every (measured) update and calls
+``observe(M_j)``; the call that completes a window of K values also brings the validation state
+(``window_ends()`` says when). At the end of window t:
+
+1. ``WindowReward`` turns the window's values into ``M_t`` and the reward
+   ``r_t = sign(M_{t-1} - M_t)`` (flipped for higher-is-better metrics) of the action ``a_{t-1}``
+   taken at the end of window t-1 (the first window only sets ``M_0``);
+2. the target builds the features ``s_t`` of every controlled element (``targets.py``), from the
+   validation state -- or, for the state ablation (``state_source="random"``), from a random
+   matrix of the same shape and range, which carries no information about the student;
+3. the transition ``<s_{t-1}, a_{t-1}, r_t, s_t>`` (all children's, in rank order, for
+   multi-network ALA) gets its advantage ``r_t - b`` and the policy takes one REINFORCE step
+   (``reinforce.py``: on-policy, or importance-weighted replay from a bounded memory);
+4. the policy samples ``a_t`` in {-beta, 0, +beta} per element (``beta = base_beta / sqrt(P)``)
+   and the target moves the controlled values (clamped).
+
+Everything random has its own seeded generator and every piece of state is in ``state_dict``, so a
+resumed run equals the uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import tempfile
+from typing import Callable, Dict, List, Optional, Sequence
+
+import torch
+
+from .errors import ControllerError
+from .memory import ReplayMemory, Transition
+from .policy import PairPolicy, beta_for, sample_actions
+from .reinforce import ReinforceLearner, save_controller
+from .reward import WindowReward
+from .state import StateHistory
+
+STATE_SOURCES = ("confusion", "random")
+LOG_FILE = "ala_log.csv"
+POLICY_FILE = "ala_controller.pt"
+
+
+def write_rows(path: str, rows: Sequence[Dict]) -> None:
+    """CSV of ``rows`` (columns in first-seen order), written atomically (temporary file + rename)."""
+    columns: List[str] = []
+    for row in rows:
+        columns += [key for key in row if key not in columns]
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    handle, tmp = tempfile.mkstemp(dir=folder, prefix="." + os.path.basename(path), suffix=".tmp")
+    try:
+        with os.fdopen(handle, "w", newline="") as out:
+            writer = csv.DictWriter(out, fieldnames=columns)
+            writer.writeheader()
+            writer.writerows(rows)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+class WindowController:
+    """The ALA controller of one child (module docstring).
+
+    Args:
+        target: a ``PairTarget`` or ``ElementTarget`` (moved in place).
+        metric: reward metric name (``reward.METRIC_DIRECTION``).
+        window: K, observed metric values per window.
+        gamma: discount of the window metric.
+        base_beta: step size before the 1 / sqrt(P) scaling.
+        seed: seeds the policy initialisation, sampling, replay and the random-state ablation.
+        history: H earlier states in the features.
+        hidden, lr, baseline_decay, entropy_bonus, clip: policy and learner settings.
+        replay_capacity: transitions kept for replay (0: on-policy, no memory).
+        replay_batch: transitions per policy step (fresh ones plus replayed ones; with a memory).
+        train_policy: False: act with the policy without learning.
+        policy: a policy to start from (transfer); default a fresh ``PairPolicy``.
+        state_source: ``confusion`` (the validation state) or ``random`` (ablation).
+        rank: this child's id (multi-network ALA); its action generator is seeded apart.
+        gather: multi-network: maps this child's transition to every child's, in rank order.
+    """
+
+    def __init__(self, target, *, metric: str, window: int, gamma: float, base_beta: float, seed: int,
+                 history: int, hidden: int = 32, lr: float = 0.01, baseline_decay: float = 0.8,
+                 entropy_bonus: float = 0.0, clip: float = 2.0, replay_capacity: int = 0,
+                 replay_batch: int = 1, train_policy: bool = True, policy: Optional[PairPolicy] = None,
+                 state_source: str = "confusion", rank: int = 0,
+                 gather: Optional[Callable[[Transition], List[Transition]]] = None):
+        if state_source not in STATE_SOURCES:
+            raise ControllerError(f"state={state_source!r}; expected one of {list(STATE_SOURCES)}")
+        if isinstance(replay_capacity, bool) or not isinstance(replay_capacity, int) or replay_capacity < 0:
+            raise ControllerError(f"replay_capacity={replay_capacity!r}; expected an integer >= 0 (0: on-policy)")
+        if isinstance(replay_batch, bool) or not isinstance(replay_batch, int) or replay_batch < 1:
+            raise ControllerError(f"replay_batch={replay_batch!r}; expected an integer >= 1")
+        self.target = target
+        self.metric = metric
+        self.window_reward = WindowReward(metric, window, gamma)
+        self.window = self.window_reward.window
+        self.beta = beta_for(target.num_elements, base_beta)
+        self.feature_size = target.feature_size
+        self.policy = policy if policy is not None else PairPolicy(self.feature_size, hidden=hidden, seed=seed)
+        self.learner = ReinforceLearner(self.policy, lr=lr, baseline_decay=baseline_decay,
+                                        entropy_bonus=entropy_bonus, clip=clip)
+        self.memory = ReplayMemory(replay_capacity, seed=seed + 1) if replay_capacity else None
+        self.replay_batch = replay_batch
+        self.train_policy = bool(train_policy)
+        self.history = StateHistory(history)
+        self.state_source = state_source
+        self.rank = int(rank)
+        self.gather = gather if gather is not None else (lambda transition: [transition])
+        self.generator = torch.Generator().manual_seed(int(seed) + 2 + 1_000_003 * self.rank)
+        self.state_generator = torch.Generator().manual_seed(int(seed) + 3 + 1_000_003 * self.rank)
+        self.pending: Optional[Dict[str, torch.Tensor]] = None  # features and action of window t-1
+        self.transitions = 0  # transitions of this child so far (their window index)
+        self.rows: List[Dict] = []
+
+    @property
+    def num_elements(self) -> int:
+        return self.target.num_elements
+
+    def window_ends(self) -> bool:
+        """Whether the next ``observe`` completes a window (it then needs the state)."""
+        return len(self.window_reward.values) + 1 == self.window
+
+    def _input_state(self, state: torch.Tensor) -> torch.Tensor:
+        if self.state_source == "confusion":
+            return state
+        # the ablation: same shape and range as the real state, no information about the student
+        low, high = state.min().item(), state.max().item()
+        noise = torch.rand(state.shape, generator=self.state_generator, dtype=torch.float64)
+        return (low + (high - low) * noise).to(state.dtype)
+
+    def observe(self, value: float, state: Optional[torch.Tensor] = None, progress: float = 0.0,
+                update: int = 0, extra: Optional[Dict] = None) -> Optional[Dict]:
+        """One metric value; at a window end (``state`` required) learn and act.
+
+        Args:
+            value: the reward metric of the student after its latest measured update.
+            state: the validation state (``target.state``), required when ``window_ends()``.
+            progress: training fraction in [0, 1] (a feature).
+            update: the student's update count (logged).
+            extra: more columns for the log row (timings).
+        Returns:
+            The window's log row at a window end, else None.
+        """
+        end = self.window_ends()
+        if end and state is None:
+            raise ControllerError("this observation ends a window; expected the validation state")
+        r = self.window_reward.add(value)  # validates value before anything else moves
+        if not end:
+            return None
+        state = self._input_state(state.detach().cpu())
+        features = self.target.features(state, self.history.matrices(state), progress)
+        stats: Dict[str, float] = {}
+        if self.pending is not None:  # r rewards the action taken at the end of the last window
+            mine = Transition(self.pending["state"], self.pending["action"], r, features, self.rank,
+                              self.transitions)
+            self.transitions += 1
+            stats = self._learn(self.gather(mine))
+        with torch.no_grad():  # one policy forward gives the actions and the logged entropy
+            logp = torch.log_softmax(self.policy(features), dim=-1)
+            actions = sample_actions(logp, self.generator).to(features.device)
+            entropy = -(logp.exp() * logp).sum(-1).mean().item()
+        self.target.apply(actions, self.beta)
+        self.pending = {"state": features, "action": actions}
+        self.history.push(state)
+        row = {
+            "update": int(update), "window": len(self.rows), "reward": "" if r is None else r,
+            "metric": float(value), "window_metric": self.window_reward.previous, **self.target.summary(),
+            "entropy": entropy, "baseline": "" if self.learner.baseline is None else self.learner.baseline,
+            "advantage": stats.get("advantage", ""), "policy_loss": stats.get("loss", ""),
+            "actions_minus": int((actions == -1).sum()), "actions_zero": int((actions == 0).sum()),
+            "actions_plus": int((actions == 1).sum()), **(extra or {}),
+        }
+        self.rows.append(row)
+        return row
+
+    def _learn(self, fresh: List[Transition]) -> Dict[str, float]:
+        """Advantages of the fresh transitions (baseline from before them), then one policy step."""
+        for t, advantage in zip(fresh, self.learner.advantages([t.reward for t in fresh])):
+            t.advantage = advantage
+        mine = next((t for t in fresh if t.child == self.rank), fresh[0])
+        batch = list(fresh)
+        if self.memory is not None:
+            with torch.no_grad():  # the policy that took these actions is the current one
+                for t in fresh:
+                    t.behaviour = self.policy.log_prob(t.state, t.action).double().cpu()
+            if len(self.memory) and self.replay_batch > len(fresh):
+                batch += self.memory.sample(self.replay_batch - len(fresh))
+            self.memory.extend(fresh)
+        stats = {"advantage": mine.advantage}
+        if self.train_policy:
+            stats.update(self.learner.update(batch))
+        return stats
+
+    # -- files and checkpoints ----------------------------------------------------------------
+    def write_files(self, out_dir: str, save_policy: bool = True, **extra) -> None:
+        """``ala_log.csv`` (rewritten from all rows, so resume never duplicates) and the policy."""
+        os.makedirs(out_dir, exist_ok=True)
+        if self.rows:
+            write_rows(os.path.join(out_dir, LOG_FILE), self.rows)
+        if save_policy:
+            save_controller(os.path.join(out_dir, POLICY_FILE), self.learner, self.memory,
+                            window=self.window, reward_metric=self.metric, state=self.state_source,
+                            controlled=self.target.description, num_elements=self.num_elements, **extra)
+
+    def state_dict(self) -> Dict:
+        """Everything a resumed run needs (plain containers and tensors: ``weights_only``-safe)."""
+        return {
+            "learner": self.learner.state_dict(),
+            "memory": None if self.memory is None else self.memory.state_dict(),
+            "history": self.history.state_dict(), "window_reward": self.window_reward.state_dict(),
+            "generator": self.generator.get_state(), "state_generator": self.state_generator.get_state(),
+            "pending": self.pending, "transitions": self.transitions,
+            "rows": [dict(row) for row in self.rows], "feature_size": self.feature_size,
+            "num_elements": self.num_elements,
+            "target": self.target.state_dict() if hasattr(self.target, "state_dict") else None,
+        }
+
+    def load_state_dict(self, state: Dict) -> None:
+        """Restore a state of a run with the same settings; checked before anything changes."""
+        for key, mine in (("feature_size", self.feature_size), ("num_elements", self.num_elements)):
+            if state.get(key) != mine:
+                raise ControllerError(f"checkpoint ALA controller has {key}={state.get(key)!r}; this run has {mine}")
+        if (state.get("memory") is None) != (self.memory is None):
+            raise ControllerError("checkpoint ALA controller and this run differ in replay (replay_capacity 0 "
+                                  "means on-policy); resume with the checkpoint's setting")
+        if hasattr(self.target, "load_state_dict"):
+            self.target.load_state_dict(state["target"])
+        self.learner.load_state_dict(state["learner"])
+        if self.memory is not None:
+            self.memory.load_state_dict(state["memory"])
+        self.history.load_state_dict(state["history"])
+        self.window_reward.load_state_dict(state["window_reward"])
+        self.generator.set_state(state["generator"])
+        self.state_generator.set_state(state["state_generator"])
+        self.pending = state["pending"]
+        self.transitions = int(state["transitions"])
+        self.rows = [dict(row) for row in state["rows"]]
