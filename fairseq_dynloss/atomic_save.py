@@ -23,11 +23,12 @@ from .file_checks import CHECKSUM_KEY, tensor_checksum
 TEMP_SUFFIX = ".tmp"
 
 
-def atomic_write(path: str, write: Callable[[str], None]) -> None:
+def atomic_write(path: str, write: Callable[[str], None], make_folder: bool = True) -> None:
     """Call ``write(tmp_path)``, fsync, then rename onto ``path``; a failure leaves ``path``
-    untouched and removes the temporary file."""
+    untouched and removes the temporary file. ``make_folder``: create ``path``'s folder."""
     folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
+    if make_folder:
+        os.makedirs(folder, exist_ok=True)
     handle, tmp = tempfile.mkstemp(dir=folder, prefix="." + os.path.basename(path), suffix=TEMP_SUFFIX)
     os.close(handle)
     try:
@@ -42,12 +43,13 @@ def atomic_write(path: str, write: Callable[[str], None]) -> None:
             os.remove(tmp)
 
 
-def atomic_torch_save(payload, path: str) -> None:
-    """``torch.save`` atomically; a dict payload gets its tensors' checksum under ``checksum``."""
+def atomic_torch_save(payload, path: str, make_folder: bool = False) -> None:
+    """``torch.save`` atomically; a dict payload gets its tensors' checksum under ``checksum``.
+    A missing folder is an error unless ``make_folder``."""
     if isinstance(payload, dict):
         payload = {key: value for key, value in payload.items() if key != CHECKSUM_KEY}
         payload[CHECKSUM_KEY] = tensor_checksum(payload)
-    atomic_write(path, lambda tmp: torch.save(payload, tmp))
+    atomic_write(path, lambda tmp: torch.save(payload, tmp), make_folder)
 
 
 def remove_stale_temporaries(folder: str) -> List[str]:

@@ -149,3 +149,31 @@ def check_int_fields(config: Dict[str, Any], rules: Dict[str, int], path: str, w
             is_int = True
         if not is_int or value < low:
             raise error(f"{what} {path!r} has {key}={value!r}; expected an integer >= {low}")
+
+
+def check_teacher_file(config: Dict[str, Any], state_dict: Dict[str, Any],
+                       build: Callable[[], torch.nn.Module], path: str) -> None:
+    """A teacher file's (``teacher/io.py``) sizes and horizon are positive integers, its weights
+    finite and shaped as ``build()`` (a meta-device build) makes them; else PhiError."""
+    from .losses.phi import PhiError
+
+    sizes = {"num_classes": 1, "rank": 1, "num_buckets": 1, "num_gates": 1, "hidden": 1, "dim": 1,
+             "horizon": 1, "teacher_steps": 0}
+    check_int_fields(config, sizes, path, "teacher file", PhiError)
+    check_tensors(state_dict, path, "teacher file", PhiError)
+    check_module_shapes(build, state_dict, path, "teacher file", PhiError)
+
+
+def check_controller_file(payload: Dict[str, Any], build: Callable[[], torch.nn.Module], path: str) -> None:
+    """An ALA controller file's (``controllers/reinforce.py``) policy sizes are positive
+    integers, its policy and learner state finite and the policy shaped as ``build()`` makes it
+    (on the meta device); the replay memory is dense and real (NaN marks unknown values there);
+    else ControllerError."""
+    from .controllers.errors import ControllerError
+
+    check_int_fields(payload.get("config") or {}, {"feature_size": 1, "hidden": 1}, path,
+                     "controller file", ControllerError)
+    check_tensors(payload.get("policy"), path, "controller file", ControllerError)
+    check_tensors(payload.get("learner"), path, "controller file", ControllerError)
+    check_tensors(payload.get("memory"), path, "controller file", ControllerError, finite=False)
+    check_module_shapes(build, payload.get("policy"), path, "controller file", ControllerError)

@@ -35,6 +35,7 @@ import torch
 from torch import nn
 
 from ..atomic_save import atomic_torch_save
+from ..file_checks import read_torch_file
 
 PARAMETRISATIONS = ("full", "diag_lowrank", "bucketed")
 
@@ -493,10 +494,7 @@ def load_phi_file(phi: Phi, path: str, form: str = "paper") -> None:
     if path.endswith(".csv"):
         payload = _read_phi_csv(path)
     else:
-        try:
-            payload = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as err:  # corrupt file, or pickled objects outside the weights-only set
-            raise PhiError(f"cannot read Phi file {path!r} with weights_only=True: {err}") from err
+        payload = read_torch_file(path, "Phi file", PhiError)  # empty / unreadable / corrupted
     if isinstance(payload, torch.Tensor):
         if phi.parametrisation != "full":
             raise PhiError(

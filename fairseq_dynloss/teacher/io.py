@@ -6,6 +6,7 @@ from typing import Optional
 import torch
 
 from ..atomic_save import atomic_torch_save
+from ..file_checks import check_teacher_file, read_torch_file
 from ..losses.phi import PhiError
 from .models import TEACHERS, Teacher
 
@@ -28,10 +29,7 @@ def load_teacher(path: str, parametrisation: Optional[str] = None, num_classes: 
     """
     if not os.path.isfile(path):
         raise PhiError(f"teacher file {path!r} does not exist")
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:
-        raise PhiError(f"cannot read teacher file {path!r} with weights_only=True: {err}") from err
+    payload = read_torch_file(path, "teacher file", PhiError)  # empty / unreadable / corrupted
     if not isinstance(payload, dict) or not {"config", "state_dict"} <= payload.keys():
         raise PhiError(f"teacher file {path!r} must hold a dict with 'config' and 'state_dict'")
     config = dict(payload["config"])
@@ -52,6 +50,9 @@ def load_teacher(path: str, parametrisation: Optional[str] = None, num_classes: 
               if config.get(k) is not None}
     if "dim" in config:
         kwargs["dim"] = config["dim"]
+    # NaN / Inf weights, a NaN horizon, a crafted size: refused naming the file, before allocating
+    check_teacher_file(config, payload["state_dict"], lambda: TEACHERS[kind](
+        config["parametrisation"], config["num_classes"], **kwargs), path)
     teacher = TEACHERS[kind](config["parametrisation"], config["num_classes"], **kwargs)
     try:
         teacher.load_state_dict(payload["state_dict"], strict=True)

@@ -15,7 +15,7 @@ from .registry import ConfigError
 
 def save_checkpoint(state: Dict[str, Any], path: str) -> None:
     """``torch.save`` atomically, with the tensors' checksum."""
-    atomic_torch_save(state, path)
+    atomic_torch_save(state, path, make_folder=True)
 
 
 def load_checkpoint(path: str, device: torch.device) -> Dict[str, Any]:

@@ -31,9 +31,9 @@ from fairseq_dynloss.data.label_noise import record_label_noise
 from fairseq_dynloss.metrics.classification import aucpr_one_vs_rest, error_rate
 from fairseq_dynloss.metrics.retrieval import recall_at_k
 
-from . import distributed
+from . import distributed, run_dir
 from .ala import ALATrainerController, check_ala_config, check_ala_world, steps_per_epoch
-from .checkpoint import atomic_write, load_checkpoint, map_tensors, save_checkpoint
+from .checkpoint import atomic_write, map_tensors, save_checkpoint
 from .interrupt import StopRequest, TrainingInterrupted, epoch_position, restore_position
 from .log_plots import plot_run_logs
 from .l2t import check_l2t_config, setup_l2t
@@ -41,6 +41,7 @@ from .plots import plot_curves, plot_phi
 from .registry import ConfigError, build_net, build_objective, build_splits
 from .run_log import log_tensorboard, open_tensorboard, write_csv
 from .schedule import build_scheduler
+from .validate import check_config_values
 
 log = logging.getLogger("dynloss-train")
 
@@ -128,11 +129,13 @@ def train(cfg: DictConfig, out_dir: str) -> List[Dict[str, float]]:
     ``checkpoint_last.pt`` (``resume=true`` continues exactly) and raises TrainingInterrupted;
     under ``torchrun`` the signals keep their default effect (the ranks could not agree on the
     update to stop at without a collective per update)."""
-    with StopRequest(enabled=int(os.environ.get("WORLD_SIZE", "1")) == 1) as stop_request:
+    with run_dir.locked(out_dir), \
+            StopRequest(enabled=int(os.environ.get("WORLD_SIZE", "1")) == 1) as stop_request:
         return _train(cfg, out_dir, stop_request)
 
 
 def _train(cfg: DictConfig, out_dir: str, stop_request: StopRequest) -> List[Dict[str, float]]:
+    check_config_values(cfg)  # numbers in range, before anything is built or written
     if cfg.teacher.name not in ("none", "l2t"):
         raise ConfigError(f"unknown teacher {cfg.teacher.name!r}; valid choices: none, l2t")
     if cfg.teacher.name == "l2t":
@@ -169,13 +172,8 @@ def _train(cfg: DictConfig, out_dir: str, stop_request: StopRequest) -> List[Dic
         torch.use_deterministic_algorithms(True, warn_only=True)
         torch.backends.cudnn.benchmark = False
     last_path = os.path.join(out_dir, "checkpoint_last.pt")
-    if os.path.exists(last_path) and not cfg.resume and not cfg.overwrite:
-        raise FileExistsError(
-            f"{last_path} exists; pass resume=true to continue that run, overwrite=true to start "
-            "again in the same folder, or choose another hydra.run.dir"
-        )
-    if cfg.resume and not os.path.exists(last_path):
-        raise FileNotFoundError(f"resume=true but there is no checkpoint at {last_path}")
+    # fresh / resume / overwrite decided (a resume's settings checked) before the folder changes
+    resume_state = run_dir.prepare(cfg, out_dir, context.device, writes)
 
     OmegaConf.resolve(cfg)
     config_yaml = OmegaConf.to_yaml(cfg)  # once: it goes into every checkpoint as well
@@ -245,12 +243,7 @@ def _train(cfg: DictConfig, out_dir: str, stop_request: StopRequest) -> List[Dic
     if track_phi:
         phi_snapshots[0] = objective.phi.materialize().detach().cpu().clone()
     if cfg.resume:
-        state = load_checkpoint(last_path, context.device)
-        saved = OmegaConf.create(state["config"])
-        for group in ("task", "model", "loss", "controller", "teacher"):
-            if saved[group].name != cfg[group].name:
-                raise ConfigError(f"{last_path} was trained with {group}={saved[group].name}, "
-                                  f"not {cfg[group].name}")
+        state = resume_state  # its settings equal this run's (run_dir.prepare)
         student.load_state_dict(state["student"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
