@@ -47,10 +47,10 @@ def plot_curves(path: str, history: List[Dict[str, float]], metric: str) -> None
     _save(fig, path)
 
 
-def plot_phi(path: str, snapshots: Dict[int, torch.Tensor], minus_identity: bool = True) -> None:
+def plot_phi(path: str, snapshots: Dict[int, torch.Tensor], minus_identity: bool = True) -> List[int]:
     """Heatmaps of the (C, C) Phi - I at the snapshot epochs, on one diverging colour scale
     centred at 0 (red above, blue below), with integer class ticks. Snapshots equal to the
-    previous one are not repeated (a fixed Phi gets one panel)."""
+    previous one are not repeated (a fixed Phi gets one panel). Returns the epochs drawn."""
     epochs = []
     for epoch in sorted(snapshots):
         if not epochs or not torch.equal(snapshots[epoch], snapshots[epochs[-1]]):
@@ -74,3 +74,4 @@ def plot_phi(path: str, snapshots: Dict[int, torch.Tensor], minus_identity: bool
     axes[0][0].set_ylabel("target class i")
     fig.colorbar(image, ax=list(axes[0]))
     _save(fig, path)
+    return epochs
