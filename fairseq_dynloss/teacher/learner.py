@@ -48,8 +48,8 @@ class TeacherStepResult:
 
 def inner_optimizer(name: str, lr: float, momentum: float = 0.0):
     """The functional optimiser of the unrolled student (``sgd`` or ``adam``)."""
-    if lr <= 0:
-        raise ValueError(f"inner learning rate {lr}; expected > 0")
+    if not (lr > 0 and math.isfinite(lr)):  # NaN would skip every teacher step silently
+        raise ValueError(f"inner learning rate {lr}; expected a finite number > 0")
     if name == "sgd":
         return SGD(lr=lr, momentum=momentum)
     if name == "adam":
@@ -74,8 +74,10 @@ class TeacherLearner:
     def __init__(self, teacher: Teacher, lr: float = 1e-3, clip_norm: float = 1.0, optimizer=None,
                  checkpoint_every=None, truncate: Optional[int] = None,
                  reduce_grads: Optional[Callable[[List[torch.Tensor]], None]] = None):
-        if lr <= 0:
-            raise ValueError(f"teacher learning rate {lr}; expected > 0")
+        if not (lr > 0 and math.isfinite(lr)):
+            raise ValueError(f"teacher learning rate {lr}; expected a finite number > 0")
+        if not (clip_norm >= 0 and math.isfinite(clip_norm)):  # negative: silently no clipping
+            raise ValueError(f"hypergradient clip norm {clip_norm}; expected a finite number >= 0 (0: off)")
         self.teacher = teacher
         self.clip_norm = clip_norm
         self.inner = optimizer if optimizer is not None else SGD(lr=0.1)
