@@ -4,12 +4,13 @@
 
     python scripts/bench_criterion.py                 # 8k vocabulary, transformer 256/1024 x 3+3
     python scripts/bench_criterion.py --vocab 32000 --parametrisations diag_lowrank,bucketed
+    python scripts/bench_criterion.py --forms prob --parametrisations diag_lowrank,bucketed
 
 One update = forward + loss + backward + Adam step, as fairseq's trainer does it. Criteria are
 measured interleaved (round-robin over ``--rounds`` rounds) so that machine noise hits all of them
 alike; the table reports the median time per update and its ratio to label-smoothed CE measured
 in the same run. Also reports the loss alone (criterion forward + backward from fixed decoder
-outputs), which isolates the cost of ``Phi[y] . log p``.
+outputs), which isolates the cost of ``Phi[y] . log p`` (paper form) or ``log (p^T Phi)_y`` (prob).
 """
 
 import argparse
@@ -31,6 +32,10 @@ CRITERIA = {
     "dynamic_loss full": ["--criterion", "dynamic_loss", "--phi-parametrisation", "full"],
     "dynamic_loss diag_lowrank r=32": ["--criterion", "dynamic_loss", "--phi-parametrisation", "diag_lowrank", "--phi-rank", "32"],
     "dynamic_loss bucketed G=8": ["--criterion", "dynamic_loss", "--phi-parametrisation", "bucketed", "--phi-buckets", "8"],
+    "dynamic_loss prob diag_lowrank r=32": ["--criterion", "dynamic_loss", "--dynamic-form", "prob",
+                                            "--phi-parametrisation", "diag_lowrank", "--phi-rank", "32"],
+    "dynamic_loss prob bucketed G=8": ["--criterion", "dynamic_loss", "--dynamic-form", "prob",
+                                       "--phi-parametrisation", "bucketed", "--phi-buckets", "8"],
 }
 
 
@@ -87,10 +92,20 @@ def main():
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--parametrisations", default="full,diag_lowrank,bucketed",
                         help="comma-separated subset of dynamic_loss parametrisations")
+    parser.add_argument("--forms", default="paper,prob",
+                        help="comma-separated subset of dynamic_loss forms (paper, prob)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    wanted = set(args.parametrisations.split(","))
-    criteria = {k: v for k, v in CRITERIA.items() if k == "label_smoothed_cross_entropy" or k.split()[1] in wanted}
+    wanted, forms = set(args.parametrisations.split(",")), set(args.forms.split(","))
+
+    def chosen(name):
+        words = name.split()
+        if len(words) == 1:  # the label-smoothed CE baseline
+            return True
+        parametrisation = next(w for w in words if w in ("full", "diag_lowrank", "bucketed"))
+        return parametrisation in wanted and ("prob" if "prob" in words else "paper") in forms
+
+    criteria = {k: v for k, v in CRITERIA.items() if chosen(k)}
 
     folder = tempfile.mkdtemp(prefix="bench_criterion_")
     write_dictionary(folder, args.vocab)
@@ -153,7 +168,8 @@ def _criterion_loss(criterion, model, net_output, batch):
 
         lprobs, target = criterion.get_lprobs_and_target(model, net_output, batch)
         return dynamic_loss(lprobs, target, criterion.phi, scale=criterion.scale,
-                            nll_weight=criterion.cfg.nll_weight, ignore_index=criterion.padding_idx).loss
+                            nll_weight=criterion.cfg.nll_weight, ignore_index=criterion.padding_idx,
+                            form=criterion.form).loss
     return criterion.compute_loss(model, net_output, batch)[0]
 
 
