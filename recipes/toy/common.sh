@@ -5,8 +5,14 @@ VENV_BIN="${VENV_BIN:-$REPO/.venv/bin}"
 USER_DIR="$REPO/fairseq_dynloss"
 DATA_BIN="$WORK/data-bin"
 export PATH="$VENV_BIN:$PATH"
-# Two cores: one intra-op thread per core.
+# Two cores: one intra-op thread per core. The README's toy numbers were made with 2; results
+# change with the thread count (floating-point sums), and on a busy machine 2 threads per process
+# can run many times slower than 1 -- then set OMP_NUM_THREADS=1 (other numbers, said in the log).
 export OMP_NUM_THREADS="${OMP_NUM_THREADS:-2}"
+if [[ -z "${DYNLOSS_TOY_THREADS_SAID:-}" ]]; then
+    echo "[toy] OMP_NUM_THREADS=$OMP_NUM_THREADS intra-op threads per fairseq process (results depend on it; README)" >&2
+    export DYNLOSS_TOY_THREADS_SAID=1
+fi
 
 # Model shapes (small enough for 2 CPU cores).
 ARCH_ARGS_transformer=(--arch transformer --share-all-embeddings

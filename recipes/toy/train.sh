@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # Train one toy model:  train.sh NAME ARCH CRITERION [extra fairseq-train args...]
 #   ARCH: transformer | lstm;  CRITERION: ce | dynamic_loss | any fairseq criterion name.
-# Writes $WORK/checkpoints/NAME/ and $WORK/logs/NAME.train.log. Re-running with a finished
+# Writes $WORK/checkpoints/NAME/ and $WORK/logs/NAME.train.log. checkpoint_best.pt is selected by
+# the validation NLL (--best-checkpoint-metric nll_loss): fairseq's default, `loss`, is the
+# criterion's objective, whose meaning changes with the criterion, a teacher or ALA (BEST_METRIC=loss
+# for a criterion that logs no nll_loss, e.g. reinforce_bleu with --nll-weight 0). Re-running with a finished
 # checkpoint_last.pt resumes (and stops at once if --max-update was reached).
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
@@ -23,6 +26,7 @@ echo "[train] $NAME: $ARCH, $CRITERION, $MAX_UPDATE updates -> $WORK/checkpoints
 if ! fairseq-train "$DATA_BIN" --user-dir "$USER_DIR" --task translation --cpu --seed "${SEED:-1}" \
     "${ARCH_ARGS[@]}" "${CRIT_ARGS[@]}" \
     --max-update "$MAX_UPDATE" --save-dir "$WORK/checkpoints/$NAME" --no-epoch-checkpoints \
+    --best-checkpoint-metric "${BEST_METRIC:-nll_loss}" \
     --log-format simple --log-interval 100 "$@" > "$LOG" 2>&1; then
     tail -n 20 "$LOG" >&2
     echo "train.sh: fairseq-train failed for $NAME (log: $LOG)" >&2
