@@ -50,7 +50,7 @@ from fairseq_dynloss.teacher import (
 
 from .ala import steps_per_epoch
 from .registry import ConfigError, build_net
-from .run_log import write_csv
+from .run_log import read_complete_rows, write_csv
 from .schedule import lr_ratio_at_epoch
 
 log = logging.getLogger("dynloss-train")
@@ -494,18 +494,15 @@ class TeacherPhi:
         resumed run repeats the updates after its checkpoint; a fresh one starts at 0)."""
         if not rows:
             return
-        mode = "a"
-        if not self.file_synced:
+        if not self.file_synced:  # rewritten atomically; a row a kill tore is dropped
             kept = []
             if os.path.exists(self.path):
-                with open(self.path, newline="") as handle:
-                    kept = [r for r in csv.DictReader(handle) if int(r["update"]) < rows[0]["update"]]
-            rows, mode, self.file_synced = kept + rows, "w", True
-        with open(self.path, mode, newline="") as handle:
-            writer = csv.DictWriter(handle, fieldnames=list(rows[-1]))
-            if mode == "w":
-                writer.writeheader()
-            writer.writerows(rows)
+                kept = [r for r in read_complete_rows(self.path) if int(r["update"]) < rows[0]["update"]]
+            write_csv(self.path, kept + rows)
+            self.file_synced = True
+            return
+        with open(self.path, "a", newline="") as handle:
+            csv.DictWriter(handle, fieldnames=list(rows[-1])).writerows(rows)
 
     def state_dict(self) -> Dict:
         return {"tracker": self.tracker.state_dict()}

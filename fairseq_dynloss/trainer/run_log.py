@@ -42,3 +42,14 @@ def log_tensorboard(writer, row: Dict[str, float]) -> None:
         if key != "epoch" and value is not None:
             writer.add_scalar(key, value, row["epoch"])
     writer.flush()
+
+
+def read_complete_rows(path: str) -> List[Dict[str, str]]:
+    """The rows of a CSV file that a kill during an append may have cut: a last line without
+    its line end, or a row with fewer or more fields than the header, is dropped."""
+    with open(path, newline="") as handle:
+        text = handle.read()
+    if text and not text.endswith("\n"):
+        text = text[: text.rfind("\n") + 1]  # the torn last row
+    rows = csv.DictReader(text.splitlines(keepends=True))
+    return [row for row in rows if None not in row and None not in row.values()]
