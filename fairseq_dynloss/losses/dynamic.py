@@ -111,15 +111,16 @@ def dynamic_loss(
         keep = target.ne(ignore_index)
         # Padding ids may be any valid class; clamp keeps gather in range, mask zeroes it out.
         safe_target = target.masked_fill(~keep, 0)
+        mask = keep.to(lprobs.dtype)
     else:
-        keep = torch.ones_like(target, dtype=torch.bool)
-        safe_target = target
-    mask = keep.to(lprobs.dtype)
+        # Nothing to zero; x * 1 == x, so skipping the products changes no bit, only time.
+        safe_target, mask = target, None
 
     dynamic, sigmoid_arg = _phi_term(lprobs, safe_target, phi, form, scale, phi_tensors)
-    dynamic, sigmoid_arg = dynamic * mask, sigmoid_arg * mask
     nll, smoothed_nll = _nll_terms(lprobs, safe_target, label_smoothing)
-    nll, smoothed_nll = nll * mask, smoothed_nll * mask
+    if mask is not None:
+        dynamic, sigmoid_arg, nll, smoothed_nll = (
+            t * mask for t in (dynamic, sigmoid_arg, nll, smoothed_nll))
 
     if nll_weight == 0.0:
         loss = dynamic
@@ -132,7 +133,8 @@ def dynamic_loss(
     if measure_gradient:
         share, ratio = _gradient_shares(lprobs, safe_target, phi, form, scale, phi_tensors,
                                         nll_weight, label_smoothing)
-        share, ratio = share * mask, ratio * mask
+        if mask is not None:
+            share, ratio = share * mask, ratio * mask
     if reduce:
         return DynamicLossOutput(loss.sum(), nll.sum(), dynamic.sum(), sigmoid_arg, share, ratio)
     return DynamicLossOutput(loss, nll, dynamic, sigmoid_arg, share, ratio)

@@ -54,6 +54,10 @@ def log_col_dot(phi: Phi, lprobs: torch.Tensor, target: torch.Tensor) -> torch.T
     column = phi.col_dot(torch.exp(lprobs - shift), target)
     tiny = torch.finfo(lprobs.dtype).tiny
     ok = column > tiny
+    if lprobs.device.type == "cpu" and bool(ok.all()):
+        # The usual case, without the fallback's ops (same values and gradients as the where
+        # below). Only on CPU: on an accelerator the test would cost a synchronisation.
+        return torch.log(column) + shift.squeeze(-1)
     # Both branches are computed on safe inputs (log 1 = 0), so the one torch.where drops passes
     # a zero gradient instead of a NaN.
     normal = torch.log(torch.where(ok, column, torch.ones_like(column))) + shift.squeeze(-1)
@@ -75,16 +79,24 @@ def check_prob_tensors(phi: Phi, tensors: Optional[Dict[str, torch.Tensor]] = No
     * every column sum of M > 0: a zero column would make its label's loss ``-log 0``.
 
     Costs one host synchronisation when everything is fine (the details are computed only for
-    the error message).
+    the error message). A Phi's own tensors are checked again only after they changed (in-place
+    updates bump ``Tensor._version``), so a fixed Phi costs nothing per update.
 
     Args:
         phi: the Phi whose parametrisation the tensors follow.
-        tensors: ``{name: Tensor}`` to check instead of ``phi``'s own.
+        tensors: ``{name: Tensor}`` to check instead of ``phi``'s own (always checked).
     """
-    tensors = phi.tensors() if tensors is None else tensors
+    key = None
+    if tensors is None:
+        tensors = phi.tensors()
+        key = tuple((id(t), t._version) for t in tensors.values())
+        if getattr(phi, "_prob_checked_key", None) == key:
+            return
     bad = [~torch.isfinite(t).all() | (t < 0).any() for t in tensors.values()]
     columns = phi.prob_column_sums(tensors)
     if not bool(torch.stack(bad + [~(columns > 0).all()]).any()):
+        if key is not None:
+            phi._prob_checked_key = key
         return
     for name, value in tensors.items():
         if not torch.isfinite(value).all():

@@ -278,3 +278,13 @@ def test_csv_noise_matrix_file(tmp_path):
         assert torch.equal(fresh.matrix, torch.eye(3))
     with pytest.raises(PhiError, match="bare tensor, which only initialises a 'full' Phi"):
         load_phi_file(DiagLowRankPhi(3, rank=1), str(good), form="prob")
+
+
+def test_own_tensors_rechecked_after_an_in_place_change():
+    phi = FullPhi(3).double()
+    lprobs, target = torch.log_softmax(torch.randn(2, 3), -1), torch.tensor([0, 1])
+    dynamic_loss(lprobs, target, phi, form="prob")  # checked once, then cached
+    with torch.no_grad():
+        phi.matrix[0, 1] = -1.0  # what a controller acting in place could do
+    with pytest.raises(PhiError, match="negative entries"):
+        dynamic_loss(lprobs, target, phi, form="prob")
