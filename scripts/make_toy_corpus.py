@@ -1,5 +1,6 @@
 #!/usr/bin/env python
-"""Write the toy parallel corpus (see fairseq_dynloss/data/toy_corpus.py)."""
+"""Write the toy parallel corpus (``--preset toy``: fairseq_dynloss/data/toy_corpus.py) or the
+harder one (``--preset hard [--noise-rate R]``: fairseq_dynloss/data/toy_hard_corpus.py)."""
 
 from fairseq_dynloss.data.toy_corpus import main
 

@@ -25,12 +25,14 @@ import argparse
 import os
 import random
 from dataclasses import dataclass
-from typing import Dict, List, Sequence, Tuple
+from typing import Callable, Dict, List, Sequence, Tuple
 
 NUM_NOUNS = 80
 NUM_ADJECTIVES = 40
 NUM_VERBS = 40
 NUM_ADVERBS = 16
+
+Pair = Tuple[str, str]  # (source sentence, target sentence)
 
 SRC_SYLLABLES = [c + v for c in "ktpsmnlr" for v in "aeiou"]
 TGT_SYLLABLES = [c + v for c in "bdgvzhfw" for v in "aeiou"]
@@ -110,13 +112,11 @@ def make_pair(rng: random.Random, lex: Lexicon) -> Tuple[str, str]:
     return " ".join(src), " ".join(tgt)
 
 
-def make_corpus(seed: int, sizes: Dict[str, int]) -> Dict[str, List[Tuple[str, str]]]:
-    """Disjoint splits of unique pairs, e.g. ``sizes={"train": 4000, "valid": 300}``."""
+def unique_splits(draw_pair: Callable[[], Pair], sizes: Dict[str, int]) -> Dict[str, List[Pair]]:
+    """Disjoint splits of pairs with unique sources, drawn by ``draw_pair`` in ``sizes`` order."""
     for split, size in sizes.items():
         if size <= 0:
             raise ValueError(f"split {split!r} has size {size}; expected a positive number")
-    lex = make_lexicon(seed)
-    rng = random.Random(seed + 1)
     seen, pairs = set(), []
     total = sum(sizes.values())
     attempts = 0
@@ -124,7 +124,7 @@ def make_corpus(seed: int, sizes: Dict[str, int]) -> Dict[str, List[Tuple[str, s
         attempts += 1
         if attempts > 50 * total:
             raise RuntimeError(f"could not draw {total} unique pairs; ask for fewer")
-        pair = make_pair(rng, lex)
+        pair = draw_pair()
         if pair[0] not in seen:
             seen.add(pair[0])
             pairs.append(pair)
@@ -135,9 +135,15 @@ def make_corpus(seed: int, sizes: Dict[str, int]) -> Dict[str, List[Tuple[str, s
     return splits
 
 
-def write_corpus(out_dir: str, seed: int, sizes: Dict[str, int], src: str = "src", tgt: str = "tgt") -> None:
-    """Write ``{split}.{src}`` and ``{split}.{tgt}`` files (one sentence per line)."""
-    splits = make_corpus(seed, sizes)
+def make_corpus(seed: int, sizes: Dict[str, int]) -> Dict[str, List[Pair]]:
+    """Disjoint splits of unique pairs, e.g. ``sizes={"train": 4000, "valid": 300}``."""
+    lex = make_lexicon(seed)
+    rng = random.Random(seed + 1)
+    return unique_splits(lambda: make_pair(rng, lex), sizes)
+
+
+def write_splits(out_dir: str, splits: Dict[str, List[Pair]], src: str = "src", tgt: str = "tgt") -> None:
+    """Write ``{split}.{src}`` and ``{split}.{tgt}`` files (one sentence per line), each atomically."""
     os.makedirs(out_dir, exist_ok=True)
     for split, pairs in splits.items():
         for side, lang in ((0, src), (1, tgt)):
@@ -148,21 +154,42 @@ def write_corpus(out_dir: str, seed: int, sizes: Dict[str, int], src: str = "src
             os.replace(tmp, path)
 
 
+def write_corpus(out_dir: str, seed: int, sizes: Dict[str, int], src: str = "src", tgt: str = "tgt") -> None:
+    """Write the toy corpus with ``write_splits``."""
+    write_splits(out_dir, make_corpus(seed, sizes), src, tgt)
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--out", required=True, help="output folder")
+    parser.add_argument("--preset", default="toy", choices=["toy", "hard"],
+                        help="toy: this module's corpus; hard: toy_hard_corpus.py (larger "
+                        "lexicon, context-dependent words, long-range agreement)")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--train", type=int, default=4000, help="training pairs")
     parser.add_argument("--valid", type=int, default=300, help="validation pairs")
     parser.add_argument("--test", type=int, default=300, help="test pairs")
+    parser.add_argument("--noise-rate", type=float, default=0.0,
+                        help="hard preset: fraction of training targets with confused nouns")
+    parser.add_argument("--noise-seed", type=int, default=0, help="hard preset: noise seed")
     parser.add_argument("--show", type=int, default=0, help="print the first N training pairs")
     args = parser.parse_args(argv)
     sizes = {"train": args.train, "valid": args.valid, "test": args.test}
-    write_corpus(args.out, args.seed, sizes)
-    print(f"[toy-corpus] wrote {sizes} pairs (seed {args.seed}) to {args.out}")
-    if args.show:
-        for src, tgt in make_corpus(args.seed, sizes)["train"][: args.show]:
-            print(f"  src: {src}\n  tgt: {tgt}")
+    if args.preset == "toy":
+        if args.noise_rate != 0.0:
+            parser.error(f"--noise-rate {args.noise_rate} needs --preset hard")
+        splits = make_corpus(args.seed, sizes)
+    else:
+        from .toy_hard_corpus import make_hard_corpus
+
+        if not 0.0 <= args.noise_rate <= 1.0:
+            parser.error(f"--noise-rate {args.noise_rate}; expected a fraction in [0, 1]")
+        splits = make_hard_corpus(args.seed, sizes, args.noise_rate, args.noise_seed)
+    write_splits(args.out, splits)
+    noise = f", noise rate {args.noise_rate} (seed {args.noise_seed})" if args.noise_rate else ""
+    print(f"[toy-corpus] wrote {args.preset} {sizes} pairs (seed {args.seed}{noise}) to {args.out}")
+    for src, tgt in splits["train"][: args.show]:
+        print(f"  src: {src}\n  tgt: {tgt}")
 
 
 if __name__ == "__main__":
