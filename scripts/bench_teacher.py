@@ -84,6 +84,8 @@ def main():
             task, model, criterion = build(args.data, ["--unroll-steps", str(steps), *policy])
             batches = train_batches(task, steps)
             task.recent = [[sample] for sample in batches]  # one micro-batch per update
+            task.recent_features = [task.student_state(k).features(task.criterion.phi.num_classes)
+                                    for k in range(len(batches))]  # s_t of those updates
             params = {n: p.detach().clone() for n, p in model.named_parameters()}
             task.dev_samples = task._load_dev_samples(torch.device("cpu"))
             optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)

@@ -127,6 +127,8 @@ def main(argv=None):
             batches = [synthetic_sample(task.tgt_dict, sentences, args.length, generator, device)
                        for _ in range(args.unroll)]
             task.recent = [[sample] for sample in batches]
+            task.recent_features = [task.student_state(k).features(task.criterion.phi.num_classes)
+                                    for k in range(len(batches))]  # s_t of those updates
             task.dev_samples = [synthetic_sample(task.tgt_dict, sentences, args.length, generator, device)]
             params = {n: p.detach().clone() for n, p in model.named_parameters()}
             optimizer = torch.optim.Adam(model.parameters(), lr=5e-4)

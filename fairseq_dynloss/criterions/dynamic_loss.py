@@ -24,7 +24,7 @@ from omegaconf import II
 from ..losses import (
     FORMS, PARAMETRISATIONS, PhiError, build_phi, default_scale, dynamic_loss, load_phi_file,
 )
-from ..teacher import ExponentialAverage, StudentState, load_teacher
+from ..teacher import StudentState, StudentStateTracker, load_teacher
 
 PHI_SOURCES = ("fixed", "teacher", "ala")
 
@@ -166,9 +166,9 @@ class DynamicLossCriterion(FairseqCriterion):
             raise PhiError("--phi-source teacher needs a horizon: --teacher-horizon, a teacher file "
                            "with 'horizon', or --max-update")
         self.peak_lr = max(cfg.lr)
-        self.train_loss = ExponentialAverage(0.9)
-        self.dev_loss: Optional[float] = None
-        self.dev_metric: Optional[float] = None
+        # The one student-state definition (teacher/state.py), as the teacher was trained with.
+        self.tracker = StudentStateTracker(int(self.horizon), self.peak_lr, num_classes)
+        self.train_loss = self.tracker.train_loss
         self._dev_sums = [0.0, 0.0, 0]  # nll, correct, tokens of the validation pass under way
         self._phi_update = None
 
@@ -176,22 +176,15 @@ class DynamicLossCriterion(FairseqCriterion):
         """The live training state the teacher reads (fairseq's logged num_updates and lr)."""
         num_updates_meter = metrics.get_meter("default", "num_updates")
         lr_meter = metrics.get_meter("default", "lr")
-        return StudentState(
-            num_updates=int(num_updates_meter.val) if num_updates_meter is not None else 0,
-            horizon=int(self.horizon),
-            train_loss=self.train_loss.value,
-            dev_loss=self.dev_loss,
-            dev_metric=self.dev_metric,
-            lr=float(lr_meter.val) if lr_meter is not None else self.peak_lr,
-            peak_lr=self.peak_lr,
-        )
+        self.tracker.num_updates = int(num_updates_meter.val) if num_updates_meter is not None else 0
+        return self.tracker.state(float(lr_meter.val) if lr_meter is not None else self.peak_lr)
 
     def _teach(self, training: bool, nll_sum: float, correct: float, ntokens: int, device) -> None:
         """Track the student's statistics and refresh Phi_t = teacher(s_t) once per update."""
         if training:
             if self._dev_sums[2] > 0:  # a validation pass just ended
                 nll, right, count = self._dev_sums
-                self.dev_loss, self.dev_metric = nll / count, right / count
+                self.tracker.observe_dev(nll / count, right / count)
                 self._dev_sums = [0.0, 0.0, 0]
             state = self.student_state()
             if state.num_updates != self._phi_update:
@@ -200,7 +193,7 @@ class DynamicLossCriterion(FairseqCriterion):
                     self.phi.load_tensors(self.teacher(state.features(self.phi.num_classes).to(device)),
                                           form=self.form)
                 self._phi_update = state.num_updates
-            self.train_loss.update(nll_sum / max(ntokens, 1))
+            self.tracker.observe_train(nll_sum / max(ntokens, 1))
         else:
             self._dev_sums[0] += nll_sum
             self._dev_sums[1] += correct

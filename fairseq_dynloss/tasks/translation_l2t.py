@@ -49,7 +49,7 @@ from ..hypergrad import FunctionalModule
 from ..losses import PhiError, dynamic_loss
 from ..metrics import expected_token_accuracy
 from ..teacher import (
-    TEACHERS, ExponentialAverage, StudentState, TeacherLearner, build_teacher, load_teacher, save_teacher,
+    TEACHERS, StudentState, StudentStateTracker, TeacherLearner, build_teacher, load_teacher, save_teacher,
 )
 from ..teacher.learner import inner_optimizer
 from .restore import restore_task_state
@@ -110,13 +110,15 @@ class TranslationL2TTask(TranslationTask):
                 raise PhiError(f"--{name.replace('_', '-')}={getattr(cfg, name)}; expected >= 0 (0: off)")
         self.learner: Optional[TeacherLearner] = None
         self.recent: List[List[dict]] = []  # the micro-batches of each of the last T updates
+        self.recent_features: List[torch.Tensor] = []  # s_t of each of them, recorded at that update
+        self.pending_features: Optional[torch.Tensor] = None
         self.pending: List[dict] = []  # the micro-batches of the current update
         self.pending_nll = 0.0  # summed NLL and target tokens of the current update's real batches
         self.pending_tokens = 0
         self.omega0 = None
         self.dev_samples = None
         self.teacher_steps = 0
-        self.train_loss = ExponentialAverage(0.9)
+        self.tracker: Optional[StudentStateTracker] = None  # built with the criterion (needs C)
         self.horizon = cfg.teacher_horizon or cfg.max_update
         self._resume_checked = False
 
@@ -131,6 +133,7 @@ class TranslationL2TTask(TranslationTask):
         if str(criterion.cfg.phi_source) != "fixed":
             raise PhiError("--task translation_l2t sets Phi itself; use --phi-source fixed")
         phi = criterion.phi
+        self.tracker = StudentStateTracker(int(self.horizon), max(self.cfg.lr), phi.num_classes)
         options = dict(rank=criterion.cfg.phi_rank, num_buckets=criterion.cfg.phi_buckets)
         if self.cfg.teacher_init:
             teacher = load_teacher(self.cfg.teacher_init, phi.parametrisation, phi.num_classes, **options)
@@ -174,19 +177,18 @@ class TranslationL2TTask(TranslationTask):
     # ---- the student state ---------------------------------------------------------------
     def student_state(self, update_num: int) -> StudentState:
         lr_meter = metrics.get_meter("default", "lr")
-        peak = max(self.cfg.lr)
-        return StudentState(num_updates=update_num, horizon=self.horizon, train_loss=self.train_loss.value,
-                            lr=float(lr_meter.val) if lr_meter is not None else peak, peak_lr=peak)
-
-    def _features(self, update_num: int, steps: int, device) -> torch.Tensor:
-        """(steps, F): s_t for the unrolled updates update_num, update_num + 1, ..."""
-        rows = [self.student_state(update_num + k).features(self.criterion.phi.num_classes) for k in range(steps)]
-        return torch.stack(rows).to(device)
+        self.tracker.num_updates = update_num
+        return self.tracker.state(float(lr_meter.val) if lr_meter is not None else self.tracker.peak_lr)
 
     def _set_phi(self, update_num: int, device) -> None:
+        """Phi_t = teacher(s_t) for update ``update_num``; s_t is kept for the unroll that will
+        replay this update's batches (so features and batches refer to the same updates)."""
         teacher = self.learner.teacher.to(device)
+        features = self.student_state(update_num).features(self.criterion.phi.num_classes)
+        if self.pending_features is None:  # the update's first micro-batch
+            self.pending_features = features
         with torch.no_grad():
-            self.criterion.phi.load_tensors(teacher(self._features(update_num, 1, device)[0]))
+            self.criterion.phi.load_tensors(teacher(features.to(device)))
 
     # ---- the teacher step -------------------------------------------------------------------
     # The streams' students are unrolled as one: their parameters are stacked in one dict under
@@ -288,7 +290,7 @@ class TranslationL2TTask(TranslationTask):
             result = self.learner.step(self._student_loss(student, model, names),
                                        self._dev_objective(student, model, names, streams),
                                        self._stack_streams(params, streams), batches,
-                                       self._features(update_num, len(batches), device))
+                                       torch.stack(self.recent_features).to(device))
         return result
 
     @staticmethod
@@ -318,7 +320,8 @@ class TranslationL2TTask(TranslationTask):
                 "recent": [[utils.move_to_cpu(sample) for sample in group] for group in self.recent],
                 "omega0": None if self.omega0 is None else {k: v.cpu() for k, v in self.omega0.items()},
                 "teacher_steps": self.teacher_steps,
-                "train_loss": self.train_loss.value,
+                "tracker": self.tracker.state_dict(),
+                "recent_features": list(self.recent_features),
             }
         return state
 
@@ -331,7 +334,8 @@ class TranslationL2TTask(TranslationTask):
             self.recent = list(l2t["recent"])
             self.omega0 = l2t["omega0"]
             self.teacher_steps = l2t["teacher_steps"]
-            self.train_loss.value = l2t["train_loss"]
+            self.tracker.load_state_dict(l2t["tracker"])
+            self.recent_features = list(l2t["recent_features"])
 
     def _resume(self, device) -> None:
         """Load the teacher state from the checkpoint fairseq-train resumed from."""
@@ -385,12 +389,13 @@ class TranslationL2TTask(TranslationTask):
         module = self._unwrap(model)
         device = next(module.parameters()).device
         self.recent = (self.recent + [self.pending])[-self.cfg.unroll_steps:]
-        self.pending = []
+        self.recent_features = (self.recent_features + [self.pending_features])[-self.cfg.unroll_steps:]
+        self.pending, self.pending_features = [], None
         ready = len(self.recent) == self.cfg.unroll_steps
         if str(self.cfg.teacher_mode) == "episodic":
             if ready:
                 self.teacher_step(module, self.omega0, update_num)
-                self.recent = []
+                self.recent, self.recent_features = [], []
         elif ready and update_num > 0 and update_num % self.cfg.teacher_interval == 0:
             params = {n: p.detach().clone() for n, p in module.named_parameters()}
             self.teacher_step(module, params, update_num)
@@ -404,4 +409,4 @@ class TranslationL2TTask(TranslationTask):
         self.pending_nll, self.pending_tokens = 0.0, 0
         nll, tokens = self._sum_across_workers(totals).tolist()
         if tokens > 0:
-            self.train_loss.update(nll / tokens)
+            self.tracker.observe_train(nll / tokens)

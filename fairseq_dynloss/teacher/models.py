@@ -17,8 +17,9 @@ uses in place of the Phi's own; gradients flow from the student's loss back into
 
 ``form="prob"`` (gated, ``full`` only): Phi_t must be non-negative for the probability form of the
 loss; the teacher then moves row logits ``L(s_t)`` and per-row mixing weights ``a(s_t)`` and outputs
-``losses.phi_from_logits(L, clamp(a, 0, 1))`` = ``(1 - a_i) e_i + a_i softmax(L_i)``, which is the
-identity (cross-entropy) at init (a = 0) while ``a`` still gets gradient there.
+``losses.phi_from_logits(L, clamp(a, 0, 1))`` = ``(1 - a_i) e_i + a_i softmax(L_i)``: the identity
+(cross-entropy) up to the small random gate components at init (base a = 0, where ``a`` still
+gets gradient, and so do the gates).
 
 ``fixed_diagonal=True`` (gated, bilinear) pins Phi's diagonal to 1: a teacher can then change the
 loss only through the off-diagonal entries, not scale it (the other control).

@@ -199,13 +199,14 @@ class UnrollState:
         tracker: the state before step 0 (a fresh student's, or a copy of a live one); advanced
             in place.
         epoch_of: the epoch that unrolled step t belongs to (dev statistics at epoch changes).
-        lr_ratios: (T,) lr / peak lr of each unrolled step (the tracker's peak_lr is 1).
+        rates: (T,) learning rate of each unrolled step, in the tracker's units (lr / peak lr
+            when its peak_lr is 1, as in episodes; the real rate for a live student's copy).
         dev_statistics: ``(params, step) -> (loss, accuracy)`` on the dev batches, no gradient.
     """
 
-    def __init__(self, tracker: StudentStateTracker, epoch_of: Callable[[int], int], lr_ratios: List[float],
+    def __init__(self, tracker: StudentStateTracker, epoch_of: Callable[[int], int], rates: List[float],
                  dev_statistics: Callable[[Dict[str, torch.Tensor], int], Tuple[float, float]]):
-        self.tracker, self.epoch_of, self.lr_ratios = tracker, epoch_of, lr_ratios
+        self.tracker, self.epoch_of, self.rates = tracker, epoch_of, rates
         self.dev_statistics = dev_statistics
         self.first_update = tracker.num_updates
         self.observed: Dict[int, float] = {}
@@ -225,8 +226,8 @@ class UnrollState:
         update = self.first_update + step
         if step > 0 and self.epoch_of(update) != self.epoch_of(update - 1):
             self.tracker.observe_dev(*self.dev_statistics(params, step))  # an epoch end: validate omega_t
-        self.states[step] = self.tracker.state(self.lr_ratios[step])
-        self.cache[step] = self.tracker.features(self.lr_ratios[step]).to(next(iter(params.values())).device)
+        self.states[step] = self.tracker.state(self.rates[step])
+        self.cache[step] = self.tracker.features(self.rates[step]).to(next(iter(params.values())).device)
         return self.cache[step]
 
 

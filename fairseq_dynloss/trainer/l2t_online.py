@@ -116,8 +116,7 @@ class OnlineTeacher(TeacherPhi):
         rates = [lr] * len(batches)
         twin, opt_state = functional_twin(self.optimizer, self.names,
                                           lr=LogScaled(rates, "log_lr_scale") if self.scales_lr else rates)
-        state = UnrollState(self.tracker.copy(), lambda update: 0, [lr / self.tracker.peak_lr] * len(batches),
-                            dev_statistics=None)
+        state = UnrollState(self.tracker.copy(), lambda update: 0, rates, dev_statistics=None)
         student, objective, net = self.student, self.objective, self.net
 
         def student_loss(params, phi_tensors, batch):

@@ -256,3 +256,59 @@ def test_a_teacher_trained_with_other_settings_is_not_reused_silently(run, tmp_p
     shutil.copy(run["out"] / "teacher.pt", tmp_path / "teacher.pt")
     with pytest.raises(ConfigError, match=r"trained with other settings: loss\.nll_weight=0\.0 \(now 0\.5\)"):
         train(compose_config(*L2T, "loss.nll_weight=0.5"), str(tmp_path))
+
+
+# -- teacher.mode=online -------------------------------------------------------------------------
+ONLINE = ["loss=dynamic", "loss.form=prob", "teacher=l2t", "teacher.mode=online", "teacher.unroll=2",
+          "teacher.dev_batches=1", "teacher.lr=0.05", "model.hidden=[16]", "task.epochs=2", "optim=adam",
+          "optim.lr=0.01"]
+
+
+def test_online_lookahead_reads_the_deployed_state_and_the_live_optimiser(tmp_path, monkeypatch):
+    """Every update: the look-ahead's first s_t is the s_t that then sets the real update's Phi
+    (teacher_states.csv), its unrolled update counters continue the live one, and its functional
+    optimiser continues the live Adam (step count = updates so far)."""
+    from fairseq_dynloss.trainer import l2t_online
+
+    seen = []
+    step = l2t_online.OnlineTeacher.teacher_step
+
+    def recording_step(self, lr):
+        result, state = step(self, lr)
+        seen.append((self.step, state.cache[0].clone(), [s.num_updates for s in state.states.values()],
+                     result.skipped))
+        return result, state
+
+    twins = []
+    twin = l2t_online.functional_twin
+
+    def recording_twin(optimizer, names, lr=None):
+        out = twin(optimizer, names, lr)
+        twins.append(out[0].first_step)
+        return out
+
+    monkeypatch.setattr(l2t_online.OnlineTeacher, "teacher_step", recording_step)
+    monkeypatch.setattr(l2t_online, "functional_twin", recording_twin)
+    train(compose_config(*ONLINE), str(tmp_path))
+    states = read_csv(tmp_path / "teacher_states.csv")
+    assert len(seen) == len(states) == 2 * UPDATES_PER_EPOCH
+    for (update, s0, counters, skipped), row in zip(seen, states):
+        assert int(row["update"]) == update and not skipped
+        torch.testing.assert_close(s0, torch.tensor([float(row[name]) for name in STATE_FEATURES]))
+        assert counters == list(range(update, update + len(counters)))
+    assert twins == list(range(2 * UPDATES_PER_EPOCH))  # Adam's step count carried, never reset
+    log = read_csv(tmp_path / "teacher_log.csv")
+    assert [int(r["update"]) for r in log] == list(range(2 * UPDATES_PER_EPOCH))
+    payload = torch.load(tmp_path / "teacher.pt", weights_only=True)
+    trained = load_teacher(str(tmp_path / "teacher.pt"), "full", C)
+    assert trained.config["form"] == "prob" and payload["config"]["teacher_steps"] == 2 * UPDATES_PER_EPOCH
+
+
+def test_online_lr_scale_control_scales_the_live_rate(tmp_path):
+    history = train(compose_config(*ONLINE, "teacher.kind=lr_scale", "teacher.unroll=1"), str(tmp_path))
+    multiplier = history[-1]["lr_multiplier"]
+    assert multiplier != 1.0
+    # the logged rate is the one the last update used: the (constant) schedule's 0.01 x multiplier
+    assert history[-1]["lr"] == pytest.approx(0.01 * multiplier, rel=1e-6)
+    states = read_csv(tmp_path / "teacher_states.csv")
+    assert all(float(r["lr_ratio"]) == 1.0 for r in states)  # the feature is the schedule's ratio
