@@ -5,7 +5,7 @@
 or ``--task translation_ala``). A panel names candidate columns; the first present in the file
 is drawn, and a panel with none is left out, so a renamed column only needs its name added here.
 
-    python -m fairseq_dynloss.trainer.log_plots work/teacher/teacher_log.csv teacher.png
+    python scripts/plot_run_log.py work/teacher/teacher_log.csv teacher.png
 """
 
 from __future__ import annotations
@@ -91,7 +91,7 @@ def plot_log(csv_path: str, png_path: str, panels: Sequence[Panel]) -> List[str]
         ax.set_xlabel(x_name or "row")
         if len(lines) > 1:
             ax.legend(fontsize=7)
-    fig.suptitle(os.path.basename(csv_path), fontsize=9)
+    fig.suptitle(os.path.basename(csv_path), fontsize=9, y=1.04)
     atomic_write(png_path, lambda tmp: fig.savefig(tmp, format="png", dpi=100, bbox_inches="tight"))
     plt.close(fig)
     return [title for title, _ in drawn]
