@@ -2,8 +2,11 @@
 
 fairseq saves the first checkpoint name atomically and *copies* it to the others; the plugin
 makes the copies atomic (temporary file + fsync + rename). The slow test kills fairseq-train
-with SIGKILL in the middle of the copy of epoch 2 and resumes; the fast ones check the patched
-copy and the clear refusal of a checkpoint an older run left empty or truncated.
+with SIGKILL in the middle of the copy of epoch 2 and resumes from epoch 1's end: the result
+equals the straight run bit for bit, which also tests the exact resume across an epoch boundary
+(issue 17, item 1) of the recipes' ``--task translation --criterion dynamic_loss``. The fast
+ones check the patched copy and the clear refusal of a checkpoint an older run left empty or
+truncated.
 """
 
 import argparse

@@ -1,7 +1,7 @@
 """fairseq-train with the plugin resumes exactly across an epoch boundary (issue 17, item 1):
 a run stopped after epoch 1 and resumed to epoch 2 ends with the weights, bit for bit, of the
-run that trained 2 epochs straight -- for the recipes' ``--task translation --criterion
-dynamic_loss`` and for the plugin's own task."""
+run that trained 2 epochs straight, for the plugin's own task (whose controller state is in the
+checkpoint too)."""
 
 import argparse
 
@@ -21,12 +21,13 @@ def epoch_of_each_update(text):
     return {int(r["num_updates"]): int(r["epoch"]) for r in json_logs(text) if "loss" in r and "epoch" in r}
 
 
+# The recipes' --task translation --criterion dynamic_loss case is resumed across epoch 1's end
+# in test_fairseq_checkpoint_copy.py (after a kill during the copy), so it is not repeated here.
 @pytest.mark.parametrize("task_args", [
-    ["--criterion", "dynamic_loss", "--phi-parametrisation", "bucketed", "--phi-buckets", "4"],
     ["--task", "translation_ala", "--criterion", "dynamic_loss", "--phi-source", "ala",
      "--phi-parametrisation", "bucketed", "--phi-buckets", "4", "--ala-interval", "3",
      "--ala-val-batches", "2", "--ala-val-max-sentences", "16", "--ala-horizon", "60"],
-], ids=["translation+dynamic_loss", "translation_ala"])
+], ids=["translation_ala"])
 def test_resume_after_epoch_one_equals_the_straight_run(toy_data_bin, tmp_path, task_args):
     data = toy_data_bin / "data-bin"
     common = lambda save: train_args(data, save, "transformer", *task_args, "--dropout", "0.1")
