@@ -40,6 +40,7 @@ from omegaconf import OmegaConf
 from tqdm import tqdm
 
 from fairseq_dynloss.atomic_save import atomic_torch_save
+from fairseq_dynloss.file_checks import read_torch_file
 from fairseq_dynloss.hypergrad import SGD, Adam, FunctionalModule
 from fairseq_dynloss.losses import PhiError, dynamic_loss
 from fairseq_dynloss.metrics.classification import expected_accuracy
@@ -352,10 +353,7 @@ def _teacher_options(cfg) -> Dict:
 
 
 def _load_file(path: str):
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:
-        raise PhiError(f"cannot read {path!r} with weights_only=True: {err}") from err
+    return read_torch_file(path, "phase (a) file", PhiError)  # empty / unreadable / corrupted
 
 
 def new_teacher(cfg, phi) -> Teacher:
