@@ -123,3 +123,12 @@ def test_training_and_validation_never_read_the_test_split(tmp_path, monkeypatch
         assert plain_ckpt[kind]["epoch"] == scrambled_ckpt[kind]["epoch"]
         for key, value in plain_ckpt[kind]["student"].items():
             assert torch.equal(value, scrambled_ckpt[kind]["student"][key]), key
+
+
+def test_a_step_budget_run_resumes_exactly(tmp_path):
+    """Stopped after one epoch and resumed, a max_steps run equals the uninterrupted run."""
+    full = train(tiny(tmp_path, "task.max_steps=7"), str(tmp_path / "full"))
+    train(tiny(tmp_path, "task.max_steps=7", "stop_after_epoch=1"), str(tmp_path / "split"))
+    resumed = train(tiny(tmp_path, "task.max_steps=7", "resume=true"), str(tmp_path / "split"))
+    strip = lambda rows: [{k: v for k, v in row.items() if k != "time"} for row in rows]
+    assert strip(resumed) == strip(full)
