@@ -40,9 +40,8 @@ ALA_PANELS: List[Panel] = [
     ("actions per step", [("-beta", ("actions_minus",)), ("0", ("actions_zero",)),
                           ("+beta", ("actions_plus",))]),
     ("validation metric", [("metric", ("metric",)), ("window metric", ("window_metric",))]),
-    ("controlled values", [("mean |W|", ("W_mean_abs", "phi_offdiag_absmean", "controlled_absmean")),
-                           ("min", ("W_min", "phi_min", "controlled_min")),
-                           ("max", ("W_max", "phi_max", "controlled_max"))]),
+    ("controlled values", [("mean |W| or |Phi_ij|", ("W_mean_abs", "phi_offdiag_mean_abs", "phi_offdiag_absmean")),
+                           ("min", ("W_min",)), ("max", ("W_max",))]),
 ]
 
 
