@@ -21,6 +21,9 @@ Parts:
   patterns, MLP and CNN, 10 paired seeds; CE, validation-tuned label smoothing and Poly-1, the
   fixed-Phi control, the forward-correction oracle, L2T-DLF and ALA (both loss forms) and their
   controls; paired t / Wilcoxon / bootstrap CI / minimum detectable difference.
+* ``toy_hard`` (``fairseq_dynloss/study/toy_hard.py``): the hard synthetic translation corpus
+  (``recipes/toy_hard/``), transformer, 10 paired seeds; the toy part's rows plus the prob form
+  of L2T-DLF and ALA; paired statistics as mnist1d.
 
 digits and toy rows: mean +- sample std over seeds, the difference from CE, Welch's t-test
 p-value, and time relative to CE (digits: training time incl. controller / teacher work; toy: job wall time). Jobs run two at a time with one thread each (two cores); finished jobs
@@ -45,7 +48,7 @@ import torch
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
-from fairseq_dynloss.study import mnist1d  # noqa: E402
+from fairseq_dynloss.study import mnist1d, toy_hard  # noqa: E402
 from fairseq_dynloss.study.jobs import Job, load_record, run_jobs  # noqa: E402
 from fairseq_dynloss.study.report import MethodRow, method_table  # noqa: E402
 from fairseq_dynloss.study.runs import best_val_row, teacher_seconds, training_seconds  # noqa: E402
@@ -368,7 +371,8 @@ def paper_scale_section() -> str:
 
 
 PART_TITLES = {"digits": "digits (scikit-learn 8x8)", "toy": "toy translation",
-               "mnist1d": "MNIST-1D, clean and with label noise"}
+               "mnist1d": "MNIST-1D, clean and with label noise",
+               "toy_hard": "toy_hard translation (room above CE)"}
 WELCH = ("Columns: mean ± sample std over seeds; Δ = difference of the means from the baseline "
          "row; p = two-sided Welch t-test against it (p = 1 / 0 when both rows have zero spread "
          "and equal / different means); 'better?' says yes/no only where p < 0.05; time = the "
@@ -382,7 +386,8 @@ PAIRED = ("Every method ran the same seeds, so the tables are paired: Δ = per-s
           "effect you care about says nothing either way. 'gap closed' = (method - CE) / "
           "(forward-correction oracle - CE). time = training time (teacher and controller "
           "work included) over CE's.")
-PART_STATISTICS = {"digits": WELCH, "toy": WELCH, "mnist1d": PAIRED}
+PART_STATISTICS = {"digits": WELCH, "toy": WELCH, "mnist1d": PAIRED,
+                   "toy_hard": PAIRED.split(" 'gap closed'")[0] + " " + toy_hard.TIME_NOTE}
 PARTS = tuple(PART_TITLES)
 
 
@@ -454,13 +459,25 @@ def main(argv: Sequence[str] = None) -> None:
     parser.add_argument("--mnist1d-steps", type=int, default=8000,
                         help="updates per MNIST-1D run (the reference schedule: 8000)")
     parser.add_argument("--mnist1d-lr", type=float, default=1e-2, help="Adam lr (reference: 1e-2)")
+    parser.add_argument("--toy-hard-methods", nargs="+", default=list(toy_hard.METHODS),
+                        choices=list(toy_hard.METHODS))
+    parser.add_argument("--toy-hard-seeds", type=int, default=10, help="seeds 1..N (>= 2)")
+    parser.add_argument("--toy-hard-updates", type=int, default=toy_hard.UPDATES,
+                        help="training updates of the toy_hard students")
+    parser.add_argument("--toy-hard-seq-updates", type=int, default=toy_hard.SEQ_UPDATES,
+                        help="fine-tuning updates of the toy_hard sequence-level rows")
+    parser.add_argument("--toy-hard-teacher-steps", type=int, default=toy_hard.TEACHER_STEPS,
+                        help="L2T-DLF teacher steps on toy_hard (unroll 3 each)")
     args = parser.parse_args(argv)
     if args.seeds < 2:
         parser.error(f"--seeds {args.seeds}: need >= 2 for a standard deviation and a t-test")
+    if args.toy_hard_seeds < 2:
+        parser.error(f"--toy-hard-seeds {args.toy_hard_seeds}: need >= 2 for a paired test")
     if "ce" not in args.digits_methods:
         parser.error("--digits-methods must include ce (the baseline of every row)")
     args.seed_list = list(range(1, args.seeds + 1))
     args.mnist1d_seed_list = list(range(1, args.mnist1d_seeds + 1))
+    args.toy_hard_seed_list = list(range(1, args.toy_hard_seeds + 1))
     args.toy_updates = dict(zip(["transformer", "lstm"], args.toy_updates))
     if "digits" not in args.parts:
         args.aucpr = False
@@ -468,6 +485,11 @@ def main(argv: Sequence[str] = None) -> None:
     work = os.path.abspath(args.work)
     jobs = (digits_jobs(args, work) if "digits" in args.parts else []) + \
            (toy_jobs(args, work) if "toy" in args.parts else [])
+    if "toy_hard" in args.parts:
+        jobs += toy_hard.jobs(args, work, REPO, dict(ONE_THREAD, VENV_BIN=os.path.dirname(PYTHON)),
+                              dict(finetuned=TOY_FINETUNED, finetune=FINETUNE, l2t_phi=L2T_PHI,
+                                   l2t_teacher=L2T_TEACHER, ala=ALA_TOY,
+                                   state_dim=STATE_DIM["transformer"]))
     started = time.perf_counter()
     grid_choice = {}
     if "mnist1d" in args.parts:
@@ -487,9 +509,11 @@ def main(argv: Sequence[str] = None) -> None:
     plot_lines = make_plots(args, work, os.path.join(out_dir, args.plots))
     command = "python scripts/study.py " + " ".join(sys.argv[1:] if argv is None else argv)
     tables = {"digits": lambda: digits_tables(args, work), "toy": lambda: toy_tables(args, work),
-              "mnist1d": lambda: mnist1d.tables(args, work, grid_choice)}
+              "mnist1d": lambda: mnist1d.tables(args, work, grid_choice),
+              "toy_hard": lambda: toy_hard.tables(args, work, TOY_FINETUNED)}
     for part in args.parts:
-        seeds = args.mnist1d_seed_list if part == "mnist1d" else args.seed_list
+        seeds = {"mnist1d": args.mnist1d_seed_list,
+                 "toy_hard": args.toy_hard_seed_list}.get(part, args.seed_list)
         lines = [line.replace(out_dir + os.sep, "") for tag, line in plot_lines if tag == part]
         text = "\n".join([
             f"## {PART_TITLES[part]}", "",

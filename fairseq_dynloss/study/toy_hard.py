@@ -1,0 +1,158 @@
+"""The study's ``toy_hard`` part: every translation loss on the hard synthetic corpus, paired seeds.
+
+The toy corpus is at its ceiling (transformer CE ~89 BLEU); the hard corpus
+(``fairseq_dynloss/data/toy_hard_corpus.py``, ``recipes/toy_hard/``) leaves the toy transformer
+far from it after the same few minutes of CPU, so a loss has room to help and every row is a
+paired comparison with CE over the same seeds (``report.paired_table``). Jobs go through the toy
+recipes' ``train.sh`` / ``evaluate.sh`` with ``WORK`` pointing at the part's own folder.
+
+Rows: CE, label smoothing (eps 0.1, as the toy part), CE continued (the control of the
+fine-tuned rows: the same extra updates with CE), the sequence-level criteria fine-tuned from each
+seed's CE model, L2T-DLF (one teacher, trained once, then frozen) and ALA with the toy part's
+arguments (paper form + 0.5 NLL), and the same two with ``--dynamic-form prob`` (``*_prob``).
+No row has a hyper-parameter tuned here: nothing looks at test to choose anything.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Dict, List
+
+from .jobs import Job, load_record
+from .report import MethodRow, paired_table
+
+ARCH = "transformer"  # the toy transformer of recipes/toy/common.sh
+# Budget: the whole part (11 rows x 10 seeds, two single-threaded jobs at a time) must fit in
+# 150 minutes on 2 cores; see recipes/toy_hard/README.md for the measured costs behind these.
+UPDATES = 1000
+SEQ_UPDATES = 50
+TEACHER_STEPS = 60
+FROM_SCRATCH = ["ce", "label_smoothing", "l2t", "ala", "l2t_prob", "ala_prob"]
+PROB = "--dynamic-form prob"
+METHODS = ["ce", "label_smoothing", "ce_continued", "expected_bleu", "reinforce", "actor_critic",
+           "softmax_margin", "l2t", "ala", "l2t_prob", "ala_prob"]
+NOTES = {"label_smoothing": "eps 0.1 (as the toy part; not tuned)",
+         "l2t": "paper form + 0.5 NLL; teacher time shared over seeds",
+         "l2t_prob": "prob form + 0.5 NLL; teacher time shared over seeds",
+         "ala": "paper form + 0.5 NLL", "ala_prob": "prob form + 0.5 NLL"}
+
+# The end of the part's statistics line (the paired columns are explained by the study's text).
+TIME_NOTE = ("time = job wall time of everything a row needs (the CE model a fine-tuned row "
+             "starts from, its share of a shared teacher, the test-set decoding) over CE's.")
+
+
+def result_path(work: str, name: str) -> str:
+    return os.path.join(work, "toy_hard", "results", f"{name}.bleu.json")
+
+
+def run_name(method: str, seed: int) -> str:
+    return f"{ARCH}_{method}_seed{seed}"
+
+
+def teacher_name(method: str) -> str:
+    return f"{ARCH}_{method}_teacher"
+
+
+def jobs(args, work: str, repo: str, env: Dict[str, str], toy: Dict[str, object]) -> List[Job]:
+    """Every job of the part.
+
+    Args:
+        args: the study's arguments (``toy_hard_methods``, ``toy_hard_seed_list``,
+            ``toy_hard_updates``, ``toy_hard_seq_updates``, ``toy_hard_teacher_steps``).
+        work: the study's work folder; this part writes ``<work>/toy_hard/``.
+        repo: the repository root (for ``recipes/``).
+        env: extra environment of every job (threads, ``VENV_BIN``).
+        toy: the toy part's settings, shared rather than copied: ``finetuned`` ({method:
+            (criterion, extra args)}), ``finetune`` (fine-tuning args), ``l2t_phi``,
+            ``l2t_teacher`` (format string with ``phi`` and ``updates``), ``ala`` (format
+            string with ``phi``) and ``state_dim``.
+    """
+    part_work = os.path.join(work, "toy_hard")
+    toy_recipes = os.path.join(repo, "recipes", "toy")
+    env = dict(env, WORK=part_work)
+    methods = args.toy_hard_methods
+    updates = args.toy_hard_updates
+    finetuned = {m: spec for m, spec in toy["finetuned"].items() if m in methods}
+
+    def train_and_score(name, criterion, n_updates, extra, after, seed):
+        script = (f"MAX_UPDATE={n_updates} SEED={seed} bash {toy_recipes}/train.sh {name} {ARCH} "
+                  f"{criterion} {extra} && bash {toy_recipes}/evaluate.sh {name}")
+        # a changed command must not resume the old checkpoint (train.sh resumes a finished one)
+        return Job(f"toy_hard_{name}", ["bash", "-c", script], [result_path(work, name)],
+                   tuple(after), env, clean=[os.path.join(part_work, "checkpoints", name)])
+
+    prepare = Job("toy_hard_prepare", ["bash", os.path.join(repo, "recipes", "toy_hard", "prepare.sh")],
+                  [os.path.join(part_work, "data-bin", ".done")], env=env)
+    out = [prepare]
+    phi = {"l2t": toy["l2t_phi"], "ala": toy["l2t_phi"],
+           "l2t_prob": f"{toy['l2t_phi']} {PROB}", "ala_prob": f"{toy['l2t_phi']} {PROB}"}
+    for method in ("l2t", "l2t_prob"):
+        if method in methods:  # one teacher per loss form, trained once, then frozen
+            teacher_dir = os.path.join(part_work, "checkpoints", teacher_name(method))
+            extra = toy["l2t_teacher"].format(phi=phi[method], updates=updates)
+            script = (f"MAX_UPDATE={args.toy_hard_teacher_steps * 3} SEED=1 bash "
+                      f"{toy_recipes}/train.sh {teacher_name(method)} {ARCH} dynamic_loss {extra}")
+            out.append(Job(f"toy_hard_{teacher_name(method)}", ["bash", "-c", script],
+                           [os.path.join(teacher_dir, "teacher.pt")], (prepare.name,), env,
+                           clean=[teacher_dir]))
+    for seed in args.toy_hard_seed_list:
+        ce = run_name("ce", seed)
+        if "ce" in methods or finetuned:
+            out.append(train_and_score(ce, "ce", updates, "", [prepare.name], seed))
+        if "label_smoothing" in methods:
+            out.append(train_and_score(run_name("label_smoothing", seed),
+                                       "label_smoothed_cross_entropy", updates,
+                                       "--label-smoothing 0.1", [prepare.name], seed))
+        for method, (criterion, extra) in finetuned.items():
+            start = os.path.join(part_work, "checkpoints", ce, "checkpoint_best.pt")
+            extra = (f"--finetune-from-model {start} {toy['finetune']} "
+                     + extra.format(state_dim=toy["state_dim"]))
+            out.append(train_and_score(run_name(method, seed), criterion,
+                                       args.toy_hard_seq_updates, extra, [f"toy_hard_{ce}"], seed))
+        for method in ("l2t", "l2t_prob"):
+            if method in methods:
+                teacher = os.path.join(part_work, "checkpoints", teacher_name(method), "teacher.pt")
+                extra = f"{phi[method]} --phi-source teacher --teacher-path {teacher}"
+                out.append(train_and_score(run_name(method, seed), "dynamic_loss", updates, extra,
+                                           [f"toy_hard_{teacher_name(method)}"], seed))
+        for method in ("ala", "ala_prob"):
+            if method in methods:
+                out.append(train_and_score(run_name(method, seed), "dynamic_loss", updates,
+                                           toy["ala"].format(phi=phi[method]), [prepare.name],
+                                           seed))
+    return out
+
+
+def seconds_of(work: str, job: str) -> float:
+    record = load_record(os.path.join(work, "state"), job)
+    return record.seconds if record else float("nan")
+
+
+def tables(args, work: str, finetuned_methods) -> List[str]:
+    """One paired table: sacrebleu BLEU on test, per seed, vs CE (``TIME_NOTE``)."""
+    rows = []
+    seeds = args.toy_hard_seed_list
+    for method in METHODS:
+        if method not in args.toy_hard_methods and not (method == "ce" and any(
+                m in finetuned_methods for m in args.toy_hard_methods)):
+            continue
+        values, seconds = [], []
+        for seed in seeds:
+            name = run_name(method, seed)
+            with open(result_path(work, name)) as handle:
+                values.append(json.load(handle)["score"])
+            spent = seconds_of(work, f"toy_hard_{name}")
+            if method in finetuned_methods:
+                spent += seconds_of(work, f"toy_hard_{run_name('ce', seed)}")
+            if method in ("l2t", "l2t_prob"):
+                spent += seconds_of(work, f"toy_hard_{teacher_name(method)}") / len(seeds)
+            seconds.append(spent)
+        note = NOTES.get(method, "")
+        if method == "ce_continued":
+            note = f"control: CE fine-tuned {args.toy_hard_seq_updates} more updates"
+        elif method in finetuned_methods:
+            note = f"fine-tuned {args.toy_hard_seq_updates} updates from CE (compare ce_continued)"
+        rows.append(MethodRow(method, values, seconds, note))
+    return [f"### toy_hard translation, {ARCH} ({args.toy_hard_updates} updates): sacrebleu "
+            f"BLEU on test\n\n" + paired_table(rows, "ce", "BLEU", lower_is_better=False)]
