@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 
+import pytest
 import torch
 from trainer_helpers import REPO, compose_config
 
@@ -35,6 +36,7 @@ main()
 """
 
 
+@pytest.mark.slow
 def test_kill_during_the_checkpoint_write_then_resume(tmp_path):
     straight = train(compose_config(*QUICK), str(tmp_path / "straight"))
     run = tmp_path / "killed"

@@ -74,6 +74,14 @@ def test_a_resume_with_other_settings_is_refused_naming_each_and_touching_nothin
     assert snapshot(tmp_path) == before
 
 
+def test_resume_and_overwrite_together_are_refused_before_anything_is_written(tmp_path):
+    train(compose_config(*QUICK, "stop_after_epoch=1"), str(tmp_path))
+    before = snapshot(tmp_path)
+    with pytest.raises(ConfigError, match="resume=true and overwrite=true contradict each other"):
+        train(compose_config(*QUICK, "resume=true", "overwrite=true"), str(tmp_path))
+    assert snapshot(tmp_path) == before
+
+
 def test_a_resume_may_add_epochs_and_change_how_it_runs(tmp_path):
     train(compose_config(*QUICK, "stop_after_epoch=1"), str(tmp_path))
     history = train(compose_config("task.epochs=3", "model.hidden=[32]", "checkpoint_interval_s=5",
@@ -81,6 +89,7 @@ def test_a_resume_may_add_epochs_and_change_how_it_runs(tmp_path):
     assert [row["epoch"] for row in history] == [1, 2, 3]
 
 
+@pytest.mark.slow
 def test_a_refused_cli_run_keeps_the_run_s_hydra_files(tmp_path):
     first = run_cli(*QUICK, "stop_after_epoch=1", f"hydra.run.dir={tmp_path}")
     assert first.returncode == 0, first.stderr[-2000:]
