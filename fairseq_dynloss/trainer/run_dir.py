@@ -183,8 +183,9 @@ def clear_run_files(out_dir: str, keep: List[str] = ()) -> List[str]:
 def _read_paths(cfg: DictConfig) -> List[str]:
     """Files the run reads (a teacher or controller file may live in the run folder)."""
     paths = [OmegaConf.select(cfg, key) for key in ("teacher.path", "controller.policy_path",
-                                                    "model.pretrained_path", "loss.phi_path")]
-    return [os.path.expanduser(str(p)) for p in paths if p]
+                                                    "model.pretrained_path", "loss.phi_init",
+                                                    "task.label_noise.matrix")]
+    return [os.path.expanduser(p) for p in paths if isinstance(p, str) and p]
 
 
 def write_hydra_files(out_dir: str, cfg: DictConfig) -> None:

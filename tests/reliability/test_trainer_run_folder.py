@@ -151,3 +151,13 @@ def test_a_corrupted_checkpoint_is_refused_naming_it(tmp_path):
     path.write_bytes(b"")
     with pytest.raises(ConfigError, match=r"checkpoint_last\.pt' is empty \(0 bytes\)"):
         train(compose_config(*QUICK, "resume=true"), str(tmp_path))
+
+
+def test_overwrite_keeps_the_files_the_run_reads(tmp_path):
+    from fairseq_dynloss.trainer.run_dir import clear_run_files
+
+    for name in ("teacher.pt", "ala_controller.pt", "metrics.csv"):
+        (tmp_path / name).write_text("x")
+    removed = clear_run_files(str(tmp_path), keep=[str(tmp_path / "teacher.pt")])
+    assert sorted(removed) == ["ala_controller.pt", "metrics.csv"]
+    assert [p.name for p in tmp_path.iterdir()] == ["teacher.pt"]
