@@ -5,11 +5,13 @@
     python scripts/bench_criterion.py                 # 8k vocabulary, transformer 256/1024 x 3+3
     python scripts/bench_criterion.py --vocab 32000 --parametrisations diag_lowrank,bucketed
     python scripts/bench_criterion.py --forms prob --parametrisations diag_lowrank,bucketed
+    python scripts/bench_criterion.py --threads 1 --clock cpu     # on a busy machine
 
 One update = forward + loss + backward + Adam step, as fairseq's trainer does it. Criteria are
 measured interleaved (round-robin over ``--rounds`` rounds) so that machine noise hits all of them
 alike; the table reports the median time per update and its ratio to label-smoothed CE measured
-in the same run. Also reports the loss alone (criterion forward + backward from fixed decoder
+in the same run. ``--clock cpu`` times with the thread's CPU time (``--threads 1`` only), which
+other processes' load does not inflate. Also reports the loss alone (criterion forward + backward from fixed decoder
 outputs), which isolates the cost of ``Phi[y] . log p`` (paper form) or ``log (p^T Phi)_y`` (prob).
 """
 
@@ -92,10 +94,15 @@ def main():
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--parametrisations", default="full,diag_lowrank,bucketed",
                         help="comma-separated subset of dynamic_loss parametrisations")
+    parser.add_argument("--clock", choices=("wall", "cpu"), default="wall",
+                        help="wall: perf_counter; cpu: this thread's CPU time (needs --threads 1)")
     parser.add_argument("--forms", default="paper,prob",
                         help="comma-separated subset of dynamic_loss forms (paper, prob)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    if args.clock == "cpu" and args.threads != 1:
+        parser.error("--clock cpu measures one thread: use it with --threads 1")
+    clock = time.thread_time if args.clock == "cpu" else time.perf_counter
     wanted, forms = set(args.parametrisations.split(",")), set(args.forms.split(","))
 
     def chosen(name):
@@ -126,23 +133,23 @@ def main():
         # Rotate the order every round: no criterion always runs first (cold caches).
         for name in names[step % len(names):] + names[: step % len(names)]:
             task, model, criterion, optimizer = runs[name]
-            start = time.perf_counter()
+            start = clock()
             optimizer.zero_grad(set_to_none=True)
             loss, _, _ = criterion(model, batch)
             loss.backward()
             optimizer.step()
-            elapsed = time.perf_counter() - start
+            elapsed = clock() - start
             # Loss alone: criterion on fixed decoder features (no encoder/decoder cost).
             with torch.no_grad():
                 features = model.decoder.extract_features(batch["net_input"]["prev_output_tokens"],
                                                           model.encoder(batch["net_input"]["src_tokens"],
                                                                         batch["net_input"]["src_lengths"]))[0]
             features.requires_grad_(True)
-            start_loss = time.perf_counter()
+            start_loss = clock()
             logits = model.decoder.output_layer(features)
             loss = _criterion_loss(criterion, model, (logits, None), batch)
             loss.backward()
-            loss_elapsed = time.perf_counter() - start_loss
+            loss_elapsed = clock() - start_loss
             if step >= args.warmup:
                 update_times[name].append(elapsed)
                 loss_times[name].append(loss_elapsed)
@@ -151,6 +158,7 @@ def main():
     base_loss = statistics.median(loss_times["label_smoothed_cross_entropy"])
     print(f"# bench_criterion: vocab {args.vocab}, transformer dim {args.dim} x {args.layers}+{args.layers} "
           f"layers, {args.tokens} target tokens/batch, {args.rounds} rounds, {args.threads} threads, "
+          f"{args.clock} clock, "
           f"torch {torch.__version__}\n")
     print("| criterion | ms / update | ratio vs LS-CE | ms loss (+output layer) fwd+bwd | ratio |")
     print("|---|---|---|---|---|")

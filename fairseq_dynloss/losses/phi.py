@@ -103,8 +103,7 @@ class Phi(nn.Module):
         """``c[n] = sum_j probs[n, j] M[j, target[n]]`` with ``M = prob_matrix()``.
 
         Args:
-            probs: (N, C) non-negative weights (probabilities, or probabilities divided by their
-                row maximum -- ``prob_form.log_col_dot`` passes those).
+            probs: (N, C) non-negative weights (probabilities).
             target: (N,) class ids in [0, C).
         Returns:
             (N,) tensor.
