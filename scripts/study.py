@@ -72,7 +72,8 @@ DIGITS_METHODS: Dict[str, List[str]] = {
     "dynamic_fixed": ["loss=dynamic", "loss.scale=1.0", "loss.nll_weight=0.5"],
     # One teacher per model, trained in the seed-1 run (phase a: 100 teacher steps of 50
     # unrolled updates); the other seeds load it (teacher.path), as the paper reuses a teacher.
-    "l2t": ["loss=dynamic", "loss.scale=1.0", "loss.nll_weight=0.5", "teacher=l2t"],  # + --digits-teacher
+    "l2t": ["loss=dynamic", "loss.scale=1.0", "loss.nll_weight=0.5", "teacher=l2t", "teacher.mode=episodic",
+            "teacher.lr=1e-3", "teacher.dev_objective=expected_accuracy"],  # + --digits-teacher
     "ala": ["loss=dynamic", "loss.scale=1.0", "loss.nll_weight=0.5", "controller=ala"],
     "ala_multi": ["loss=dynamic", "loss.scale=1.0", "loss.nll_weight=0.5", "controller=ala",
                   "controller.multi_network=true"],

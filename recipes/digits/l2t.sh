@@ -21,6 +21,7 @@ SEEDS=${SEEDS:-"1 2 3"}
 read -r -a seeds <<< "$SEEDS"
 common=(task=digits model=mlp progress=false overwrite=true)
 dynamic=(loss=dynamic loss.nll_weight="$NLL_WEIGHT")
+episodic=(teacher=l2t teacher.mode=episodic teacher.lr=1e-3 teacher.dev_objective=expected_accuracy)  # the paper's Algorithm 1
 
 first=${seeds[0]}
 teacher="$OUT/l2t-seed$first/teacher.pt"
@@ -28,10 +29,10 @@ for seed in "${seeds[@]}"; do
   $TRAIN "${common[@]}" loss=ce seed="$seed" hydra.run.dir="$OUT/ce-seed$seed"
   $TRAIN "${common[@]}" "${dynamic[@]}" seed="$seed" hydra.run.dir="$OUT/identity-seed$seed" "$@"
   if [ "$seed" = "$first" ]; then  # phase (a) + (b): trains the teacher, then the student
-    $TRAIN "${common[@]}" "${dynamic[@]}" teacher=l2t teacher.steps="$STEPS" teacher.unroll="$UNROLL" \
+    $TRAIN "${common[@]}" "${dynamic[@]}" "${episodic[@]}" teacher.steps="$STEPS" teacher.unroll="$UNROLL" \
       seed="$seed" hydra.run.dir="$OUT/l2t-seed$seed" "$@"
   else                             # phase (b) only, with the same teacher
-    $TRAIN "${common[@]}" "${dynamic[@]}" teacher=l2t teacher.steps="$STEPS" teacher.unroll="$UNROLL" \
+    $TRAIN "${common[@]}" "${dynamic[@]}" "${episodic[@]}" teacher.steps="$STEPS" teacher.unroll="$UNROLL" \
       teacher.path="$teacher" seed="$seed" hydra.run.dir="$OUT/l2t-seed$seed" "$@"
   fi
 done

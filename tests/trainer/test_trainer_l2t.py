@@ -24,7 +24,8 @@ from fairseq_dynloss.trainer.registry import ConfigError, build_net, build_objec
 # Tiny and quick: a 16-unit MLP, 17 updates per epoch, 3 teacher steps of T = 3 unrolled steps.
 # optim=sgd (lr 0.1, momentum 0.9, weight decay 5e-4, x0.1 at epoch 1 of 2): the unroll's three
 # steps stand for epochs 0, 0, 1 -> lr ratios 1, 1, 0.1 and a dev evaluation before step 2.
-L2T = ["loss=dynamic", "teacher=l2t", "teacher.steps=3", "teacher.unroll=3", "teacher.horizon=3", "teacher.dev_batches=1",
+L2T = ["loss=dynamic", "teacher=l2t", "teacher.mode=episodic", "teacher.dev_objective=expected_accuracy",
+       "teacher.steps=3", "teacher.unroll=3", "teacher.horizon=3", "teacher.dev_batches=1",
        "teacher.lr=0.05", "model.hidden=[16]", "task.epochs=2"]
 UPDATES_PER_EPOCH = 17
 C = 10
