@@ -22,8 +22,8 @@ Parts:
   fixed-Phi control, the forward-correction oracle, L2T-DLF and ALA (both loss forms) and their
   controls; paired t / Wilcoxon / bootstrap CI / minimum detectable difference.
 * ``toy_hard`` (``fairseq_dynloss/study/toy_hard.py``): the hard synthetic translation corpus
-  (``recipes/toy_hard/``), transformer, 10 paired seeds; the toy part's rows plus the prob form
-  of L2T-DLF and ALA; paired statistics as mnist1d.
+  (``recipes/toy_hard/``), transformer, 10 paired seeds; the toy part's rows; paired statistics
+  as mnist1d.
 
 digits and toy rows: mean +- sample std over seeds, the difference from CE, Welch's t-test
 p-value, and time relative to CE (digits: training time incl. controller / teacher work; toy: job wall time). Jobs run two at a time with one thread each (two cores); finished jobs

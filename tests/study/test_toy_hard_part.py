@@ -1,6 +1,6 @@
 """The study's toy_hard part: its jobs (fine-tuned rows start from their own seed's CE model, one
-teacher per loss form, the prob rows use the prob form) and, end to end on a tiny corpus, a
-table whose numbers are the runs' own sacrebleu scores."""
+L2T teacher for every seed) and, end to end on a tiny corpus, a table whose numbers are the runs'
+own sacrebleu scores."""
 
 import json
 import os
@@ -39,19 +39,18 @@ def test_finetuned_rows_start_from_their_own_seeds_ce_model():
         assert job.env["WORK"] == "/w/toy_hard"
 
 
-def test_one_teacher_per_loss_form_and_prob_rows_use_the_prob_form():
-    jobs = make_jobs(["l2t", "l2t_prob", "ala_prob"])
-    teachers = [name for name in jobs if name.endswith("_teacher")]
-    assert sorted(teachers) == ["toy_hard_transformer_l2t_prob_teacher", "toy_hard_transformer_l2t_teacher"]
-    assert "--dynamic-form prob" in jobs["toy_hard_transformer_l2t_prob_teacher"].command[-1]
-    assert "--dynamic-form prob" not in jobs["toy_hard_transformer_l2t_teacher"].command[-1]
-    assert "MAX_UPDATE=15 " in jobs["toy_hard_transformer_l2t_teacher"].command[-1]  # 5 steps x 3
-    assert "--teacher-horizon 700" in jobs["toy_hard_transformer_l2t_teacher"].command[-1]
+def test_one_teacher_trained_once_teaches_every_seed():
+    jobs = make_jobs(["l2t", "ala"])
+    teacher = jobs["toy_hard_transformer_l2t_teacher"]
+    assert [name for name in jobs if "teacher" in name] == [teacher.name]
+    assert teacher.after == ("toy_hard_prepare",)
+    assert "MAX_UPDATE=15 " in teacher.command[-1]  # 5 teacher steps x 3 unrolled updates
+    assert "--teacher-horizon 700" in teacher.command[-1]  # the students' length
     for seed in (1, 2):
-        student = jobs[f"toy_hard_transformer_l2t_prob_seed{seed}"]
-        assert student.after == ("toy_hard_transformer_l2t_prob_teacher",)
-        assert "l2t_prob_teacher/teacher.pt" in student.command[-1]
-        assert "--dynamic-form prob" in jobs[f"toy_hard_transformer_ala_prob_seed{seed}"].command[-1]
+        student = jobs[f"toy_hard_transformer_l2t_seed{seed}"]
+        assert student.after == (teacher.name,)
+        assert "--teacher-path /w/toy_hard/checkpoints/transformer_l2t_teacher/teacher.pt" in student.command[-1]
+        assert "--task translation_ala --phi-buckets 8" in jobs[f"toy_hard_transformer_ala_seed{seed}"].command[-1]
 
 
 @pytest.mark.slow
