@@ -14,6 +14,10 @@ class ChecksumError(RuntimeError):
     """A dataset file does not have the expected checksum (corrupt or incomplete)."""
 
 
+class DownloadError(RuntimeError):
+    """No mirror of a dataset file could be reached (the message lists each URL and its error)."""
+
+
 def file_digest(path: str, algorithm: str = "md5", chunk_size: int = 1 << 20) -> str:
     """Hex digest of a file, read in chunks."""
     digest = hashlib.new(algorithm)
@@ -81,4 +85,4 @@ def download(urls: Sequence[str], path: str, md5: Optional[str] = None,
             if os.path.exists(tmp):
                 os.remove(tmp)
     message = f"could not download {path}; tried:\n  " + "\n  ".join(errors)
-    raise ChecksumError(message) if corrupt else RuntimeError(message)
+    raise ChecksumError(message) if corrupt else DownloadError(message)

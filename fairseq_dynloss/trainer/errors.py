@@ -13,7 +13,7 @@ from typing import Callable, TypeVar
 
 from fairseq_dynloss.controllers.errors import ControllerError
 from fairseq_dynloss.data.cifar import CifarFormatError
-from fairseq_dynloss.data.download import ChecksumError
+from fairseq_dynloss.data.download import ChecksumError, DownloadError
 from fairseq_dynloss.data.mnist import IDXFormatError
 from fairseq_dynloss.data.sop import SOPFormatError
 from fairseq_dynloss.losses.metric_ala import MetricLossError
@@ -24,7 +24,7 @@ from .registry import ConfigError
 from .run_dir import RunFolderBusy
 
 # Errors that describe bad input (settings, files, folders) in their message.
-USER_ERRORS = (ConfigError, PhiError, ControllerError, MetricLossError, ChecksumError,
+USER_ERRORS = (ConfigError, PhiError, ControllerError, MetricLossError, ChecksumError, DownloadError,
                CifarFormatError, IDXFormatError, SOPFormatError, FileExistsError, FileNotFoundError,
                RunFolderBusy)
 EXIT_USER_ERROR = 2

@@ -104,3 +104,23 @@ def test_l2t_and_plain_runs_of_one_loss_get_different_folders_from_the_cli(tmp_p
         "digits-mlp-dynamic-l2t-seed1", "digits-mlp-dynamic-seed1"]
     assert (tmp_path / "outputs/digits-mlp-dynamic-l2t-seed1/teacher.pt").exists()
     assert not (tmp_path / "outputs/digits-mlp-dynamic-seed1/teacher.pt").exists()
+
+
+def test_an_unreachable_download_is_one_line(tmp_path, capsys, monkeypatch):
+    """No network (or a dead mirror): the message lists each URL on one line, exit status 2."""
+    import urllib.request
+
+    from fairseq_dynloss.data.download import download
+
+    def refuse(*args, **kwargs):
+        raise OSError("Name or service not known")
+
+    monkeypatch.setattr(urllib.request, "urlopen", refuse)
+    with pytest.raises(SystemExit) as exit_info:
+        report_errors(lambda: download(["https://a.invalid/x.tgz", "https://b.invalid/x.tgz"],
+                                       str(tmp_path / "x.tgz"), md5="0" * 32))
+    assert exit_info.value.code == EXIT_USER_ERROR
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("dynloss-train: error: DownloadError: could not download")
+    assert "https://a.invalid/x.tgz: Name or service not known" in err and "https://b.invalid" in err
+    assert not (tmp_path / "x.tgz").exists()
