@@ -5,6 +5,9 @@ trainer's own per-epoch ``time`` column (training phase only, no evaluation) aga
 timed bare loop. Writes a Markdown table (default ``docs/benchmarks_trainer.md``).
 
     OMP_NUM_THREADS=1 python scripts/bench_trainer.py --models mlp lenet resnet8 --epochs 5 --repeats 5
+
+Models named ``mnist1d_*`` run on task=mnist1d (3500 training signals, batch 100), the others on
+task=digits (1077 images, batch 64).
 """
 
 from __future__ import annotations
@@ -77,8 +80,10 @@ def main() -> None:
     rows = []
     for name in args.models:
         with initialize_config_module("fairseq_dynloss.trainer.conf", version_base="1.3"):
+            task = ["task=mnist1d", "task.max_steps=null"] if name.startswith("mnist1d_") \
+                else ["task=digits"]
             cfg = compose("dynloss_train", overrides=[
-                f"model={name}", "task=digits", "loss=ce", f"task.epochs={args.epochs}",
+                f"model={name}", *task, "loss=ce", f"task.epochs={args.epochs}",
                 "optim.schedule=constant", "device=cpu", "progress=true", "plot_every=100000"])
         # Interleaved, best of N: a shared machine's load hits both sides alike.
         trainer_runs, bare_runs = [], []
@@ -86,7 +91,7 @@ def main() -> None:
             trainer_runs.append(trainer_images_per_second(cfg))
             bare_runs.append(bare_images_per_second(cfg))
         trainer, bare = max(trainer_runs), max(bare_runs)
-        rows.append((name, bare, trainer, trainer / bare))
+        rows.append((f"{name} ({cfg.task.name})", bare, trainer, trainer / bare))
         print(f"{name}: bare {bare:.0f} img/s, trainer {trainer:.0f} img/s, ratio {trainer / bare:.3f}"
               f"  (runs: bare {' '.join(f'{v:.0f}' for v in bare_runs)}; "
               f"trainer {' '.join(f'{v:.0f}' for v in trainer_runs)})")
@@ -94,12 +99,13 @@ def main() -> None:
     command = "OMP_NUM_THREADS=" + os.environ.get("OMP_NUM_THREADS", "?") + " python " + " ".join(sys.argv)
     lines = [
         "# dynloss-train throughput vs a bare PyTorch loop", "",
-        "Training phase only (no evaluation), task=digits (1077 training images, batch 64), "
+        "Training phase only (no evaluation), task=digits (1077 training images, batch 64) or "
+        "mnist1d (3500 training signals, batch 100), "
         f"SGD, {args.epochs} epochs, best of {args.repeats}; same model, data and example order.",
         f"Target: ratio >= 0.95. Machine: {platform.processor() or platform.machine()}, "
         f"torch {torch.__version__}, {torch.get_num_threads()} thread(s).", "",
         f"Command: `{command}`", "",
-        "| model | bare loop (img/s) | dynloss-train (img/s) | ratio |",
+        "| model (task) | bare loop (img/s) | dynloss-train (img/s) | ratio |",
         "|---|---:|---:|---:|",
     ] + [f"| {n} | {b:.0f} | {t:.0f} | {r:.3f} |" for n, b, t, r in rows]
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
