@@ -46,3 +46,20 @@ def test_plot_phi_script_writes_a_png(tmp_path):
                           "--dict", str(tmp_path / "dict.txt"), "--tokens", "▁zzz", "--out", str(tmp_path / "x.png")],
                          capture_output=True, text=True)
     assert bad.returncode != 0 and "not in" in bad.stderr
+
+
+def test_plot_phi_run_mode_draws_a_runs_phi_snapshots(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    snapshots = {0: torch.eye(3), 5: torch.tensor([[0.6, 0.4, 0.0], [0.0, 0.6, 0.4], [0.4, 0.0, 0.6]])}
+    torch.save({"phi_snapshots": snapshots}, run / "checkpoint_last.pt")
+    (run / "label_noise.csv").write_text("true,noisy_0,noisy_1,noisy_2\n0,6,4,0\n1,0,6,4\n2,4,0,6\n")
+    (run / "teacher_states.csv").write_text("update,phi_diag_mean,phi_offdiag_absmean\n0,1.0,0.0\n1,0.8,0.1\n")
+    out = tmp_path / "phi.png"
+    done = subprocess.run([sys.executable, str(REPO / "scripts" / "plot_phi.py"), "--run", str(run), "--out",
+                           str(out)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    missing = subprocess.run([sys.executable, str(REPO / "scripts" / "plot_phi.py"), "--run", str(tmp_path),
+                              "--out", str(out)], capture_output=True, text=True)
+    assert missing.returncode != 0 and "checkpoint_last.pt does not exist" in missing.stderr
