@@ -180,9 +180,10 @@ def _gradient_shares(lprobs, target, phi, form, scale, phi_tensors, nll_weight,
         nll_norm = torch.zeros_like(dyn_norm)
         if nll_weight > 0:
             nll_norm = torch.autograd.grad(_nll_terms(lp, target, label_smoothing)[1].sum(), z)[0].norm(dim=-1)
-    probs = lprobs.detach().exp()
-    p_y = probs.gather(-1, target.unsqueeze(-1)).squeeze(-1)
-    ce_norm = ((probs * probs).sum(-1) - 2 * p_y + 1).clamp_min(0).sqrt()  # |p - e_y|
+    # |p - e_y| formed explicitly: sum p^2 - 2 p_y + 1 cancels to noise when p_y ~ 1 in float32.
+    ce_grad = lprobs.detach().exp().scatter_add(
+        -1, target.unsqueeze(-1), -torch.ones_like(lprobs[:, :1]))
+    ce_norm = ce_grad.norm(dim=-1)
     phi_part, nll_part = (1 - nll_weight) * dyn_norm, nll_weight * nll_norm
     total = phi_part + nll_part
     share = torch.where(total > 0, phi_part / total.clamp_min(1e-30), torch.zeros_like(total))

@@ -288,3 +288,11 @@ def test_own_tensors_rechecked_after_an_in_place_change():
         phi.matrix[0, 1] = -1.0  # what a controller acting in place could do
     with pytest.raises(PhiError, match="negative entries"):
         dynamic_loss(lprobs, target, phi, form="prob")
+
+
+def test_gradient_ratio_is_exact_on_a_confident_float32_token():
+    torch.set_default_dtype(torch.float32)
+    logits = torch.tensor([[12.0, 0.0, -3.0, 1.0, 2.0]])  # p_y ~ 1 - 1e-5
+    target = torch.tensor([0])
+    out = dynamic_loss(F.log_softmax(logits, -1), target, FullPhi(C), form="prob", measure_gradient=True)
+    assert out.phi_grad_ratio.item() == pytest.approx(1.0, rel=1e-3)
