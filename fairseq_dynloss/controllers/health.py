@@ -32,23 +32,24 @@ class ALAHealth:
         self.tolerance = tolerance
         self._active = {"entropy": False, "clamp": False}
 
-    def check(self, step: int, entropy: float, values: Optional[torch.Tensor] = None,
+    def check(self, step: int, entropy: Optional[float] = None, values: Optional[torch.Tensor] = None,
               low: Optional[float] = None, high: Optional[float] = None) -> List[str]:
-        """New warnings after controller step ``step``.
+        """New warnings after controller step ``step``; a condition not given is not checked
+        (and keeps its state).
 
         Args:
             step: the controller step or student update (for the message).
             entropy: mean per-element entropy of the policy's action distribution (nats).
-            values: (P,) the controlled entries after the step (None: no clamp check).
+            values: (P,) the controlled entries after the step, in the clamp's coordinates.
             low, high: the clamp; a missing bound is not checked.
         """
         warnings = []
-        collapsed = entropy < self.entropy_floor
-        if collapsed and not self._active["entropy"]:
-            warnings.append(f"ALA: the policy's entropy collapsed to {entropy:.3g} nats at step {step} "
-                            f"(uniform: {UNIFORM_ENTROPY:.3f}); it now takes nearly one action everywhere")
-        self._active["entropy"] = collapsed
-        pinned = False
+        if entropy is not None:
+            collapsed = entropy < self.entropy_floor
+            if collapsed and not self._active["entropy"]:
+                warnings.append(f"ALA: the policy's entropy collapsed to {entropy:.3g} nats at step {step} "
+                                f"(uniform: {UNIFORM_ENTROPY:.3f}); it now takes nearly one action everywhere")
+            self._active["entropy"] = collapsed
         if values is not None and values.numel() and (low is not None or high is not None):
             span = (high - low) if (low is not None and high is not None) else 1.0
             near = lambda bound: (values - bound).abs() <= self.tolerance * max(abs(span), 1e-12)
@@ -59,5 +60,5 @@ class ALAHealth:
                 warnings.append(f"ALA: all {values.numel()} controlled entries sit at the clamp "
                                 f"[{low}, {high}] at step {step} ({int(at_low.sum())} at the low bound, "
                                 f"{int(at_high.sum())} at the high one); the controller can no longer move them")
-        self._active["clamp"] = pinned
+            self._active["clamp"] = pinned
         return warnings

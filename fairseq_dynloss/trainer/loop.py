@@ -27,6 +27,7 @@ from tqdm import tqdm
 
 from fairseq_dynloss.controllers import gather_transitions
 from fairseq_dynloss.controllers.health import ALAHealth
+from fairseq_dynloss.controllers.targets import PairTarget
 from fairseq_dynloss.data.label_noise import record_label_noise
 from fairseq_dynloss.metrics.classification import aucpr_one_vs_rest, error_rate
 from fairseq_dynloss.metrics.retrieval import recall_at_k
@@ -411,6 +412,13 @@ def _train(cfg: DictConfig, out_dir: str, stop_request: StopRequest) -> List[Dic
             ala.write_files(out_dir)  # ala_log.csv and ala_controller.pt
             for window_row in ala.rows[ala_rows_before:]:  # once, when the policy stops exploring
                 for message in ala_health.check(window_row["update"], float(window_row["entropy"])):
+                    log.warning(message)
+            target = ala.target  # once, when every controlled Phi entry sits at the clamp
+            if isinstance(target, PairTarget) and target.clamp is not None and ala.rows:
+                pairs = target.elements
+                change = (target.values() - target.origin)[pairs[:, 0], pairs[:, 1]]
+                for message in ala_health.check(ala.rows[-1]["update"], values=change,
+                                                low=target.clamp[0], high=target.clamp[1]):
                     log.warning(message)
         if due:
             save_checkpoint(state, last_path)

@@ -1,4 +1,4 @@
-"""The default run-folder name: ``TASK-MODEL-LOSS[-TEACHER][-CONTROLLER]-seedN``.
+"""The default run-folder name: ``TASK-MODEL-LOSS[-TEACHER][-CONTROLLER[-multi]]-seedN``.
 
 The teacher and the controller are part of the name (when not ``none``), so that an L2T or ALA
 run never shares a folder with the plain run of the same loss. Registered as the OmegaConf
@@ -12,9 +12,12 @@ from omegaconf import OmegaConf
 RESOLVER = "dynloss_suffix"
 
 
-def method_suffix(*names: str) -> str:
-    """``-name`` for each of ``names`` that is not ``none``: ("l2t", "none") -> "-l2t"."""
-    return "".join(f"-{name}" for name in names if str(name) != "none")
+def method_suffix(teacher: str, controller: str, multi_network=False) -> str:
+    """``-teacher`` and ``-controller`` when not ``none``, and ``-multi`` for multi-network ALA
+    (its children live in ``child<r>/`` of the folder): ("l2t", "none") -> "-l2t",
+    ("none", "ala", True) -> "-ala-multi"."""
+    suffix = "".join(f"-{name}" for name in (teacher, controller) if str(name) != "none")
+    return suffix + ("-multi" if str(multi_network).lower() == "true" else "")
 
 
 if not OmegaConf.has_resolver(RESOLVER):

@@ -42,6 +42,17 @@ def test_no_clamp_no_clamp_warning():
     assert ALAHealth().check(1, 1.0, torch.zeros(3), None, None) == []
 
 
+def test_conditions_checked_separately_keep_their_state():
+    health = ALAHealth()
+    pinned = torch.tensor([0.1, -0.1], dtype=torch.float64)
+    assert len(health.check(1, values=pinned, low=-0.1, high=0.1)) == 1
+    assert health.check(2, entropy=1.0) == []  # no values: the clamp state is kept
+    assert health.check(3, values=pinned, low=-0.1, high=0.1) == []
+    assert len(health.check(4, entropy=0.01)) == 1
+    assert health.check(5, values=pinned * 0.5, low=-0.1, high=0.1) == []
+    assert health.check(6, entropy=0.01) == []
+
+
 @pytest.mark.parametrize("floor", [0.0, -1.0, math.log(3), 2.0])
 def test_a_floor_outside_the_entropy_range_is_refused(floor):
     with pytest.raises(ValueError, match="entropy_floor"):

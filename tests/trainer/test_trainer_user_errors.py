@@ -74,6 +74,7 @@ def test_method_suffix():
     assert method_suffix("none", "none") == ""
     assert method_suffix("l2t", "none") == "-l2t"
     assert method_suffix("none", "ala") == "-ala"
+    assert method_suffix("none", "ala", True) == "-ala-multi"
 
 
 @pytest.mark.parametrize("overrides,folder", [
@@ -81,6 +82,8 @@ def test_method_suffix():
     (["loss=dynamic"], "outputs/digits-mlp-dynamic-seed1"),
     (["loss=dynamic", "teacher=l2t", "seed=2"], "outputs/digits-mlp-dynamic-l2t-seed2"),
     (["loss=dynamic", "controller=ala"], "outputs/digits-mlp-dynamic-ala-seed1"),
+    (["loss=dynamic", "controller=ala", "controller.multi_network=true"],
+     "outputs/digits-mlp-dynamic-ala-multi-seed1"),
 ])
 def test_the_default_run_folder_names_teacher_and_controller(overrides, folder):
     with initialize_config_module("fairseq_dynloss.trainer.conf", version_base="1.3"):
