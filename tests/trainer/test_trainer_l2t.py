@@ -313,3 +313,13 @@ def test_online_lr_scale_control_scales_the_live_rate(tmp_path):
     assert history[-1]["lr"] == pytest.approx(0.01 * multiplier, rel=1e-6)
     states = read_csv(tmp_path / "teacher_states.csv")
     assert all(float(r["lr_ratio"]) == 1.0 for r in states)  # the feature is the schedule's ratio
+
+
+def test_online_resume_equals_the_uninterrupted_run(tmp_path):
+    online = [*ONLINE, "teacher.unroll=1"]
+    full = train(compose_config(*online), str(tmp_path / "full"))
+    train(compose_config(*online, "stop_after_epoch=1"), str(tmp_path / "split"))
+    resumed = train(compose_config(*online, "resume=true"), str(tmp_path / "split"))
+    strip = lambda rows: [{k: v for k, v in r.items() if k != "time"} for r in rows]
+    assert strip(resumed) == strip(full)
+    assert read_csv(tmp_path / "split" / "teacher_states.csv") == read_csv(tmp_path / "full" / "teacher_states.csv")
