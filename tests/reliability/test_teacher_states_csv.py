@@ -8,8 +8,10 @@ from trainer_helpers import compose_config
 from fairseq_dynloss.trainer import train
 from fairseq_dynloss.trainer.run_log import read_complete_rows
 
-L2T = ["loss=dynamic", "teacher=l2t", "teacher.steps=1", "teacher.unroll=2", "teacher.dev_batches=1",
-       "model.hidden=[16]", "task.epochs=2", "checkpoint_interval_s=0"]
+# episodic: phase (b) writes one row per update from a frozen teacher (online mode is the L2T
+# tests' business; this test is about the file)
+L2T = ["loss=dynamic", "teacher=l2t", "teacher.mode=episodic", "teacher.steps=1", "teacher.unroll=2",
+       "teacher.dev_batches=1", "model.hidden=[16]", "task.epochs=2", "checkpoint_interval_s=0"]
 
 
 def read_csv(path):
