@@ -474,6 +474,8 @@ def main(argv: Sequence[str] = None) -> None:
         parser.error(f"--seeds {args.seeds}: need >= 2 for a standard deviation and a t-test")
     if args.toy_hard_seeds < 2:
         parser.error(f"--toy-hard-seeds {args.toy_hard_seeds}: need >= 2 for a paired test")
+    if "ce" not in args.toy_hard_methods:
+        parser.error("--toy-hard-methods must include ce (the baseline of every row)")
     if "ce" not in args.digits_methods:
         parser.error("--digits-methods must include ce (the baseline of every row)")
     args.seed_list = list(range(1, args.seeds + 1))
