@@ -122,9 +122,7 @@ def check_module_shapes(build: Callable[[], torch.nn.Module], state_dict: Dict[s
     try:
         with torch.device("meta"):
             expected = {k: tuple(v.shape) for k, v in build().state_dict().items()}
-    except error:
-        raise
-    except Exception as err:
+    except Exception as err:  # e.g. an unknown parametrisation: named with the file
         raise error(f"{what} {path!r} has a config that builds no valid module: {err}") from err
     got = {k: tuple(v.shape) for k, v in state_dict.items() if isinstance(v, torch.Tensor)}
     missing = sorted(set(expected) - set(got))
