@@ -161,7 +161,7 @@ class ALATrainerController:
             clamp = ctrl.clamp if ctrl.clamp != "auto" else (None if form == "prob" else AUTO_CLAMP_PAPER)
             clamp = None if clamp is None else (float(clamp[0]), float(clamp[1]))
             target = PairTarget(objective.phi, ctrl.history, clamp, diagonal=bool(ctrl.diagonal), form=form,
-                                logit_init=float(ctrl.logit_init))
+                                logit_init=float(ctrl.logit_init), logit_max=float(ctrl.logit_max))
         self.target = target
         self._load_val_subset(val, device)
         self.batch_size = max(1, int(batch_size))

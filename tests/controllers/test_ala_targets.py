@@ -87,7 +87,7 @@ def test_prob_form_moves_logits_and_keeps_phi_non_negative():
     from fairseq_dynloss.losses.prob_form import phi_from_logits
 
     phi = build_phi("full", 3)
-    target = PairTarget(phi, history=0, form="prob", logit_init=-4.0)
+    target = PairTarget(phi, history=0, form="prob", logit_init=-4.0, clamp=(0.0, 4.0))
     start = phi.matrix.clone()
     torch.testing.assert_close(start, phi_from_logits(torch.full((3, 3), -4.0).fill_diagonal_(0.0), torch.tensor(1.0)))
     for _ in range(10):  # +2 per step on (0, 1): clamped at L = 0 (Phi_01 = Phi_00); -2 on (1, 0): at -4
@@ -96,9 +96,15 @@ def test_prob_form_moves_logits_and_keeps_phi_non_negative():
     assert logits[0, 1] == 0.0 and logits[1, 0] == -4.0 and logits[0, 2] == -4.0
     assert (phi.matrix >= 0).all() and phi.matrix[0, 1] == pytest.approx(phi.matrix[0, 0].item())
     torch.testing.assert_close(phi.matrix.sum(1), torch.ones(3))
-    restored = PairTarget(build_phi("full", 3), history=0, form="prob", logit_init=-4.0)
+    restored = PairTarget(build_phi("full", 3), history=0, form="prob", logit_init=-4.0, clamp=(0.0, 4.0))
     restored.load_state_dict(target.state_dict())
     torch.testing.assert_close(restored.values(), logits)
+    default = PairTarget(build_phi("full", 3), history=0, form="prob")
+    for _ in range(10):
+        default.apply(torch.ones(6, dtype=torch.long), 2.0)
+    assert default.values()[~torch.eye(3, dtype=torch.bool)].max().item() == pytest.approx(-2.0)  # L_ij <= -2
+    with pytest.raises(ControllerError, match="logit_init < logit_max < 0"):
+        PairTarget(build_phi("full", 3), history=0, form="prob", logit_max=0.5)
     with pytest.raises(ControllerError, match="bucketed Phi is controlled under form=paper only"):
         PairTarget(build_phi("bucketed", 4, num_buckets=2), history=0, form="prob")
 
