@@ -99,11 +99,11 @@ def test_prob_form_moves_logits_and_keeps_phi_non_negative():
     restored = PairTarget(build_phi("full", 3), history=0, form="prob", logit_init=-4.0, clamp=(0.0, 4.0))
     restored.load_state_dict(target.state_dict())
     torch.testing.assert_close(restored.values(), logits)
-    default = PairTarget(build_phi("full", 3), history=0, form="prob")
+    default = PairTarget(build_phi("full", 3), history=0, form="prob", logit_max=-2.0)
     for _ in range(10):
         default.apply(torch.ones(6, dtype=torch.long), 2.0)
     assert default.values()[~torch.eye(3, dtype=torch.bool)].max().item() == pytest.approx(-2.0)  # L_ij <= -2
-    with pytest.raises(ControllerError, match="logit_init < logit_max < 0"):
+    with pytest.raises(ControllerError, match="logit_init < logit_max <= 0"):
         PairTarget(build_phi("full", 3), history=0, form="prob", logit_max=0.5)
     with pytest.raises(ControllerError, match="bucketed Phi is controlled under form=paper only"):
         PairTarget(build_phi("bucketed", 4, num_buckets=2), history=0, form="prob")
