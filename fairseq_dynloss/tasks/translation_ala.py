@@ -250,6 +250,9 @@ class TranslationALATask(TranslationTask):
         if str(criterion.cfg.phi_source) != "ala":
             raise PhiError(f"--task translation_ala moves Phi itself; use --phi-source ala "
                            f"(got --phi-source {criterion.cfg.phi_source})")
+        if getattr(criterion, "form", "paper") != "paper":
+            raise PhiError("translation_ala moves a bucketed Phi under --dynamic-form paper only (its W may "
+                           f"turn negative, which the prob form refuses); got --dynamic-form {criterion.form}")
         if criterion.phi.parametrisation != "bucketed":
             raise PhiError(
                 f"translation_ala controls a bucketed Phi (its G x G matrix B); got "
