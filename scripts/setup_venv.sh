@@ -3,7 +3,7 @@
 # tests, the demo and the recipes need. Idempotent: a stamp file records the hash of the files
 # that define the environment, so a second call is a no-op unless they changed.
 #
-# Why the order matters (see ../shared/FAIRSEQ_NOTES.md):
+# Why the order matters (measured; README "Install"):
 #   * torch first, pinned to the CPU build on disk unless the venv already has a torch (a user
 #     on a GPU machine installs their CUDA build first and we keep it);
 #   * fairseq-fixed is built WITHOUT build isolation, otherwise pip pulls a multi-GB CUDA torch

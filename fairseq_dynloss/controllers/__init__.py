@@ -1,4 +1,4 @@
-"""ALA (adaptive loss alignment) controllers, pure torch (DESIGN 3.4).
+"""ALA (adaptive loss alignment) controllers, pure torch (docs/design.md §3.4).
 
 * ``state``     -- validation statistics -> controller inputs (confusion state, pair features,
                    metric-learning distance statistics).

@@ -1,4 +1,4 @@
-"""Multi-network ALA: every child's experience reaches every controller (DESIGN 3.4).
+"""Multi-network ALA: every child's experience reaches every controller (docs/design.md §3.4).
 
 One child model per process (``torchrun``). At the end of a window each process holds one
 transition ``<s_t, a_t, r_t, s_{t+1}>`` of its child; ``gather_transitions`` all-gathers them so

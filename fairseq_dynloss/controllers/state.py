@@ -1,4 +1,4 @@
-"""ALA controller states from validation statistics (DESIGN 3.4).
+"""ALA controller states from validation statistics (docs/design.md §3.4).
 
 Classification / translation
     The confusion-style matrix ``C_ij = mean over validation examples of class i of -log p_j``
@@ -26,7 +26,7 @@ Classification / translation
     row of ``(j, i)`` is the same pair seen from the other side and drives ``Phi(j, i)``.
 
 Metric learning
-    "Statistics of positive / negative distances" (DESIGN 3.4): ``pair_distances`` splits the
+    "Statistics of positive / negative distances" (docs/design.md §3.4): ``pair_distances`` splits the
     Euclidean distances of every validation pair into same-class (positive) and other-class
     (negative) ones; ``distance_statistics`` summarises each as mean, std and quantiles, one small
     vector; ``element_features`` turns it into one row per controlled loss parameter

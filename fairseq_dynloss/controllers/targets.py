@@ -9,7 +9,7 @@ Both targets offer the same interface to a controller loop:
 * ``apply(actions, beta)``: ``Phi[e] += beta a_e`` in place, then clamping;
 * ``summary()``: a few numbers for the logs.
 
-``PairTarget`` (classification and translation, DESIGN 3.4): the class pairs of a full Phi
+``PairTarget`` (classification and translation, docs/design.md §3.4): the class pairs of a full Phi
 (``Phi[i, j]``, ``i != j``; optionally the diagonal too) or every entry of a bucketed Phi's
 G x G matrix; state: the confusion matrix of ``state.py``; features: ``pair_features``.
 

@@ -2,7 +2,7 @@
 
 Per source, n candidates are generated without grad (``candidates.py``), scored with grad by a
 teacher-forced pass, and ``loss = -E_q[BLEU] / 100`` with ``q = softmax(alpha * log p(y | x))``
-renormalised over the candidates (Shen et al. 2016; DESIGN 3.2). The maths is
+renormalised over the candidates (Shen et al. 2016; docs/design.md §3.2). The maths is
 ``fairseq_dynloss.metrics.expected_bleu``.
 """
 

@@ -1,4 +1,4 @@
-"""Hypergradients through unrolled inner optimisation (DESIGN 3.3). Pure torch.
+"""Hypergradients through unrolled inner optimisation (docs/design.md §3.3). Pure torch.
 
 ``hypergradient`` differentiates an outer loss at omega_T with respect to hyper-parameters that
 feed the inner loss (and optionally the learning rate), through T functional optimiser steps,

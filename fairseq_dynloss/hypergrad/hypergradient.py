@@ -1,4 +1,4 @@
-"""Exact hypergradients through T inner optimiser steps, segment by segment (DESIGN 3.3).
+"""Exact hypergradients through T inner optimiser steps, segment by segment (docs/design.md §3.3).
 
 Reverse-mode differentiation through the unroll ``state_{t+1} = step_t(state_t, theta)``
 (state = student parameters + optimiser buffers, theta = hyper-parameters). The steps

@@ -1,4 +1,4 @@
-"""The dynamic loss of L2T-DLF / ALA (DESIGN 3.1), as a pure function, in two forms:
+"""The dynamic loss of L2T-DLF / ALA (docs/design.md §3.1), as a pure function, in two forms:
 
     form="paper":  l_Phi(z, y) = - sigmoid( s * Phi[y, :] . log p(. | x) )     (the papers' form)
     form="prob":   l_Phi(z, y) = - log sum_j p_j M[j, y],  M >= 0               (losses/prob_form.py)

@@ -1,4 +1,4 @@
-"""ALA's metric-learning loss families with loss parameters Phi (DESIGN 3.4; slides, "Instantiation
+"""ALA's metric-learning loss families with loss parameters Phi (docs/design.md §3.4; slides, "Instantiation
 on Metric Learning"). Pure torch; distances come in, scalars go out.
 
 Distance mixture

@@ -4,7 +4,7 @@ Every parametrisation answers two questions without materialising the C x C matr
 translation vocabulary:
 
 * ``row_dot(lprobs, target)``: ``u[n] = Phi[target[n], :] . lprobs[n, :]``, the paper form's
-  argument (DESIGN 3.1, ``form="paper"``);
+  argument (docs/design.md §3.1, ``form="paper"``);
 * ``col_dot(probs, target)``: ``(probs[n] @ M)[target[n]] = sum_j probs[n, j] M[j, target[n]]``,
   the probability form's (``form="prob"``, ``losses/prob_form.py``). M is ``prob_matrix()``: Phi
   itself for ``full`` and ``diag_lowrank``; for ``bucketed`` the bucket block is divided by the

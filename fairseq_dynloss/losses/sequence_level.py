@@ -1,5 +1,5 @@
 """Sequence-level losses over candidate translations (pure torch): REINFORCE with a baseline and
-the cost-augmented softmax-margin, the baselines of L2T-DLF Table 3 (DESIGN 3.5).
+the cost-augmented softmax-margin, the baselines of L2T-DLF Table 3 (docs/design.md §3.5).
 
 The minimum-risk loss ``-E_q[BLEU]`` itself is ``fairseq_dynloss.metrics.expected_bleu``.
 Rewards are sentence BLEU on the 0..1 scale (``sentence_bleu / 100``); costs are ``1 - reward``.

@@ -1,5 +1,5 @@
 """Pure-torch sequence metrics: batched sentence BLEU on token ids and expected (smoothed)
-metrics for sequence-level training and the L2T-DLF teacher's dev objective (DESIGN 3.2, 3.5).
+metrics for sequence-level training and the L2T-DLF teacher's dev objective (docs/design.md §3.2, 3.5).
 
 Imports only torch; sacrebleu is the reference in tests and benchmarks.
 """

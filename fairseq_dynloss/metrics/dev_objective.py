@@ -1,4 +1,4 @@
-"""A smoothed dev metric as a function of explicit model parameters (DESIGN 3.2).
+"""A smoothed dev metric as a function of explicit model parameters (docs/design.md §3.2).
 
 The L2T-DLF teacher maximises ``M~(omega_T; D_dev)`` where ``omega_T`` are the student's
 weights after an unroll: tensors that are not the module's own parameters. ``model_fn``

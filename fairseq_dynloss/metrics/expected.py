@@ -1,4 +1,4 @@
-"""Expected (smoothed) metrics: differentiable stand-ins for BLEU and accuracy (DESIGN 3.2).
+"""Expected (smoothed) metrics: differentiable stand-ins for BLEU and accuracy (docs/design.md §3.2).
 
 * ``expected_bleu`` -- ``sum_k q_k BLEU(y_k, y)`` over a candidate set, with
   ``q = softmax(alpha * log p(y_k | x))`` the model's distribution renormalised over the set

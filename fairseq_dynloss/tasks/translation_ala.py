@@ -1,4 +1,4 @@
-"""``--task translation_ala``: ALA (adaptive loss alignment, DESIGN 3.4) inside ``fairseq-train``.
+"""``--task translation_ala``: ALA (adaptive loss alignment, docs/design.md §3.4) inside ``fairseq-train``.
 
 Use with ``--criterion dynamic_loss --phi-source ala --phi-parametrisation bucketed``. The
 criterion owns Phi, a ``BucketedPhi`` ``Phi_ij = d_i [i = j] + B[g(i), g(j)]`` over G frequency

@@ -4,7 +4,7 @@ Given the student's parameters omega_0, T training batches and a development obj
 student is unrolled T functional steps under the dynamic loss with ``Phi_t = mu_theta(s_t)``;
 the hypergradient d M~(omega_T) / d theta (``fairseq_dynloss.hypergrad``) then drives an Adam
 step on theta, with gradient-norm clipping and a skip when it is not finite (long unrolls are
-chaotic; DESIGN 3.3). A student whose state features become non-finite during the unroll (it
+chaotic; docs/design.md §3.3). A student whose state features become non-finite during the unroll (it
 diverged) skips the step the same way, whatever the unroll length.
 """
 

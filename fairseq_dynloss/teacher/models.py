@@ -1,4 +1,4 @@
-"""Teacher models mu_theta(s_t) -> Phi_t in any Phi parametrisation (L2T-DLF, DESIGN 3.2).
+"""Teacher models mu_theta(s_t) -> Phi_t in any Phi parametrisation (L2T-DLF, docs/design.md §3.2).
 
 A teacher returns the *tensors* of a Phi (``{"matrix"}`` for full, ``{"diag", "U", "V"}`` for
 diag_lowrank, ``{"diag", "B"}`` for bucketed), which ``dynamic_loss(..., phi_tensors=...)``

@@ -1,4 +1,4 @@
-"""The student-state features s_t a teacher reads (L2T-DLF, DESIGN 3.2).
+"""The student-state features s_t a teacher reads (L2T-DLF, docs/design.md §3.2).
 
 Every feature is normalised to roughly [0, 1] so one teacher transfers across vocabularies and
 training lengths:

@@ -1,4 +1,4 @@
-"""ALA in the generic trainer (``controller=ala``; DESIGN 3.4): single- and multi-network.
+"""ALA in the generic trainer (``controller=ala``; docs/design.md §3.4): single- and multi-network.
 
 The loop calls ``ALATrainerController.after_update(student)`` after every optimiser step. The
 reward of a window of K updates is ``M = sum_{j=1..K} gamma^(K-j) M_j`` over the validation metric

@@ -1,4 +1,4 @@
-"""L2T-DLF in the generic trainer (``loss=dynamic teacher=l2t``; DESIGN 3.2, Algorithm 1).
+"""L2T-DLF in the generic trainer (``loss=dynamic teacher=l2t``; docs/design.md §3.2, Algorithm 1).
 
 A run has two phases:
 

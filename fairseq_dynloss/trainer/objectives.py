@@ -226,7 +226,7 @@ class MetricALAObjective(nn.Module):
 
 
 class TripletMixtureObjective(MetricALAObjective):
-    """Triplet loss on a Phi-weighted mixture of distance transforms (DESIGN 3.4, distance mixture)."""
+    """Triplet loss on a Phi-weighted mixture of distance transforms (docs/design.md §3.4, distance mixture)."""
 
     def __init__(self, margin: float, transforms, phi_init, bounds, miner):
         super().__init__(phi_init, metric_ala.check_transforms(transforms), bounds, miner)
@@ -255,7 +255,7 @@ class MarginMixtureObjective(MetricALAObjective):
 
 
 class FocalWeightingObjective(MetricALAObjective):
-    """Focal weighting with scales (Phi1, Phi2) and threshold alpha (DESIGN 3.4); every pair of
+    """Focal weighting with scales (Phi1, Phi2) and threshold alpha (docs/design.md §3.4); every pair of
     the batch counts, so there is no miner."""
 
     def __init__(self, alpha: float, phi_init, bounds):

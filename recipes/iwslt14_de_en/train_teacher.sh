@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Train the L2T-DLF teacher of STUDENT (--task translation_l2t; DESIGN 3.2):
+# Train the L2T-DLF teacher of STUDENT (--task translation_l2t; docs/design.md §3.2):
 #   STUDENT=lstm1 bash train_teacher.sh [extra fairseq-train args]
 #     ->  $WORK/checkpoints/lstm1_teacher/teacher.pt and teacher_log.csv
 # episodic (default, the paper): TEACHER_STEPS teacher steps, each unrolling a freshly initialised

@@ -1,4 +1,4 @@
-"""ALA's metric-learning losses (DESIGN 3.4): hand values on tiny inputs, the library losses at
+"""ALA's metric-learning losses (docs/design.md §3.4): hand values on tiny inputs, the library losses at
 Phi = e_linear, the all-triplets forms against explicit triplet lists, and bad inputs."""
 
 import math

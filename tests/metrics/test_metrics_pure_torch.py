@@ -1,4 +1,4 @@
-"""metrics/ imports only torch, numpy, the standard library and itself (DESIGN 2, house rule);
+"""metrics/ imports only torch, numpy, the standard library and itself (docs/design.md §2, house rule);
 never fairseq."""
 
 import ast
