@@ -138,6 +138,9 @@ class DynamicLossCriterion(FairseqCriterion):
         else:
             self.scale = cfg.phi_scale if cfg.phi_scale is not None else default_scale(num_classes)
         self.teacher = None
+        if cfg.phi_source == "teacher" and self.form != "paper":
+            raise PhiError(f"--phi-source teacher supports --dynamic-form paper only; got "
+                           f"--dynamic-form {self.form} (translation_l2t trains paper-form teachers)")
         if cfg.phi_source == "teacher":
             self._setup_teacher(cfg, num_classes)
         elif cfg.phi_source == "ala":

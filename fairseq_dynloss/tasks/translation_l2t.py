@@ -132,6 +132,13 @@ class TranslationL2TTask(TranslationTask):
             raise PhiError(f"--task translation_l2t needs --criterion dynamic_loss; got {type(criterion).__name__}")
         if str(criterion.cfg.phi_source) != "fixed":
             raise PhiError("--task translation_l2t sets Phi itself; use --phi-source fixed")
+        if criterion.form != "paper":
+            # The fairseq teachers output a paper-form Phi of any sign; a prob-form teacher
+            # (non-negative by construction) exists for a full Phi only (dynloss-train).
+            raise PhiError(f"--task translation_l2t supports --dynamic-form paper only; got "
+                           f"--dynamic-form {criterion.form} (a non-negative bucketed or low-rank "
+                           "teacher for the prob form is not built yet: use dynloss-train's "
+                           "teacher=l2t with a full Phi)")
         phi = criterion.phi
         self.tracker = StudentStateTracker(int(self.horizon), max(self.cfg.lr), phi.num_classes)
         options = dict(rank=criterion.cfg.phi_rank, num_buckets=criterion.cfg.phi_buckets)

@@ -144,6 +144,7 @@ def test_teacher_source_sets_phi_from_the_live_student_state(toy_data_bin, tmp_p
     ("bucketed", ["--phi-source", "teacher", "--phi-rank", "4"], "built for parametrisation='bucketed'"),
     ("small", ["--phi-source", "teacher", "--phi-rank", "4"], "this student needs"),
     ("rank8", ["--phi-source", "teacher", "--phi-rank", "4"], "rank=8; this student needs 4"),
+    (None, ["--phi-source", "teacher", "--dynamic-form", "prob"], "supports --dynamic-form paper only"),
 ])
 def test_teacher_source_errors(toy_data_bin, tmp_path, make, args, message):
     data = toy_data_bin / "data-bin"
