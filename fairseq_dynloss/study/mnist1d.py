@@ -143,8 +143,9 @@ def choose_grid(args, work: str) -> Dict:
     return choice
 
 
-def tables(args, work: str, grid_choice: Dict) -> List[str]:
-    """One paired table per (setting, model): test accuracy % at the best-validation epoch."""
+def tables(args, work: str, grid_choice: Dict) -> List[Tuple[Tuple[str, str], str]]:
+    """One paired table per (setting, model): test accuracy % at the best-validation epoch, as
+    ((setting, model), markdown) pairs."""
     sections = []
     for setting in args.mnist1d_settings:
         for model in args.mnist1d_models:
@@ -165,9 +166,9 @@ def tables(args, work: str, grid_choice: Dict) -> List[str]:
                     note = f"eps = {value:g}, chosen on validation from {list(GRIDS[method][1])}"
                 rows.append(MethodRow(method, values, seconds, note))
             oracle = "forward_corrected" if setting != "clean" else ""
-            sections.append(
+            sections.append(((setting, model),
                 f"### mnist1d, {setting}, {model}: test accuracy % at the best-validation epoch "
                 f"({args.mnist1d_steps} updates)\n\n"
                 + paired_table(rows, "ce", "test accuracy %", lower_is_better=False,
-                               oracle=oracle))
+                               oracle=oracle)))
     return sections

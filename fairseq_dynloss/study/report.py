@@ -38,18 +38,23 @@ def _p_value(row: MethodRow, baseline: MethodRow) -> str:
     return f"{p:.3f}" if p >= 0.001 else f"{p:.1e}"
 
 
+def _baseline(rows: Sequence[MethodRow], baseline: str):
+    """(rows by name, the baseline row, its mean value, its mean seconds or nan)."""
+    by_name = {row.name: row for row in rows}
+    if baseline not in by_name:
+        raise ValueError(f"baseline {baseline!r} is not a row; rows: {sorted(by_name)}")
+    base = by_name[baseline]
+    base_time = summarize(base.seconds).mean if base.seconds else float("nan")
+    return by_name, base, summarize(base.values).mean, base_time
+
+
 def method_table(rows: Sequence[MethodRow], baseline: str, metric: str,
                  lower_is_better: bool, digits: int = 2) -> str:
     """A markdown table, one line per method, compared with the row named ``baseline``.
 
     The "better?" column says ``yes``/``no`` only where Welch's p < 0.05, else ``n.s.``.
     """
-    by_name = {row.name: row for row in rows}
-    if baseline not in by_name:
-        raise ValueError(f"baseline {baseline!r} is not a row; rows: {sorted(by_name)}")
-    base = by_name[baseline]
-    base_mean = summarize(base.values).mean
-    base_time = summarize(base.seconds).mean if base.seconds else float("nan")
+    by_name, base, base_mean, base_time = _baseline(rows, baseline)
     arrow = "lower is better" if lower_is_better else "higher is better"
     lines = [
         f"| method | seeds | {metric} ({arrow}) | Δ vs {baseline} | p (Welch) | better? | "
@@ -94,12 +99,7 @@ def paired_table(rows: Sequence[MethodRow], baseline: str, metric: str, lower_is
     """
     from .stats import paired_comparison
 
-    by_name = {row.name: row for row in rows}
-    if baseline not in by_name:
-        raise ValueError(f"baseline {baseline!r} is not a row; rows: {sorted(by_name)}")
-    base = by_name[baseline]
-    base_mean = summarize(base.values).mean
-    base_time = summarize(base.seconds).mean if base.seconds else float("nan")
+    by_name, base, base_mean, base_time = _baseline(rows, baseline)
     gap = summarize(by_name[oracle].values).mean - base_mean if oracle in by_name else float("nan")
     arrow = "lower is better" if lower_is_better else "higher is better"
     gap_head = f" gap to {oracle} closed |" if oracle in by_name else ""

@@ -59,3 +59,11 @@ def json_logs(text, key="num_updates"):
             except json.JSONDecodeError:
                 continue
     return records
+
+
+def valid_nll(proc) -> float:
+    """The last validation NLL (bits per token) fairseq logged: ``valid_nll_loss`` of
+    ``dynamic_loss``, or ``valid_loss`` of ``cross_entropy`` (which is its NLL)."""
+    records = json_logs(proc.stdout + proc.stderr, key="valid_loss")
+    assert records, "no validation record"
+    return float(records[-1].get("valid_nll_loss", records[-1]["valid_loss"]))

@@ -48,7 +48,7 @@ def test_study_digits_tiny_grid(tmp_path):
 
 def test_study_mnist1d_part_tiny(tmp_path):
     """The mnist1d part: paired rows computed from the runs' own metrics.csv, the oracle's gap,
-    and RESULTS.md assembled from results/mnist1d.md."""
+    and RESULTS.md assembled from its table's own file in results/."""
     command = [sys.executable, os.path.join(REPO, "scripts", "study.py"), "--parts", "mnist1d",
                "--mnist1d-seeds", "2", "--mnist1d-steps", "20", "--mnist1d-settings", "pairflip40",
                "--mnist1d-models", "mnist1d_mlp", "--mnist1d-methods", "ce", "forward_corrected",
@@ -67,7 +67,7 @@ def test_study_mnist1d_part_tiny(tmp_path):
         accuracy[method] = values
     text = (tmp_path / "RESULTS.md").read_text()
     assert text.count("## MNIST-1D") == 1
-    assert (tmp_path / "results" / "mnist1d.md").read_text().strip() in text
+    assert (tmp_path / "results" / "mnist1d--pairflip40--mnist1d_mlp.md").read_text().strip() in text
     line = next(l for l in text.splitlines() if l.startswith("| forward_corrected |"))
     s = summarize(accuracy["forward_corrected"])
     diffs = [b - a for a, b in zip(accuracy["ce"], accuracy["forward_corrected"])]
