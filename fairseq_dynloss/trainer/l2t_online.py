@@ -154,8 +154,11 @@ class OnlineTeacher(TeacherPhi):
             row["teacher_dev_objective"] = sum(r["dev_objective"] for r in done[-20:]) / len(done[-20:])
 
     def state_dict(self) -> Dict:
+        # The look-ahead of the next update also unrolls the unroll - 1 batches before it, so a
+        # resumed run needs them (without them resume was not exact for teacher.unroll > 1).
         return {**super().state_dict(), "learner": self.learner.state_dict(), "rows": list(self.rows),
-                "generator": self.generator.get_state(), "base_lr": self.base_lr, "set_lr": self.set_lr}
+                "generator": self.generator.get_state(), "base_lr": self.base_lr, "set_lr": self.set_lr,
+                "recent": [(x.cpu(), y.cpu()) for x, y in self.recent]}
 
     def load_state_dict(self, state: Dict) -> None:
         super().load_state_dict(state)
@@ -163,3 +166,5 @@ class OnlineTeacher(TeacherPhi):
         self.rows = list(state["rows"])
         self.generator.set_state(state["generator"])
         self.base_lr, self.set_lr = state["base_lr"], state["set_lr"]
+        self.recent = deque(((x.to(self.device), y.to(self.device)) for x, y in state["recent"]),
+                            maxlen=self.unroll)

@@ -315,8 +315,10 @@ def test_online_lr_scale_control_scales_the_live_rate(tmp_path):
     assert all(float(r["lr_ratio"]) == 1.0 for r in states)  # the feature is the schedule's ratio
 
 
-def test_online_resume_equals_the_uninterrupted_run(tmp_path):
-    online = [*ONLINE, "teacher.unroll=1"]
+@pytest.mark.parametrize("unroll", [1, 2])
+def test_online_resume_equals_the_uninterrupted_run(tmp_path, unroll):
+    # unroll 2: the look-ahead also unrolls the batch before the update, kept in the checkpoint
+    online = [*ONLINE, f"teacher.unroll={unroll}"]
     full = train(compose_config(*online), str(tmp_path / "full"))
     train(compose_config(*online, "stop_after_epoch=1"), str(tmp_path / "split"))
     resumed = train(compose_config(*online, "resume=true"), str(tmp_path / "split"))
