@@ -273,6 +273,20 @@ def identity_penalty(teacher: Teacher, features: List[torch.Tensor]) -> torch.Te
     return total / len(features)
 
 
+def unrolled_student_loss(student, objective, state: "UnrollState"):
+    """``student_loss(params, phi_tensors, (step, images, target))`` of an unroll: the batch's
+    loss under ``objective`` with the teacher's Phi tensors; ``state`` observes the step's
+    predictions (the features of the next step)."""
+
+    def student_loss(params, phi_tensors, batch):
+        step, images, target = batch
+        lprobs = F.log_softmax(student(params, images, step=step), dim=1)
+        state.observe(step, lprobs, target)
+        return objective_loss(objective, lprobs, target, phi_tensors)
+
+    return student_loss
+
+
 def objective_loss(objective, lprobs: torch.Tensor, target: torch.Tensor,
                    phi_tensors: Dict[str, torch.Tensor]) -> torch.Tensor:
     """The student's batch-mean loss under ``objective``'s settings with Phi's tensors
@@ -324,11 +338,7 @@ def run_episode(cfg, splits, objective, learner: TeacherLearner, episode: int, d
         state = UnrollState(StudentStateTracker(horizon, 1.0, splits.num_classes), epoch_of, ratios,
                             dev_statistics)
 
-        def student_loss(params, phi_tensors, batch):
-            step, images, target = batch
-            lprobs = F.log_softmax(student(params, images, step=step), dim=1)
-            state.observe(step, lprobs, target)
-            return objective_loss(objective, lprobs, target, phi_tensors)
+        student_loss = unrolled_student_loss(student, objective, state)
 
         def dev_objective(params):
             """Expected accuracy mean p(y|x) of omega_T over the dev batches (maximised)."""

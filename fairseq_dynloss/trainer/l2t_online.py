@@ -33,7 +33,7 @@ from fairseq_dynloss.hypergrad.schedule import LogScaled
 from fairseq_dynloss.metrics.classification import expected_accuracy
 from fairseq_dynloss.teacher import Teacher, save_teacher
 
-from .l2t import LOG_FILE, TEACHER_FILE, TeacherPhi, UnrollState, build_learner, objective_loss
+from .l2t import LOG_FILE, TEACHER_FILE, TeacherPhi, UnrollState, build_learner, unrolled_student_loss
 from .run_log import write_csv
 
 DEV_OBJECTIVES = ("expected_accuracy", "log_likelihood")
@@ -119,11 +119,7 @@ class OnlineTeacher(TeacherPhi):
         state = UnrollState(self.tracker.copy(), lambda update: 0, rates, dev_statistics=None)
         student, objective, net = self.student, self.objective, self.net
 
-        def student_loss(params, phi_tensors, batch):
-            step, x, y = batch
-            lprobs = F.log_softmax(student(params, x, step=step), dim=1)
-            state.observe(step, lprobs, y)
-            return objective_loss(objective, lprobs, y, phi_tensors)
+        student_loss = unrolled_student_loss(student, objective, state)
 
         def dev_objective(params):
             net.eval()
