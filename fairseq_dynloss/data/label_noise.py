@@ -156,7 +156,7 @@ def transition_counts(clean: torch.Tensor, noisy: torch.Tensor, num_classes: int
 def write_transition_counts(path: str, counts: torch.Tensor) -> None:
     """``label_noise.csv``: a header ``true,noisy_0..noisy_{C-1}`` and one row per true class
     (written atomically)."""
-    from fairseq_dynloss.trainer.checkpoint import atomic_write  # lazy: the trainer imports us
+    from fairseq_dynloss.atomic_save import atomic_write
 
     C = counts.size(0)
 
@@ -172,7 +172,7 @@ def write_transition_counts(path: str, counts: torch.Tensor) -> None:
 
 def write_noise_matrix(path: str, T: torch.Tensor) -> None:
     """T as CSV text (C rows of C numbers, ``repr`` precision), written atomically."""
-    from fairseq_dynloss.trainer.checkpoint import atomic_write  # lazy: the trainer imports us
+    from fairseq_dynloss.atomic_save import atomic_write
 
     def write(tmp: str) -> None:
         with open(tmp, "w", newline="") as handle:

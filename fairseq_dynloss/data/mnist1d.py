@@ -134,7 +134,7 @@ def read_cache(path: str, key: str) -> Optional[Dict[str, np.ndarray]]:
 def load_mnist1d(data_dir: str, num_samples: int = 5000, data_seed: int = 42) -> Dict[str, np.ndarray]:
     """The MNIST-1D arrays for ``(num_samples, data_seed)``, from the cache or generated (then
     cached atomically)."""
-    from fairseq_dynloss.trainer.checkpoint import atomic_write  # lazy: the trainer imports us
+    from fairseq_dynloss.atomic_save import atomic_write
 
     args = generation_args(num_samples, data_seed)
     key = cache_key(args)

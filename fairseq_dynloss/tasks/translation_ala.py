@@ -86,7 +86,7 @@ from omegaconf import II
 
 from ..controllers import (
     STATE_SOURCES, ConfusionAccumulator, ControllerError, PairTarget, WindowController, check_beta,
-    check_gamma, check_window, controlled_tensor, load_controller, pair_feature_size,
+    check_gamma, check_window, controlled_tensor, load_controller,
 )
 from ..controllers.errors import check_number, check_positive_int
 from ..criterions.dynamic_loss import DynamicLossCriterion

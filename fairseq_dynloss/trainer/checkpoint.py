@@ -7,7 +7,7 @@ from typing import Any, Callable, Dict
 
 import torch
 
-from fairseq_dynloss.atomic_save import atomic_torch_save, atomic_write  # noqa: F401 (re-exported)
+from fairseq_dynloss.atomic_save import atomic_torch_save
 from fairseq_dynloss.file_checks import read_torch_file
 
 from .registry import ConfigError

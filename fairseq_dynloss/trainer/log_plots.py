@@ -21,7 +21,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from .checkpoint import atomic_write  # noqa: E402
+from fairseq_dynloss.atomic_save import atomic_write  # noqa: E402
 
 # (panel title, lines); a line is (label, candidate column names, first present wins).
 Panel = Tuple[str, Sequence[Tuple[str, Sequence[str]]]]

@@ -20,11 +20,11 @@ from pathlib import Path
 from typing import Dict, List, Optional
 
 import torch
-import torch.nn.functional as F
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 from tqdm import tqdm
 
+from fairseq_dynloss.atomic_save import atomic_write
 from fairseq_dynloss.controllers import gather_transitions
 from fairseq_dynloss.controllers.health import ALAHealth
 from fairseq_dynloss.controllers.targets import PairTarget
@@ -34,7 +34,7 @@ from fairseq_dynloss.metrics.retrieval import recall_at_k
 
 from . import distributed, run_dir
 from .ala import ALATrainerController, check_ala_config, check_ala_world, steps_per_epoch
-from .checkpoint import atomic_write, map_tensors, save_checkpoint
+from .checkpoint import map_tensors, save_checkpoint
 from .interrupt import StopRequest, TrainingInterrupted, epoch_position, restore_position
 from .log_plots import plot_run_logs
 from .l2t import check_l2t_config, setup_l2t

@@ -12,7 +12,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 import torch  # noqa: E402
 
-from .checkpoint import atomic_write  # noqa: E402
+from fairseq_dynloss.atomic_save import atomic_write  # noqa: E402
 
 
 def _save(fig, path: str) -> None:
