@@ -522,14 +522,17 @@ def main(argv: Sequence[str] = None) -> None:
     command = "python scripts/study.py " + " ".join(sys.argv[1:] if argv is None else argv)
     tables = {"digits": lambda: digits_tables(args, work), "toy": lambda: toy_tables(args, work),
               "toy_hard": lambda: toy_hard.tables(args, work, TOY_FINETUNED)}
+    job_minutes = sum(seconds_of(work, job.name) for job in jobs
+                      if load_record(os.path.join(work, "state"), job.name)) / 60
     for part in args.parts:
         seeds = {"mnist1d": args.mnist1d_seed_list,
                  "toy_hard": args.toy_hard_seed_list}.get(part, args.seed_list)
         lines = [line.replace(out_dir + os.sep, "") for tag, line in plot_lines if tag == part]
         header = (f"`{command.strip()}` — {datetime.date.today()}, {platform.machine()} CPU "
                   f"({os.cpu_count()} cores), torch {torch.__version__}; {len(jobs)} jobs, "
-                  f"{args.workers} at a time with one thread each; this invocation ran for "
-                  f"{elapsed / 60:.1f} min (jobs finished earlier were reused). Seeds "
+                  f"{args.workers} at a time with one thread each, {job_minutes:.0f} min of job "
+                  f"wall time in all; this invocation ran for {elapsed / 60:.1f} min (jobs "
+                  f"finished earlier were reused). Seeds "
                   f"{seeds[0]}..{seeds[-1]}. {PART_STATISTICS[part]}")
         if part == "mnist1d":  # one file per table: runs of other settings keep theirs
             pieces = [(f"mnist1d--{setting}--{model}", [section])

@@ -20,6 +20,7 @@ from typing import Dict, List, Sequence, Tuple
 from .jobs import Job
 from .report import MethodRow, paired_table
 from .runs import best_val_row, teacher_seconds, training_seconds
+from .stats import paired_comparison
 
 # setting -> task.label_noise overrides ({matrix} is the CSV written by the study)
 NOISE: Dict[str, List[str]] = {
@@ -51,6 +52,8 @@ GRIDS: Dict[str, Tuple[str, Sequence[float]]] = {
     "poly1": ("loss.epsilon", (-1.0, 1.0, 2.0)),
 }
 GRID_SEEDS = 3
+# Rows every learned loss is also compared with (paired), in its notes.
+CONTROLS = ("dynamic_fixed", "lr_scale", "ala_random")
 NOTES = {
     "dynamic_fixed": "control: prob form, Phi = I (= CE)",
     "forward_corrected": "oracle: knows the true noise matrix",
@@ -59,6 +62,12 @@ NOTES = {
     "lr_scale": "control: meta-learns only an lr multiplier",
     "ala_random": "ablation: random state instead of the confusion matrix",
 }
+
+
+def versus_paired(row: MethodRow, control: MethodRow) -> str:
+    """Note text: the paired difference from a control row, its paired t p-value and MDD."""
+    r = paired_comparison(control.values, row.values)
+    return f"vs {control.name}: Δ {r.mean_diff:+.2f}, p = {r.p_t:.2g} (MDD {r.mdd:.2f})"
 
 
 def run_dir(work: str, setting: str, model: str, method: str, seed: int) -> str:
@@ -165,6 +174,11 @@ def tables(args, work: str, grid_choice: Dict) -> List[Tuple[Tuple[str, str], st
                 if value is not None:
                     note = f"eps = {value:g}, chosen on validation from {list(GRIDS[method][1])}"
                 rows.append(MethodRow(method, values, seconds, note))
+            for row in rows:  # a learned loss must also beat its controls, paired
+                if row.name.startswith(("l2t", "ala")):
+                    row.note = "; ".join(filter(None, [row.note, *[
+                        versus_paired(row, control) for control in rows
+                        if control.name in CONTROLS and control is not row]]))
             oracle = "forward_corrected" if setting != "clean" else ""
             sections.append(((setting, model),
                 f"### mnist1d, {setting}, {model}: test accuracy % at the best-validation epoch "
