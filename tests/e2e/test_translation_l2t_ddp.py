@@ -94,4 +94,4 @@ def test_two_ranks_teacher_step_equals_one_rank_with_update_freq_2(toy_data_bin,
         torch.testing.assert_close(teacher_2[key], teacher_1[key], rtol=1e-5, atol=1e-7)
     assert float(rows_2[0]["dev_objective"]) == pytest.approx(float(rows_1[0]["dev_objective"]), rel=1e-5)
     # The student-state feature train_loss is the NLL of the whole updates, on both setups.
-    assert state_2["train_loss"] == pytest.approx(state_1["train_loss"], rel=1e-6)
+    assert state_2["tracker"]["train_loss"] == pytest.approx(state_1["tracker"]["train_loss"], rel=1e-6)
