@@ -292,6 +292,17 @@ def _train(cfg: DictConfig, out_dir: str, stop_request: StopRequest) -> List[Dic
             state["teacher"] = l2t.state_dict()
         return state
 
+    def write_last(state: Dict) -> None:
+        """checkpoint_last.pt, and the pending best epoch (a byte copy when it is this state:
+        serialising twice costs twice as much)."""
+        nonlocal best_state, last_saved
+        save_checkpoint(state, last_path)
+        if best_state is state:
+            atomic_write(best_path, lambda tmp: shutil.copyfile(last_path, tmp))
+        elif best_state is not None:
+            save_checkpoint(best_state, best_path)
+        best_state, last_saved = None, time.monotonic()
+
     stop_request.armed = True  # from here on a signal stops at the next update boundary
     for epoch in range(start_epoch, stop):
         # -- one epoch of training: every random draw is seeded by (seed, epoch[, rank]), so a
@@ -343,9 +354,7 @@ def _train(cfg: DictConfig, out_dir: str, stop_request: StopRequest) -> List[Dic
             state = run_state(epoch)
             state["position"] = epoch_position(done, batch_losses, local_sizes, seen, augment_rng,
                                                context.device, ala_rows_before=ala_rows_before)
-            save_checkpoint(state, last_path)
-            if best_state is not None:
-                save_checkpoint(best_state, best_path)
+            write_last(state)
             if ala is not None:
                 ala.write_files(out_dir)
             bar.close()
@@ -421,12 +430,7 @@ def _train(cfg: DictConfig, out_dir: str, stop_request: StopRequest) -> List[Dic
                                                 low=target.clamp[0], high=target.clamp[1]):
                     log.warning(message)
         if due:
-            save_checkpoint(state, last_path)
-            if best_state is state:  # a byte copy: serialising twice costs twice as much
-                atomic_write(best_path, lambda tmp: shutil.copyfile(last_path, tmp))
-            elif best_state is not None:
-                save_checkpoint(best_state, best_path)
-            best_state, last_saved = None, time.monotonic()
+            write_last(state)
         write_csv(os.path.join(out_dir, "metrics.csv"), history)
         log_tensorboard(writer, row)
         if (epoch + 1) % cfg.plot_every == 0 or epoch + 1 == stop:
@@ -438,7 +442,9 @@ def _train(cfg: DictConfig, out_dir: str, stop_request: StopRequest) -> List[Dic
                 plot_phi(os.path.join(out_dir, "phi_offdiag.png"),
                          {e: p - torch.diag(p.diagonal()) for e, p in phi_snapshots.items()},
                          minus_identity=False)
-        if stop_request.requested and epoch + 1 < stop:  # signalled during the epoch's last update
+        if stop_request.requested and epoch + 1 < stop:  # signalled at the end of the epoch
+            if not due:  # after the checkpoint decision above (evaluation, CSV, plots): save now
+                write_last(run_state(epoch + 1))
             bar.close()
             raise TrainingInterrupted(stop_request.requested, last_path)
 

@@ -86,6 +86,28 @@ def test_a_signal_in_the_last_update_of_an_epoch_finishes_the_epoch_first(tmp_pa
     assert STRIP(train(compose_config(*common, "resume=true"), str(tmp_path / "split"))) == STRIP(full)
 
 
+def test_a_signal_during_the_epochs_logging_still_writes_checkpoint_last(tmp_path, monkeypatch):
+    # The signal lands after the epoch's checkpoint decision (here in the CSV write), which found
+    # no checkpoint due: the loop must write one before it stops.
+    common = ["task.epochs=3", "checkpoint_interval_s=1e9"]
+    full = train(compose_config(*common), str(tmp_path / "full"))
+    real = loop.write_csv
+
+    def write_then_signal(path, rows):
+        real(path, rows)
+        if len(rows) == 1:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    monkeypatch.setattr(loop, "write_csv", write_then_signal)
+    with pytest.raises(TrainingInterrupted):
+        train(compose_config(*common), str(tmp_path / "split"))
+    state = torch.load(tmp_path / "split/checkpoint_last.pt", weights_only=True)
+    assert state["epoch"] == 1 and "position" not in state
+    assert torch.load(tmp_path / "split/checkpoint_best.pt", weights_only=True)["epoch"] == 1
+    monkeypatch.undo()
+    assert STRIP(train(compose_config(*common, "resume=true"), str(tmp_path / "split"))) == STRIP(full)
+
+
 def test_a_second_signal_stops_at_once_and_handlers_are_restored():
     previous = signal.getsignal(signal.SIGINT)
     with StopRequest() as request:
