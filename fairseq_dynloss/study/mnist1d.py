@@ -86,11 +86,22 @@ def grid_name(method: str, value) -> str:
     return f"{method}_eps{value:g}"
 
 
+def train_command(python: str, work: str, setting: str, model: str, overrides: List[str],
+                  seed: int, folder: str, steps: int, lr: float) -> List[str]:
+    """The dynloss-train command line of one run: ``model`` on MNIST-1D under ``setting``'s label
+    noise, Adam at ``lr`` for ``steps`` updates, with a method's ``overrides``."""
+    matrix = os.path.join(work, "mnist1d", "noise_sparse40.csv")
+    noise = [o.format(matrix=matrix) for o in NOISE[setting]]
+    return [python, "-m", "fairseq_dynloss.trainer", "task=mnist1d", f"model={model}",
+            "optim=adam", f"optim.lr={lr}", f"task.max_steps={steps}", *noise, *overrides,
+            f"seed={seed}", "progress=false", "tensorboard=false", "overwrite=true", "device=cpu",
+            f"hydra.run.dir={folder}"]
+
+
 def jobs(args, work: str, python: str, env: Dict[str, str], grid_choice: Dict = None) -> List[Job]:
     """Every run of the part. Without ``grid_choice`` the gridded baselines run their whole grid
     on the first ``GRID_SEEDS`` seeds only (phase 1); with it, ``{(setting, model, method):
     value}``, they run the chosen value on every seed (phase 2)."""
-    matrix = os.path.join(work, "mnist1d", "noise_sparse40.csv")
     out = []
     for setting in args.mnist1d_settings:
         for model in args.mnist1d_models:
@@ -109,13 +120,9 @@ def jobs(args, work: str, python: str, env: Dict[str, str], grid_choice: Dict = 
                     name = method if value is None else grid_name(method, value)
                     for seed in seeds:
                         folder = run_dir(work, setting, model, name, seed)
-                        noise = [o.format(matrix=matrix) for o in NOISE[setting]]
-                        command = [python, "-m", "fairseq_dynloss.trainer", "task=mnist1d",
-                                   f"model={model}", "optim=adam", f"optim.lr={args.mnist1d_lr}",
-                                   f"task.max_steps={args.mnist1d_steps}", *noise,
-                                   *method_overrides(method, value), f"seed={seed}",
-                                   "progress=false", "tensorboard=false", "overwrite=true",
-                                   "device=cpu", f"hydra.run.dir={folder}"]
+                        command = train_command(python, work, setting, model,
+                                                method_overrides(method, value), seed, folder,
+                                                args.mnist1d_steps, args.mnist1d_lr)
                         out.append(Job(f"mnist1d_{setting}_{model}_{name}_seed{seed}", command,
                                        [os.path.join(folder, "metrics.csv")], env=env))
     return out
