@@ -29,12 +29,13 @@ import torch
 import torch.nn.functional as F
 
 from fairseq_dynloss.hypergrad import FunctionalModule, functional_twin
+from fairseq_dynloss.csv_rows import write_rows
 from fairseq_dynloss.hypergrad.schedule import LogScaled
 from fairseq_dynloss.metrics.classification import expected_accuracy
 from fairseq_dynloss.teacher import Teacher, save_teacher
 
-from .l2t import LOG_FILE, TEACHER_FILE, TeacherPhi, UnrollState, build_learner, unrolled_student_loss
-from .run_log import write_csv
+from .l2t import (LOG_FILE, TEACHER_FILE, TeacherPhi, UnrollState, build_learner, identity_penalty,
+                  unrolled_student_loss)
 
 DEV_OBJECTIVES = ("expected_accuracy", "log_likelihood")
 
@@ -74,6 +75,7 @@ class OnlineTeacher(TeacherPhi):
         t = cfg.teacher
         self.every, self.unroll, self.dev_name = int(t.online_every), int(t.unroll), str(t.dev_objective)
         self.dev_size = int(t.dev_batches) * int(cfg.task.batch_size)
+        self.phi_penalty = float(t.phi_penalty)
         self.learner = build_learner(cfg, self.teacher)
         self.net, self.optimizer, self.val = net, optimizer, val
         self.student = FunctionalModule(net)
@@ -128,9 +130,14 @@ class OnlineTeacher(TeacherPhi):
             finally:
                 net.train()
 
+        def penalty(teacher):
+            """teacher.phi_penalty x the distance of the look-ahead's Phi_t from the identity."""
+            return self.phi_penalty * identity_penalty(teacher, [state.cache[k] for k in range(len(batches))])
+
         params = {n: p.detach() for n, p in net.named_parameters()}
         with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
             result = self.learner.step(student_loss, dev_objective, params, batches, state,
+                                       penalty=penalty if self.phi_penalty > 0 else None,
                                        opt_state=opt_state, optimizer=twin)
         self.rows.append({"update": self.step, "dev_objective": result.dev_objective,
                           "grad_norm": result.grad_norm, "skipped": int(result.skipped),
@@ -140,7 +147,7 @@ class OnlineTeacher(TeacherPhi):
 
     def after_epoch(self, row: Dict[str, float]) -> None:
         super().after_epoch(row)
-        write_csv(self.log_path, self.rows)
+        write_rows(self.log_path, self.rows)
         save_teacher(self.teacher, self.teacher_path, horizon=self.tracker.horizon, teacher_steps=len(self.rows),
                      done=True)
         if self.scales_lr:

@@ -325,3 +325,16 @@ def test_online_resume_equals_the_uninterrupted_run(tmp_path, unroll):
     strip = lambda rows: [{k: v for k, v in r.items() if k != "time"} for r in rows]
     assert strip(resumed) == strip(full)
     assert read_csv(tmp_path / "split" / "teacher_states.csv") == read_csv(tmp_path / "full" / "teacher_states.csv")
+
+
+def test_online_phi_penalty_keeps_phi_near_the_identity(tmp_path):
+    """teacher.phi_penalty acts in online mode too: a strong penalty keeps Phi_t's diagonal
+    closer to 1 than the same run without it (teacher_states.csv)."""
+    distance = {}
+    for penalty in (0.0, 10.0):
+        out = tmp_path / f"penalty{penalty:g}"
+        train(compose_config(*ONLINE, "teacher.unroll=1", f"teacher.phi_penalty={penalty}"), str(out))
+        states = read_csv(out / "teacher_states.csv")
+        distance[penalty] = sum(1.0 - float(r["phi_diag_mean"]) for r in states[-10:]) / 10
+    assert distance[0.0] > 0.0
+    assert distance[10.0] < 0.5 * distance[0.0]
