@@ -23,12 +23,12 @@ resumed run equals the uninterrupted one.
 
 from __future__ import annotations
 
-import csv
 import os
-import tempfile
-from typing import Callable, Dict, List, Optional, Sequence
+from typing import Callable, Dict, List, Optional
 
 import torch
+
+from fairseq_dynloss.csv_rows import write_rows  # ala_log.csv; re-exported by the package
 
 from .errors import ControllerError
 from .memory import ReplayMemory, Transition
@@ -40,26 +40,6 @@ from .state import StateHistory
 STATE_SOURCES = ("confusion", "random")
 LOG_FILE = "ala_log.csv"
 POLICY_FILE = "ala_controller.pt"
-
-
-def write_rows(path: str, rows: Sequence[Dict]) -> None:
-    """CSV of ``rows`` (columns in first-seen order), written atomically (temporary file + rename)."""
-    columns: List[str] = []
-    for row in rows:
-        columns += [key for key in row if key not in columns]
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(dir=folder, prefix="." + os.path.basename(path), suffix=".tmp")
-    try:
-        with os.fdopen(handle, "w", newline="") as out:
-            writer = csv.DictWriter(out, fieldnames=columns)
-            writer.writeheader()
-            writer.writerows(rows)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
 
 
 class WindowController:

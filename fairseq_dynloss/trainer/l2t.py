@@ -40,6 +40,7 @@ from omegaconf import OmegaConf
 from tqdm import tqdm
 
 from fairseq_dynloss.atomic_save import atomic_torch_save
+from fairseq_dynloss.csv_rows import read_complete_rows, write_rows
 from fairseq_dynloss.file_checks import read_torch_file
 from fairseq_dynloss.hypergrad import SGD, Adam, FunctionalModule
 from fairseq_dynloss.losses import PhiError, dynamic_loss
@@ -51,7 +52,6 @@ from fairseq_dynloss.teacher import (
 
 from .ala import steps_per_epoch
 from .registry import ConfigError, build_net
-from .run_log import read_complete_rows, write_csv
 from .schedule import lr_ratio_at_epoch
 
 log = logging.getLogger("dynloss-train")
@@ -423,7 +423,7 @@ def train_teacher(cfg, splits, objective, device: torch.device, out_dir: str) ->
                      "inner_loss_last": result.inner_losses[-1].item(), "time": time.perf_counter() - started})
         atomic_torch_save({"learner": learner.state_dict(), "rows": rows, "trained_with": settings},
                           checkpoint_path)
-        write_csv(os.path.join(out_dir, LOG_FILE), rows)
+        write_rows(os.path.join(out_dir, LOG_FILE), rows)
         save_teacher(teacher, teacher_path, horizon=horizon, teacher_steps=len(rows), done=False,
                      trained_with=settings)
         bar.update()
@@ -507,7 +507,7 @@ class TeacherPhi:
             kept = []
             if os.path.exists(self.path):
                 kept = [r for r in read_complete_rows(self.path) if int(r["update"]) < rows[0]["update"]]
-            write_csv(self.path, kept + rows)
+            write_rows(self.path, kept + rows)
             self.file_synced = True
             return
         with open(self.path, "a", newline="") as handle:

@@ -5,8 +5,8 @@ import csv
 
 from trainer_helpers import compose_config
 
+from fairseq_dynloss.csv_rows import read_complete_rows
 from fairseq_dynloss.trainer import train
-from fairseq_dynloss.trainer.run_log import read_complete_rows
 
 # episodic: phase (b) writes one row per update from a frozen teacher (online mode is the L2T
 # tests' business; this test is about the file)
