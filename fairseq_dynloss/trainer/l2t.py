@@ -53,6 +53,7 @@ from fairseq_dynloss.teacher import (
 from .ala import steps_per_epoch
 from .registry import ConfigError, build_net
 from .schedule import lr_ratio_at_epoch
+from .setting_diff import setting_differences
 
 log = logging.getLogger("dynloss-train")
 
@@ -149,18 +150,6 @@ def settings_of(cfg) -> Dict:
     teacher = {k: v for k, v in plain(cfg.teacher).items() if k not in ("steps", "path")}
     return {"task": plain(cfg.task), "model": plain(cfg.model), "loss": plain(cfg.loss),
             "optim": plain(cfg.optim), "teacher": teacher}
-
-
-def _differences(saved: Dict, current: Dict, prefix: str = "") -> List[str]:
-    keys = sorted(set(saved) | set(current))
-    out = []
-    for key in keys:
-        a, b = saved.get(key), current.get(key)
-        if isinstance(a, dict) and isinstance(b, dict):
-            out += _differences(a, b, f"{prefix}{key}.")
-        elif a != b:
-            out.append(f"{prefix}{key}={a!r} (now {b!r})")
-    return out
 
 
 # -- phase (a): one episode -----------------------------------------------------------------------
@@ -387,7 +376,7 @@ def train_teacher(cfg, splits, objective, device: torch.device, out_dir: str) ->
     if not cfg.overwrite and os.path.exists(teacher_path):
         payload = _load_file(teacher_path)
         config = payload.get("config", {}) if isinstance(payload, dict) else {}
-        differences = _differences(config.get("trained_with") or {}, settings)
+        differences = setting_differences(config.get("trained_with") or {}, settings)
         if differences:
             raise ConfigError(
                 f"{teacher_path} was trained with other settings: {', '.join(differences)}; pass "
@@ -401,7 +390,7 @@ def train_teacher(cfg, splits, objective, device: torch.device, out_dir: str) ->
     rows: List[Dict] = []
     if not cfg.overwrite and os.path.exists(checkpoint_path):
         state = _load_file(checkpoint_path)
-        differences = _differences(state["trained_with"], settings)
+        differences = setting_differences(state["trained_with"], settings)
         if differences:
             raise ConfigError(f"{checkpoint_path} was trained with other settings: {', '.join(differences)}; "
                               "pass overwrite=true to train a new teacher")

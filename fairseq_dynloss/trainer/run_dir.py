@@ -32,6 +32,7 @@ from fairseq_dynloss.atomic_save import atomic_write, remove_stale_temporaries
 
 from .checkpoint import load_checkpoint
 from .registry import ConfigError
+from .setting_diff import setting_differences
 
 log = logging.getLogger("dynloss-train")
 
@@ -126,26 +127,14 @@ def prepare(cfg: DictConfig, out_dir: str, device: torch.device, writes: bool) -
 def resume_differences(saved_yaml: str, cfg: DictConfig) -> List[str]:
     """``"key: saved -> now"`` for every setting that differs between a checkpoint's config and
     ``cfg`` (dotted keys; list values compared whole), except ``RESUME_MAY_CHANGE``."""
-    saved = _flatten(OmegaConf.to_container(OmegaConf.create(saved_yaml), resolve=True))
-    now = _flatten(OmegaConf.to_container(cfg, resolve=True))
-    differences = []
-    for key in sorted(set(saved) | set(now)):
-        old, new = saved.get(key, "(absent)"), now.get(key, "(absent)")
-        if old == new or (key in RESUME_MAY_CHANGE and key != "task.epochs"):
-            continue
-        if key == "task.epochs" and isinstance(old, int) and isinstance(new, int) and new >= old:
-            continue
-        differences.append(f"{key}: {old!r} -> {new!r}")
-    return differences
+    saved = OmegaConf.to_container(OmegaConf.create(saved_yaml), resolve=True)
+    return setting_differences(saved, OmegaConf.to_container(cfg, resolve=True), _may_change_on_resume)
 
 
-def _flatten(tree: Any, prefix: str = "") -> Dict[str, Any]:
-    if not isinstance(tree, dict):
-        return {prefix: tree}
-    flat: Dict[str, Any] = {}
-    for key, value in tree.items():
-        flat.update(_flatten(value, f"{prefix}.{key}" if prefix else str(key)))
-    return flat
+def _may_change_on_resume(key: str, old: Any, new: Any) -> bool:
+    if key == "task.epochs":  # may only grow
+        return isinstance(old, int) and isinstance(new, int) and new >= old
+    return key in RESUME_MAY_CHANGE
 
 
 def no_checkpoint_message(out_dir: str, last_path: str, interval) -> str:

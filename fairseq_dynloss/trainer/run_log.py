@@ -6,7 +6,9 @@ from __future__ import annotations
 
 from typing import Dict, Optional
 
-from fairseq_dynloss.csv_rows import write_rows as write_csv  # noqa: F401  (the loop's name for it)
+from fairseq_dynloss.csv_rows import write_rows as write_csv  # the loop's name for the CSV writer
+
+__all__ = ["write_csv", "open_tensorboard", "log_tensorboard"]
 
 
 def open_tensorboard(folder: str, enabled: bool) -> Optional[object]:
