@@ -10,27 +10,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .residual_block import BasicBlock
+
 STAGE_BLOCKS = {18: (2, 2, 2, 2), 34: (3, 4, 6, 3)}
-
-
-class ResidualBlock(nn.Module):
-    """torchvision's BasicBlock: two 3x3 conv-BN, 1x1 conv-BN projection on shape changes."""
-
-    def __init__(self, in_planes: int, planes: int, stride: int):
-        super().__init__()
-        self.conv1 = nn.Conv2d(in_planes, planes, 3, stride, 1, bias=False)
-        self.bn1 = nn.BatchNorm2d(planes)
-        self.conv2 = nn.Conv2d(planes, planes, 3, 1, 1, bias=False)
-        self.bn2 = nn.BatchNorm2d(planes)
-        self.downsample = None
-        if stride != 1 or in_planes != planes:
-            self.downsample = nn.Sequential(nn.Conv2d(in_planes, planes, 1, stride, bias=False),
-                                            nn.BatchNorm2d(planes))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = F.relu(self.bn1(self.conv1(x)))
-        out = self.bn2(self.conv2(out))
-        return F.relu(out + (x if self.downsample is None else self.downsample(x)))
 
 
 class EmbeddingResNet(nn.Module):
@@ -55,8 +37,8 @@ class EmbeddingResNet(nn.Module):
         in_planes = width
         for stage, blocks in enumerate(STAGE_BLOCKS[depth]):
             planes = width * 2 ** stage
-            layer = [ResidualBlock(in_planes, planes, 1 if stage == 0 else 2)]
-            layer += [ResidualBlock(planes, planes, 1) for _ in range(blocks - 1)]
+            layer = [BasicBlock(in_planes, planes, 1 if stage == 0 else 2, shortcut="projection")]
+            layer += [BasicBlock(planes, planes, 1, shortcut="projection") for _ in range(blocks - 1)]
             self.add_module(f"layer{stage + 1}", nn.Sequential(*layer))
             in_planes = planes
         self.embedding = nn.Linear(in_planes, embedding_dim)

@@ -6,28 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-
-class BasicBlock(nn.Module):
-    """Two 3x3 conv-BN layers; identity shortcut, zero-padded and subsampled when the shape
-    changes (option A: no shortcut parameters)."""
-
-    def __init__(self, in_planes: int, planes: int, stride: int):
-        super().__init__()
-        self.conv1 = nn.Conv2d(in_planes, planes, 3, stride, 1, bias=False)
-        self.bn1 = nn.BatchNorm2d(planes)
-        self.conv2 = nn.Conv2d(planes, planes, 3, 1, 1, bias=False)
-        self.bn2 = nn.BatchNorm2d(planes)
-        self.stride, self.extra = stride, planes - in_planes
-
-    def shortcut(self, x: torch.Tensor) -> torch.Tensor:
-        if self.stride == 1 and self.extra == 0:
-            return x
-        x = x[:, :, ::self.stride, ::self.stride]
-        return F.pad(x, (0, 0, 0, 0, self.extra // 2, self.extra - self.extra // 2))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = F.relu(self.bn1(self.conv1(x)))
-        return F.relu(self.bn2(self.conv2(out)) + self.shortcut(x))
+from .residual_block import BasicBlock  # option-A (zero-padding) shortcuts
 
 
 class CifarResNet(nn.Module):
