@@ -29,13 +29,14 @@ from __future__ import annotations
 import csv
 import math
 import os
-from typing import Dict, Optional, Sequence
+from typing import Dict, Optional, Sequence, Tuple
 
 import torch
 from torch import nn
 
 from ..atomic_save import atomic_torch_save
 from ..file_checks import read_torch_file
+from .lowrank_col_dot import lowrank_col_dot_reference
 
 PARAMETRISATIONS = ("full", "diag_lowrank", "bucketed")
 
@@ -66,7 +67,7 @@ def _check_shape(name: str, tensor: torch.Tensor, expected: Sequence[int]) -> No
 
 
 class Phi(nn.Module):
-    """Base class. Subclasses define ``row_dot`` and ``materialize``.
+    """Base class. Subclasses define ``row_dot``, ``materialize`` and ``col_dot`` or ``col_factors``.
 
     Attributes:
         num_classes: C, the number of classes (vocabulary size for translation).
@@ -102,13 +103,32 @@ class Phi(nn.Module):
     def col_dot(self, probs: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """``c[n] = sum_j probs[n, j] M[j, target[n]]`` with ``M = prob_matrix()``.
 
+        The default uses ``col_factors`` (``M = diag(d) + L R^T``): O(C k) per token.
+
         Args:
             probs: (N, C) non-negative weights (probabilities).
             target: (N,) class ids in [0, C).
         Returns:
             (N,) tensor.
         """
-        raise NotImplementedError
+        factors = self.col_factors(target, probs.dtype)
+        if factors is None:
+            raise NotImplementedError(f"{type(self).__name__} defines neither col_dot nor col_factors")
+        return lowrank_col_dot_reference(probs, target, *factors)
+
+    def col_factors(self, target: torch.Tensor,
+                    dtype: torch.dtype) -> Optional[Tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+        """``(d[y], L, R[y])`` with ``prob_matrix() = diag(d) + L R^T``, or None without that
+        structure (``full``). The prob form then runs ``losses.lowrank_col_dot`` on them.
+
+        Args:
+            target: (N,) class ids y in [0, C).
+            dtype: the dtype to cast the tensors to (that of the log-probabilities).
+        Returns:
+            ``diag_y`` (N,), ``left`` (C, k), ``right_y`` (N, k), differentiable in this Phi's
+            tensors; or None.
+        """
+        return None
 
     def forward(self, lprobs: torch.Tensor, target: torch.Tensor, form: str = "paper") -> torch.Tensor:
         """``row_dot`` (paper) or ``log (p^T M)_y`` (prob); being ``forward`` lets
@@ -288,11 +308,10 @@ class DiagLowRankPhi(Phi):
         diag_term = diag[target] * lprobs.gather(-1, target.unsqueeze(-1)).squeeze(-1)
         return diag_term + (U[target] * (lprobs @ V)).sum(-1)
 
-    def col_dot(self, probs, target):
+    def col_factors(self, target, dtype):
         # sum_j p_j (d_j [j = y] + U_j . V_y) = d_y p_y + (p^T U) . V_y: one (N, C) x (C, r) product.
-        diag, U, V = (t.to(probs.dtype) for t in (self.diag, self.U, self.V))
-        diag_term = diag[target] * probs.gather(-1, target.unsqueeze(-1)).squeeze(-1)
-        return diag_term + (V[target] * (probs @ U)).sum(-1)
+        diag, U, V = (t.to(dtype) for t in (self.diag, self.U, self.V))
+        return diag[target], U, V[target]
 
     def materialize(self):
         return torch.diag(self.diag) + self.U @ self.V.t()
@@ -356,17 +375,18 @@ class BucketedPhi(Phi):
         bucket_sums = lprobs @ self.bucket_onehot.to(lprobs.dtype)  # (N, G)
         return diag_term + (B[self.bucket_of[target]] * bucket_sums).sum(-1)
 
-    def col_dot(self, probs, target):
+    def col_factors(self, target, dtype):
         # M[j, y] = d_j [j = y] + B[g(j), g(y)] / |g(j)|: the label y receives B[g, g(y)] times the
         # MEAN probability of bucket g, so B's entries keep their size whatever the bucket sizes.
-        diag, B = self.diag.to(probs.dtype), self.B.to(probs.dtype)
-        diag_term = diag[target] * probs.gather(-1, target.unsqueeze(-1)).squeeze(-1)
-        bucket_means = probs @ self._bucket_mean_map().to(probs.dtype)  # (N, G)
-        return diag_term + (bucket_means @ B).gather(-1, self.bucket_of[target].unsqueeze(-1)).squeeze(-1)
+        # L = the (C, G) mean map (p @ L: per-bucket means), R[y] = column g(y) of B.
+        diag, B = self.diag.to(dtype), self.B.to(dtype)
+        return diag[target], self._bucket_mean_map(dtype), B.t()[self.bucket_of[target]]
 
-    def _bucket_mean_map(self) -> torch.Tensor:
-        """(C, G) one-hot map divided by the bucket sizes: ``probs @ map`` = per-bucket means."""
-        return self.bucket_onehot / self.bucket_onehot.sum(0)
+    def _bucket_mean_map(self, dtype: torch.dtype) -> torch.Tensor:
+        """(C, G) one-hot map divided by the bucket sizes: ``probs @ map`` = per-bucket means.
+        Divided in ``dtype`` (the one-hot buffer is float32; 1/3 in float32 is off by 1e-8)."""
+        onehot = self.bucket_onehot.to(dtype)
+        return onehot / onehot.sum(0)
 
     def materialize(self):
         return torch.diag(self.diag) + self.B[self.bucket_of][:, self.bucket_of]

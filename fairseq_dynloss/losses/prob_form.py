@@ -25,6 +25,7 @@ from typing import Dict, Optional
 
 import torch
 
+from .lowrank_col_dot import lowrank_col_dot
 from .phi import Phi, PhiError
 
 
@@ -51,7 +52,11 @@ def log_col_dot(phi: Phi, lprobs: torch.Tensor, target: torch.Tensor) -> torch.T
     Returns:
         (N,) tensor.
     """
-    column = phi.col_dot(torch.exp(lprobs), target)
+    factors = phi.col_factors(target, lprobs.dtype)
+    if factors is None:
+        column = phi.col_dot(torch.exp(lprobs), target)
+    else:  # diag_lowrank, bucketed: no (N, C) tensor forward, one backward (lowrank_col_dot)
+        column = lowrank_col_dot(lprobs, target, *factors)
     tiny = torch.finfo(lprobs.dtype).tiny
     ok = column > tiny
     if lprobs.device.type == "cpu" and bool(ok.all()):
