@@ -156,18 +156,10 @@ def transition_counts(clean: torch.Tensor, noisy: torch.Tensor, num_classes: int
 def write_transition_counts(path: str, counts: torch.Tensor) -> None:
     """``label_noise.csv``: a header ``true,noisy_0..noisy_{C-1}`` and one row per true class
     (written atomically)."""
-    from fairseq_dynloss.atomic_save import atomic_write
+    from fairseq_dynloss.csv_rows import write_rows
 
-    C = counts.size(0)
-
-    def write(tmp: str) -> None:
-        with open(tmp, "w", newline="") as handle:
-            out = csv.writer(handle)
-            out.writerow(["true"] + [f"noisy_{j}" for j in range(C)])
-            for i in range(C):
-                out.writerow([i] + counts[i].tolist())
-
-    atomic_write(path, write)
+    write_rows(path, [{"true": i, **{f"noisy_{j}": n for j, n in enumerate(row)}}
+                      for i, row in enumerate(counts.tolist())])
 
 
 def write_noise_matrix(path: str, T: torch.Tensor) -> None:
