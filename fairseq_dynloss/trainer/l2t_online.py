@@ -28,8 +28,8 @@ from typing import Dict, List, Optional
 import torch
 import torch.nn.functional as F
 
-from fairseq_dynloss.hypergrad import FunctionalModule, functional_twin
 from fairseq_dynloss.csv_rows import write_rows
+from fairseq_dynloss.hypergrad import FunctionalModule, functional_twin
 from fairseq_dynloss.hypergrad.schedule import LogScaled
 from fairseq_dynloss.metrics.classification import expected_accuracy
 from fairseq_dynloss.teacher import Teacher, save_teacher
