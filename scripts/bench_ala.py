@@ -14,6 +14,8 @@ Variants (``--variants``):
   defaults      conf/controller/ala.yaml as it is (the target: <= 1.3x cross-entropy)
   every-update  the metric after every update (metric_every=1: the paper's discounted window sum)
   window-end    the metric only after the window's last update (metric_every=K)
+  loss-only     the controlled loss (prob form, Phi = I) without a controller: the part of the
+                ratio that the loss itself costs, which no controller setting can remove
 Variants whose options this checkout does not know are skipped.
 """
 
@@ -42,10 +44,12 @@ ALA = ["loss=dynamic", "loss.form=prob", "controller=ala"]
 
 
 def variants(window: int) -> Dict[str, List[str]]:
+    """Variant name -> the method's overrides (ALA's, or the loss without a controller)."""
     return {
-        "defaults": [],
-        "every-update": ["controller.metric_every=1"],
-        "window-end": [f"controller.metric_every={window}"],
+        "defaults": ALA,
+        "every-update": [*ALA, "controller.metric_every=1"],
+        "window-end": [*ALA, f"controller.metric_every={window}"],
+        "loss-only": [*ALA[:-1], "controller=none"],
     }
 
 
@@ -76,14 +80,17 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=700, help="student updates per run (35 per epoch)")
     parser.add_argument("--repeats", type=int, default=3, help="best of N runs per variant")
     parser.add_argument("--variants", nargs="+", default=None)
+    parser.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE",
+                        help="extra controller overrides for every ALA variant (e.g. controller.window=20)")
     args = parser.parse_args()
 
-    window = int(config([*BASE, *ALA]).controller.window)
-    table = variants(window)
+    window = int(config([*BASE, *ALA, *args.set]).controller.window)
+    table = {name: overrides + (args.set if "controller=ala" in overrides else [])
+             for name, overrides in variants(window).items()}
     chosen = args.variants or list(table)
     runnable = {}
     for name in chosen:
-        overrides = [*BASE, f"task.max_steps={args.steps}", *ALA, *table[name]]
+        overrides = [*BASE, f"task.max_steps={args.steps}", *table[name]]
         try:
             config(overrides)
             runnable[name] = overrides
@@ -114,9 +121,11 @@ def main() -> None:
         total = per_window(best["rows"], "controller_time")
         training = 1000 * epoch_none / steps * window
         cells = ["-" if v is None else f"{1000 * v:.2f}" for v in phases]
+        controller = "-" if total is None else f"{1000 * total:.2f}"
+        share = "-" if total is None else f"{1000 * total / training:.1%}"
         ratio = statistics.fmean(best["epoch_times"]) / epoch_none
-        print(f"| {name} | {window} | {' | '.join(cells)} | {1000 * total:.2f} | {training:.2f} | "
-              f"{1000 * total / training:.1%} | {ratio:.3f}x |")
+        print(f"| {name} | {window} | {' | '.join(cells)} | {controller} | {training:.2f} | "
+              f"{share} | {ratio:.3f}x |")
 
 
 if __name__ == "__main__":

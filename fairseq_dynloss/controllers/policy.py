@@ -186,8 +186,21 @@ def apply_actions(target: Union[Phi, torch.Tensor], pairs: torch.Tensor, actions
     Returns:
         (P,) the new values of the elements. Everything is validated before anything changes.
     """
-    beta = check_beta(beta)
     tensor = controlled_tensor(target)
+    index = element_index(tensor, pairs, allow_diagonal or not isinstance(target, FullPhi))
+    return move_elements(tensor, index, actions, beta, clamp)
+
+
+def element_index(tensor: torch.Tensor, pairs, allow_diagonal: bool = True) -> Tuple[torch.Tensor, ...]:
+    """Validated advanced index of the controlled elements of ``tensor``, for ``move_elements``.
+
+    Args:
+        tensor: the 1-D or 2-D controlled tensor.
+        pairs: (P, 2) element indices ((P,) for a 1-D tensor), no duplicates.
+        allow_diagonal: 2-D only: whether pairs ``(i, i)`` may be controlled.
+    Returns:
+        A tuple of (P,) long index tensors on ``tensor``'s device (one per axis).
+    """
     pairs = torch.as_tensor(pairs)
     if pairs.is_floating_point():
         raise ControllerError(f"pairs have dtype {pairs.dtype}; expected integer indices")
@@ -209,25 +222,38 @@ def apply_actions(target: Union[Phi, torch.Tensor], pairs: torch.Tensor, actions
                 f"element indices along axis {axis} range over [{index[:, axis].min().item()}, "
                 f"{index[:, axis].max().item()}]; expected [0, {size})"
             )
-    if isinstance(target, FullPhi) and not allow_diagonal and bool((index[:, 0] == index[:, 1]).any()):
+    if tensor.dim() == 2 and not allow_diagonal and bool((index[:, 0] == index[:, 1]).any()):
         raise ControllerError("pairs include diagonal entries (i, i) of a full Phi; expected i != j")
     flat = index[:, 0] * (tensor.shape[1] if tensor.dim() == 2 else 1) + (index[:, 1] if tensor.dim() == 2 else 0)
     if flat.unique().numel() != flat.numel():
         raise ControllerError("pairs contain duplicate elements; expected each element at most once")
-    steps = _action_index(actions, index.shape[0]).to(tensor.device) - 1
+    return tuple(index.unbind(-1))
+
+
+@torch.no_grad()
+def move_elements(tensor: torch.Tensor, index: Tuple[torch.Tensor, ...], actions: torch.Tensor,
+                  beta: float, clamp: Optional[Sequence] = None) -> torch.Tensor:
+    """``tensor[index] += beta * actions``, then clamped into ``clamp``, in place.
+
+    ``index`` comes from ``element_index`` (validated once: a controller reuses it every window).
+    ``clamp``: ``(low, high)``, floats or (P,) tensors. Actions, beta and the clamp are validated
+    before anything changes. Returns the (P,) new values.
+    """
+    beta = check_beta(beta)
+    num = index[0].shape[0]
+    steps = _action_index(actions, num).to(tensor.device) - 1
     low = high = None
     if clamp is not None:
         low, high = (torch.as_tensor(v, dtype=tensor.dtype, device=tensor.device) for v in clamp)
-        if low.dim() and tuple(low.shape) != (index.shape[0],) or high.dim() and tuple(high.shape) != (index.shape[0],):
+        if low.dim() and tuple(low.shape) != (num,) or high.dim() and tuple(high.shape) != (num,):
             raise ControllerError(f"clamp bounds have shapes {tuple(low.shape)}, {tuple(high.shape)}; "
-                                  f"expected floats or ({index.shape[0]},) tensors")
+                                  f"expected floats or ({num},) tensors")
         if not bool((low <= high).all()):
             shown = tuple(clamp) if not low.dim() else "per-element bounds"
             raise ControllerError(f"clamp={shown}; expected (low, high) with low <= high")
-    cols = tuple(index.unbind(-1))
-    values = tensor[cols] + beta * steps.to(tensor.dtype)
+    values = tensor[index] + beta * steps.to(tensor.dtype)
     if clamp is not None:
         values = torch.minimum(torch.maximum(values, low), high)
     check_finite_tensor("updated Phi elements", values)
-    tensor[cols] = values
+    tensor[index] = values
     return values.clone()

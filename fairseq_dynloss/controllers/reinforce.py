@@ -93,27 +93,32 @@ class ReinforceLearner:
             raise ControllerError("a transition without its advantage; expected advantages() first")
         device = self.policy.net[0].weight.device
         sizes = torch.tensor([t.state.shape[0] for t in transitions])
-        states = torch.cat([t.state for t in transitions]).to(device)
-        actions = torch.cat([t.action for t in transitions]).to(device)
+        if len(transitions) == 1:
+            states, actions = transitions[0].state.to(device), transitions[0].action.to(device)
+        else:
+            states = torch.cat([t.state for t in transitions]).to(device)
+            actions = torch.cat([t.action for t in transitions]).to(device)
         log_probs, entropies = self.policy.log_prob_and_entropy(states, actions)
         # each transition weighs 1 / N, each of its P elements 1 / P: the mean over both
-        weights = torch.cat([torch.full((int(n),), t.advantage / (int(n) * len(transitions)), dtype=torch.float64)
-                             for n, t in zip(sizes, transitions)]).to(device, log_probs.dtype)
-        ratio = torch.ones_like(log_probs)
+        scales = torch.tensor([t.advantage for t in transitions], dtype=torch.float64) / (sizes * len(transitions))
+        weights = scales.repeat_interleave(sizes).to(device, log_probs.dtype)
+        ratio = None
         if any(t.behaviour is not None for t in transitions):
             behaviour = torch.cat([t.behaviour if t.behaviour is not None else torch.full((int(n),), math.nan)
                                    for n, t in zip(sizes, transitions)]).to(device, log_probs.dtype)
             known = ~torch.isnan(behaviour)
             ratio = torch.where(known, (log_probs.detach() - behaviour.nan_to_num(0.0)).exp().clamp(max=self.clip),
-                                ratio)
-        entropy = torch.cat([e.mean().reshape(1) for e in entropies.split(sizes.tolist())]).mean()
-        loss = -(weights * ratio * log_probs).sum() - self.entropy_bonus * entropy
+                                torch.ones_like(log_probs))
+            weights = weights * ratio
+        # the mean over transitions of each one's mean element entropy
+        entropy = (entropies * (1.0 / (sizes * len(transitions))).repeat_interleave(sizes).to(entropies)).sum()
+        loss = -(weights * log_probs).sum() - self.entropy_bonus * entropy
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
         self.num_updates += 1
         return {"loss": loss.item(), "mean_advantage": sum(t.advantage for t in transitions) / len(transitions),
-                "importance_ratio": ratio.mean().item(), "entropy": entropy.item()}
+                "importance_ratio": 1.0 if ratio is None else ratio.mean().item(), "entropy": entropy.item()}
 
     def state_dict(self) -> Dict:
         return {"policy": {k: v.detach().cpu().clone() for k, v in self.policy.state_dict().items()},

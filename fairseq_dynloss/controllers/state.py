@@ -199,11 +199,18 @@ Z_FLOOR, CHANGE_FLOOR, Z_CLIP = 0.1, 0.01, 3.0
 LOG_FLOOR = 1e-6  # C is a mean of -log p >= 0; the log needs it positive
 
 
-def _standardised(values: torch.Tensor, reference: torch.Tensor, floor: float) -> torch.Tensor:
-    """``(values - mean) / max(std, floor)`` with mean and std of ``reference``, clipped."""
-    std = reference.std(unbiased=False) if reference.numel() > 1 else reference.new_zeros(())
-    mean = reference.mean()
-    return ((values - mean) / std.clamp_min(floor)).clamp(-Z_CLIP, Z_CLIP)
+def _standardised_stack(matrices: torch.Tensor, floors: torch.Tensor) -> torch.Tensor:
+    """(M, n, n) matrices, each z-scored over its own off-diagonal entries: ``(m - mean) /
+    max(std, floor)`` (population std; with n = 1 over the single entry), clipped to
+    [-Z_CLIP, Z_CLIP]. ``floors`` (M,)."""
+    n = matrices.shape[-1]
+    off = ~torch.eye(n, dtype=torch.bool, device=matrices.device) if n > 1 else \
+        torch.ones(1, 1, dtype=torch.bool, device=matrices.device)
+    entries = matrices[:, off]  # (M, n (n - 1))
+    mean = entries.mean(-1)
+    std = entries.std(-1, unbiased=False) if entries.shape[-1] > 1 else torch.zeros_like(mean)
+    scale = torch.maximum(std, floors)
+    return ((matrices - mean[:, None, None]) / scale[:, None, None]).clamp(-Z_CLIP, Z_CLIP)
 
 
 def pair_features(C: torch.Tensor, phi_values: torch.Tensor, history: Matrices = (),
@@ -255,20 +262,17 @@ def pair_features(C: torch.Tensor, phi_values: torch.Tensor, history: Matrices =
     pairs = controlled_pairs(n, device=C.device) if pairs is None else _check_pairs(pairs, n)
     i, j = pairs[:, 0].to(C.device), pairs[:, 1].to(C.device)
     work = torch.float64
-    L = C.to(work).clamp_min(LOG_FLOOR).log()
-    off = ~torch.eye(n, dtype=torch.bool, device=C.device) if n > 1 else torch.ones(1, 1, dtype=torch.bool)
-    relative = L - L.diagonal().unsqueeze(1)
-    matrices = [_standardised(L, L[off], Z_FLOOR), _standardised(relative, relative[off], Z_FLOOR)]
-    for past in pasts:
-        change = L - past.to(C.device, work).clamp_min(LOG_FLOOR).log()
-        matrices.append(_standardised(change, change[off], CHANGE_FLOOR))
-    columns = []
-    for m in matrices:
-        columns += [m[i, j], m[j, i]]
-    columns.append(torch.full_like(columns[0], progress))
-    columns.append(phi_values.detach().to(C.device, work)[i, j] / value_scale)
-    columns.append((i == j).to(work))
-    return torch.stack(columns, dim=-1).to(C.dtype if C.is_floating_point() else torch.float32)
+    # every matrix in one (M, n, n) stack: one standardisation and one gather for all of them
+    logs = torch.stack([C.to(work)] + [past.to(C.device, work) for past in pasts]).clamp_min(LOG_FLOOR).log()
+    L = logs[0]
+    raw = torch.cat([torch.stack([L, L - L.diagonal().unsqueeze(1)]), L - logs[1:]])
+    floors = torch.tensor([Z_FLOOR, Z_FLOOR] + [CHANGE_FLOOR] * len(pasts), dtype=work, device=C.device)
+    matrices = _standardised_stack(raw, floors)
+    # columns: each matrix at (i, j) then at (j, i), as in the docstring's order
+    looked_up = torch.stack([matrices[:, i, j], matrices[:, j, i]], dim=1).reshape(2 * len(matrices), -1).t()
+    tail = torch.stack([torch.full_like(looked_up[:, 0], progress),
+                        phi_values.detach().to(C.device, work)[i, j] / value_scale, (i == j).to(work)], dim=-1)
+    return torch.cat([looked_up, tail], dim=-1).to(C.dtype if C.is_floating_point() else torch.float32)
 
 
 def _check_pairs(pairs, n: int) -> torch.Tensor:

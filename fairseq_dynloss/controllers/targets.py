@@ -51,7 +51,7 @@ import torch
 import torch.nn.functional as F
 
 from .errors import ControllerError, check_positive_int
-from .policy import apply_actions, controlled_tensor
+from .policy import apply_actions, controlled_tensor, element_index, move_elements
 from .state import (
     DEFAULT_QUANTILES, ConfusionAccumulator, controlled_pairs, distance_statistics, element_features,
     pair_distances, pair_feature_size, pair_features,
@@ -108,6 +108,10 @@ class PairTarget:
         if self.clamp is not None and not self.clamp[0] <= self.clamp[1]:
             raise ControllerError(f"clamp={list(clamp)}; expected [low, high] with low <= high")
         self.origin = self.values().clone()  # the clamp bounds the change from here
+        # validated once: every window reuses the index and the per-element bounds
+        self.index = element_index(self.origin, self.elements)
+        start = self.origin[self.index]
+        self.bounds = None if self.clamp is None else (start + self.clamp[0], start + self.clamp[1])
         if self.controlled is not None:
             self._write(self.origin)
         self.description = phi.parametrisation + ("+diagonal" if diagonal else "") + (":prob" if form == "prob" else "")
@@ -165,11 +169,7 @@ class PairTarget:
     def apply(self, actions: torch.Tensor, beta: float) -> torch.Tensor:
         """``value[e] += beta a_e``, clamped around the start; returns the (P,) new values."""
         values = self.values()
-        clamp = None
-        if self.clamp is not None:
-            start = self.origin[self.elements[:, 0], self.elements[:, 1]]
-            clamp = (start + self.clamp[0], start + self.clamp[1])
-        new = apply_actions(values, self.elements, actions, beta, clamp)
+        new = move_elements(values, self.index, actions, beta, self.bounds)
         self._write(values)
         return new
 
