@@ -5,6 +5,12 @@
     r_t     = sign(M_{t+1} - M_t)       for a metric where higher is better (AUCPR, recall, BLEU)
 
 The latest update of a window weighs 1 and earlier ones gamma, gamma^2, ...; gamma = 1 sums.
+
+**Against a moving average** (``average = a > 0``, an option): the reference is not the last
+window's ``M_t`` but ``A_t = a A_{t-1} + (1 - a) M_t`` (``A_1 = M_1``), so
+``r_t = sign(A_t - M_{t+1})``: whether this window beat the recent level rather than the
+previous window alone, whose own noise otherwise enters every reward twice (once as the
+reference). ``a = 0`` is the slides' reward.
 """
 
 from __future__ import annotations
@@ -15,7 +21,8 @@ from typing import Dict, Optional, Sequence, Union
 from .errors import ControllerError, check_positive_int
 
 LOWER, HIGHER = "lower", "higher"
-METRIC_DIRECTION = {"error": LOWER, "loss": LOWER, "aucpr": HIGHER, "recall": HIGHER, "bleu": HIGHER}
+METRIC_DIRECTION = {"error": LOWER, "loss": LOWER, "aucpr": HIGHER, "recall": HIGHER, "bleu": HIGHER,
+                    "expected_accuracy": HIGHER}
 
 
 def higher_is_better(metric: str) -> bool:
@@ -83,15 +90,21 @@ class WindowReward:
         metric: a ``METRIC_DIRECTION`` name (direction of the reward).
         window: K >= 1.
         gamma: discount in (0, 1].
+        average: decay in [0, 1) of the moving-average reference (module docstring; 0: the
+            previous window's metric).
     """
 
-    def __init__(self, metric: str, window: int, gamma: float):
+    def __init__(self, metric: str, window: int, gamma: float, average: float = 0.0):
         self.higher = higher_is_better(metric)
         self.metric = metric
         self.window = check_window(window)
         self.gamma = check_gamma(gamma)
+        if isinstance(average, bool) or not isinstance(average, (int, float)) or not 0.0 <= average < 1.0:
+            raise ControllerError(f"reward average={average!r}; expected a decay in [0, 1) (0: previous window)")
+        self.average = float(average)
         self.values: list = []
-        self.previous: Optional[float] = None
+        self.previous: Optional[float] = None  # M_t, the last window's metric
+        self.reference: Optional[float] = None  # A_t (= M_t when average = 0)
 
     def add(self, value: float) -> Optional[float]:
         self.values.append(_check_value(f"{self.metric} value", value))
@@ -99,19 +112,23 @@ class WindowReward:
             return None
         current = discounted_window_metric(self.values, self.gamma)
         self.values = []
-        r = None if self.previous is None else reward(self.previous, current, self.higher)
+        r = None if self.reference is None else reward(self.reference, current, self.higher)
         self.previous = current
+        self.reference = current if self.reference is None else (
+            self.average * self.reference + (1.0 - self.average) * current)
         return r
 
     def state_dict(self) -> Dict:
-        return {"metric": self.metric, "window": self.window, "gamma": self.gamma,
-                "values": list(self.values), "previous": self.previous}
+        return {"metric": self.metric, "window": self.window, "gamma": self.gamma, "average": self.average,
+                "values": list(self.values), "previous": self.previous, "reference": self.reference}
 
     def load_state_dict(self, state: Dict) -> None:
-        for key in ("metric", "window", "gamma"):
+        state = {"average": 0.0, "reference": state.get("previous"), **state}  # states before the option
+        for key in ("metric", "window", "gamma", "average"):
             if state.get(key) != getattr(self, key):
                 raise ControllerError(
                     f"window reward state has {key}={state.get(key)!r}; expected {getattr(self, key)!r}"
                 )
         self.values = [float(v) for v in state["values"]]
         self.previous = None if state["previous"] is None else float(state["previous"])
+        self.reference = None if state["reference"] is None else float(state["reference"])

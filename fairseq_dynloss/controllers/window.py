@@ -50,6 +50,8 @@ class WindowController:
         metric: reward metric name (``reward.METRIC_DIRECTION``).
         window: K, observed metric values per window.
         gamma: discount of the window metric.
+        reward_average: decay of the reward's moving-average reference (0: the previous window;
+            ``reward.WindowReward``).
         base_beta: step size before the 1 / sqrt(P) scaling.
         seed: seeds the policy initialisation, sampling, replay and the random-state ablation.
         history: H earlier states in the features.
@@ -68,7 +70,8 @@ class WindowController:
                  entropy_bonus: float = 0.0, clip: float = 2.0, replay_capacity: int = 0,
                  replay_batch: int = 1, train_policy: bool = True, policy: Optional[PairPolicy] = None,
                  state_source: str = "confusion", rank: int = 0,
-                 gather: Optional[Callable[[Transition], List[Transition]]] = None):
+                 gather: Optional[Callable[[Transition], List[Transition]]] = None,
+                 reward_average: float = 0.0):
         if state_source not in STATE_SOURCES:
             raise ControllerError(f"state={state_source!r}; expected one of {list(STATE_SOURCES)}")
         if isinstance(replay_capacity, bool) or not isinstance(replay_capacity, int) or replay_capacity < 0:
@@ -77,7 +80,7 @@ class WindowController:
             raise ControllerError(f"replay_batch={replay_batch!r}; expected an integer >= 1")
         self.target = target
         self.metric = metric
-        self.window_reward = WindowReward(metric, window, gamma)
+        self.window_reward = WindowReward(metric, window, gamma, reward_average)
         self.window = self.window_reward.window
         self.beta = beta_for(target.num_elements, base_beta)
         self.feature_size = target.feature_size

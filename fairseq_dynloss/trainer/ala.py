@@ -45,7 +45,7 @@ from .registry import METRIC_ALA_LOSSES, ConfigError
 
 log = logging.getLogger("dynloss-train")
 
-REWARD_METRICS = ("error", "loss", "aucpr")  # classification; metric learning: recall@K
+REWARD_METRICS = ("error", "loss", "expected_accuracy", "aucpr")  # classification; metric learning: recall@K
 CONTROLLED_PARAMETRISATIONS = ("full", "bucketed")
 LOG_FILE = "ala_log.csv"
 POLICY_FILE = "ala_controller.pt"
@@ -107,6 +107,7 @@ def check_ala_config(ctrl, loss) -> None:
     pair_feature_size(ctrl.history)  # history >= 0
     check_number("entropy_bonus", ctrl.entropy_bonus, 0.0)
     check_number("baseline_decay", ctrl.baseline_decay, 0.0, 1.0, high_open=True)
+    check_number("reward_average", ctrl.reward_average, 0.0, 1.0, high_open=True)
     check_positive_int("replay_capacity", ctrl.replay_capacity, 0)
     check_positive_int("replay_batch", ctrl.replay_batch)
 
@@ -177,7 +178,8 @@ class ALATrainerController:
             history=ctrl.history, hidden=ctrl.hidden, lr=ctrl.lr, baseline_decay=ctrl.baseline_decay,
             entropy_bonus=ctrl.entropy_bonus, replay_capacity=ctrl.replay_capacity,
             replay_batch=ctrl.replay_batch, train_policy=ctrl.train_policy, policy=policy,
-            state_source=ctrl.state, rank=self.rank, gather=gather)
+            state_source=ctrl.state, rank=self.rank, gather=gather,
+            reward_average=ctrl.reward_average)
         self.feature_size = target.feature_size
         self.step = 0
         self.metric_values: List[torch.Tensor] = []  # M_j of the current window, on the device
@@ -228,6 +230,8 @@ class ALATrainerController:
             return 100.0 * outputs.argmax(1).ne(labels).float().mean()
         if self.metric == "loss":
             return student.objective.eval_loss(raw, labels).detach().float()
+        if self.metric == "expected_accuracy":  # mean p(y | x): the smooth version of the accuracy
+            return 100.0 * torch.softmax(outputs.float(), 1).gather(1, labels.unsqueeze(1)).mean()
         if self.metric == "aucpr":
             return torch.tensor(aucpr_one_vs_rest(outputs.float(), labels), device=labels.device)
         return _recall_at_k(outputs, labels, recall_k(self.metric))

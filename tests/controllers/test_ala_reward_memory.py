@@ -46,7 +46,7 @@ def test_reward_sign_both_directions():
     assert reward(20.0, 19.0, "bleu") == -1.0
     assert reward(0.5, 0.6, "recall@4") == 1.0
     assert METRIC_DIRECTION == {"error": "lower", "loss": "lower", "aucpr": "higher",
-                                "recall": "higher", "bleu": "higher"}
+                                "recall": "higher", "bleu": "higher", "expected_accuracy": "higher"}
     with pytest.raises(ControllerError, match="unknown reward metric 'accuracy'; expected one of"):
         higher_is_better("accuracy")
     with pytest.raises(ControllerError, match="unknown reward metric 'f1'"):
@@ -123,3 +123,27 @@ def test_memory_errors():
     with pytest.raises(ControllerError, match=r"\{-1, 0, 1\}"):
         memory.extend([Transition(torch.zeros(1, 3), torch.tensor([3]), 1.0)])
     assert len(memory) == 0
+
+
+def test_window_reward_against_a_moving_average_by_hand():
+    # window 1, gamma 1: M_t is the value itself; A_1 = 1, A_t = 0.5 A_{t-1} + 0.5 M_t
+    tracker = WindowReward("loss", window=1, gamma=1.0, average=0.5)
+    assert tracker.add(1.0) is None
+    assert tracker.add(0.8) == 1.0  # 0.8 < A_1 = 1; A_2 = 0.9
+    assert tracker.add(0.85) == 1.0  # worse than the previous window (0.8) but below A_2 = 0.9
+    assert tracker.reference == pytest.approx(0.875)
+    assert tracker.add(0.9) == -1.0  # above A_3 = 0.875
+    resumed = WindowReward("loss", window=1, gamma=1.0, average=0.5)
+    resumed.load_state_dict(tracker.state_dict())
+    assert resumed.add(0.88) == tracker.add(0.88) == 1.0  # A_4 = 0.8875
+    plain = WindowReward("loss", window=1, gamma=1.0)  # average 0: the previous window
+    assert [plain.add(v) for v in (1.0, 0.8, 0.85, 0.9)] == [None, 1.0, -1.0, -1.0]
+    with pytest.raises(ControllerError, match="average=0.5; expected 0.0"):
+        plain.load_state_dict(tracker.state_dict())
+    with pytest.raises(ControllerError, match=r"reward average=1.0; expected a decay in \[0, 1\)"):
+        WindowReward("loss", 1, 1.0, average=1.0)
+
+
+def test_expected_accuracy_is_a_higher_is_better_metric():
+    assert higher_is_better("expected_accuracy") and not higher_is_better("loss")
+    assert reward(50.0, 51.0, "expected_accuracy") == 1.0

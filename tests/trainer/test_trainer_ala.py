@@ -2,6 +2,7 @@
 resume equals the uninterrupted run, policy transfer loads, and bad settings are refused."""
 
 import csv
+import math
 
 import pytest
 import torch
@@ -111,6 +112,7 @@ def test_policy_transfer_loads_a_saved_policy(tmp_path):
     ("controller.state=noise", ControllerError, r"controller.state='noise'; expected one of \['confusion', 'random'\]"),
     ("controller.replay_capacity=-1", ControllerError, "replay_capacity=-1; expected an integer >= 0"),
     ("controller.entropy_bonus=-0.1", ControllerError, "entropy_bonus=-0.1"),
+    ("controller.reward_average=1.0", ControllerError, r"reward_average=1.0; expected a value in \[0.0, 1.0\)"),
     ("loss.parametrisation=bucketed controller.diagonal=true", ControllerError, "diagonal of a full Phi"),
 ])
 def test_bad_ala_settings_are_refused_before_anything_is_written(tmp_path, override, error, match):
@@ -134,3 +136,18 @@ def test_policy_file_for_another_state_size_is_refused(tmp_path):
     with pytest.raises(ControllerError, match="feature size 17; this run builds states of feature size 11"):
         train(compose_config(*ALA, "task.epochs=1", f"controller.policy_path={source}"),
               str(tmp_path / "run"))
+
+
+def test_expected_accuracy_metric_is_the_mean_probability_of_the_label():
+    from fairseq_dynloss.trainer.ala import ALATrainerController
+
+    logits = torch.tensor([[2.0, 0.0, -1.0], [0.5, 0.5, 0.0], [-3.0, 1.0, 4.0]])
+    labels = torch.tensor([0, 2, 1])
+    controller = object.__new__(ALATrainerController)  # only the metric's inputs are needed
+    controller.metric, controller.val_labels = "expected_accuracy", labels
+    naive = 0.0
+    for row, y in zip(logits.tolist(), labels.tolist()):
+        exps = [math.exp(v) for v in row]
+        naive += exps[y] / sum(exps)
+    value = controller._metric(None, logits, logits)
+    assert value.item() == pytest.approx(100.0 * naive / 3, rel=1e-6)

@@ -1,0 +1,138 @@
+"""Tune ALA on MNIST-1D VALIDATION accuracy: variants of the controller against CE, paired seeds.
+
+Every variant runs the study's MNIST-1D command line (``study/mnist1d.py`` ``jobs()``: reference
+MLP, Adam 1e-2, the same seeds and noise settings) with the ALA method's overrides plus its own.
+The score of a run is the validation accuracy of its best-validation epoch (``metrics.csv``
+``val_error``): test columns are never read, so a default chosen here is chosen on validation.
+Runs are resumable (``study.jobs.run_jobs``; a changed command line runs again).
+
+    OMP_NUM_THREADS=1 python scripts/tune_ala.py --variants ce defaults every5 --workers 1
+
+Prints one markdown row per (variant, setting): mean ± std best-validation accuracy, the paired
+difference with CE on the same seeds (mean, paired t p), the mean training seconds per run and
+the mean policy entropy / off-diagonal Phi of the last window (from ``ala_log.csv``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+import statistics
+import sys
+from typing import Dict, List, Optional
+
+from fairseq_dynloss.study.jobs import Job, run_jobs
+from fairseq_dynloss.study.mnist1d import METHODS, NOISE
+from fairseq_dynloss.study.runs import best_val_row, training_seconds
+from fairseq_dynloss.study.stats import paired_comparison
+
+ALA = METHODS["ala"]
+# variant -> overrides after the method's (CE's or ALA's)
+VARIANTS: Dict[str, List[str]] = {
+    "ce": METHODS["ce"],
+    "defaults": ALA,
+    # cost: the per-update validation metric and the window length
+    "every2": [*ALA, "controller.metric_every=2"],
+    "every5": [*ALA, "controller.metric_every=5"],
+    "every10": [*ALA, "controller.metric_every=10"],
+    "subset200": [*ALA, "controller.val_subset=200"],
+    "k20": [*ALA, "controller.window=20"],
+    "k20_every5": [*ALA, "controller.window=20", "controller.metric_every=5"],
+    # reward
+    "reward_error": [*ALA, "controller.reward_metric=error"],
+    "reward_expacc": [*ALA, "controller.reward_metric=expected_accuracy"],
+    "reward_avg0.7": [*ALA, "controller.reward_average=0.7"],
+    "reward_avg0.9": [*ALA, "controller.reward_average=0.9"],
+    "k50": [*ALA, "controller.window=50"],
+    # step, clamp, baseline, entropy
+    "beta0.5": [*ALA, "controller.base_beta=0.5"],
+    "beta2": [*ALA, "controller.base_beta=2.0"],
+    "entropy0": [*ALA, "controller.entropy_bonus=0.0"],
+    "entropy0.03": [*ALA, "controller.entropy_bonus=0.03"],
+    "logitmax-2": [*ALA, "controller.logit_max=-2"],
+    "decay0.5": [*ALA, "controller.baseline_decay=0.5"],
+    "decay0.95": [*ALA, "controller.baseline_decay=0.95"],
+    "lr0.001": [*ALA, "controller.lr=0.001"],
+}
+
+
+def run_dir(work: str, setting: str, variant: str, seed: int) -> str:
+    return os.path.join(work, setting, f"{variant}_seed{seed}")
+
+
+def command(python: str, folder: str, setting: str, overrides: List[str], seed: int, steps: int) -> List[str]:
+    """The study's MNIST-1D MLP command line (``study.mnist1d.jobs``) for one run."""
+    return [python, "-m", "fairseq_dynloss.trainer", "task=mnist1d", "model=mnist1d_mlp", "optim=adam",
+            "optim.lr=0.01", f"task.max_steps={steps}", *NOISE[setting], *overrides, f"seed={seed}",
+            "progress=false", "tensorboard=false", "overwrite=true", "device=cpu", "threads=1",
+            "plot_every=100000", f"hydra.run.dir={folder}"]
+
+
+def last_window(folder: str) -> Dict[str, float]:
+    """Entropy and mean |Phi_ij| of the last ALA window ({} without a log)."""
+    path = os.path.join(folder, "ala_log.csv")
+    if not os.path.exists(path):
+        return {}
+    with open(path) as handle:
+        rows = list(csv.DictReader(handle))
+    if not rows:
+        return {}
+    return {"entropy": float(rows[-1]["entropy"]), "phi": float(rows[-1].get("phi_offdiag_mean_abs") or "nan")}
+
+
+def summary(work: str, settings: List[str], variants: List[str], seeds: List[int]) -> str:
+    lines = ["| setting | variant | best-val accuracy % (mean ± std) | Δ vs CE (paired) | p | "
+             "train s / run | last entropy | last mean Phi_ij |",
+             "|---|---|---:|---:|---:|---:|---:|---:|"]
+    for setting in settings:
+        ce = [100.0 - best_val_row(os.path.join(run_dir(work, setting, "ce", s), "metrics.csv"), "error")["val_error"]
+              for s in seeds] if "ce" in variants else None
+        for variant in variants:
+            folders = [run_dir(work, setting, variant, s) for s in seeds]
+            acc = [100.0 - best_val_row(os.path.join(f, "metrics.csv"), "error")["val_error"] for f in folders]
+            seconds = statistics.fmean(training_seconds(f) for f in folders)
+            tails = [last_window(f) for f in folders]
+            diff, p = "", ""
+            if ce is not None and variant != "ce" and len(seeds) > 1:
+                r = paired_comparison(ce, acc)
+                diff, p = f"{r.mean_diff:+.2f}", f"{r.p_t:.2g}"
+            ent = _mean([t.get("entropy") for t in tails])
+            phi = _mean([t.get("phi") for t in tails])
+            lines.append(f"| {setting} | {variant} | {statistics.fmean(acc):.2f} ± {statistics.stdev(acc) if len(acc) > 1 else 0:.2f} | "
+                         f"{diff} | {p} | {seconds:.1f} | {ent} | {phi} |")
+    return "\n".join(lines)
+
+
+def _mean(values: List[Optional[float]]) -> str:
+    values = [v for v in values if v is not None]
+    return f"{statistics.fmean(values):.3f}" if values else ""
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--variants", nargs="+", default=["ce", "defaults"], choices=list(VARIANTS))
+    parser.add_argument("--settings", nargs="+", default=["pairflip40", "clean"], choices=["pairflip40", "clean"])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3, 4, 5])
+    parser.add_argument("--steps", type=int, default=3000)
+    parser.add_argument("--work", default="work/tune_ala")
+    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--report-only", action="store_true", help="print the table of finished runs")
+    args = parser.parse_args()
+    env = {"OMP_NUM_THREADS": "1"}
+    jobs = []
+    for variant in args.variants:
+        for setting in args.settings:
+            for seed in args.seeds:
+                folder = run_dir(args.work, setting, variant, seed)
+                jobs.append(Job(f"{setting}_{variant}_seed{seed}",
+                                command(sys.executable, folder, setting, VARIANTS[variant], seed, args.steps),
+                                [os.path.join(folder, "metrics.csv")], env=env))
+    if not args.report_only:
+        run_jobs(jobs, os.path.join(args.work, "jobs"), workers=args.workers, progress=False)
+    print("# OMP_NUM_THREADS=1 python scripts/tune_ala.py " + " ".join(sys.argv[1:]))
+    print(summary(args.work, args.settings, args.variants, args.seeds))
+
+
+if __name__ == "__main__":
+    main()
