@@ -3,9 +3,12 @@
 Use with ``--criterion dynamic_loss`` (its Phi parametrisation and scale are the student's loss).
 At every update the teacher sets the criterion's Phi from the live student state. Teacher steps
 (``fairseq_dynloss.teacher.TeacherLearner``) unroll a *functional copy* of the student T steps
-over the T most recent training batches, score the smoothed development objective (expected
-token accuracy, teacher-forced, dropout off) on ``--teacher-dev-batches`` fixed validation
-batches, and update theta by the hypergradient:
+over the T most recent training batches, score the development objective
+(``--teacher-dev-objective``: minus the NLL per token, the expected token accuracy or the expected
+BLEU of candidates sampled from the unrolled student; dropout off; ``tasks/l2t_dev_objective.py``)
+on a fixed random subset of the validation split (``--teacher-dev-batches`` x
+``--teacher-dev-max-sentences`` sentences drawn with ``--seed``), and update theta by the
+hypergradient:
 
 * ``--teacher-mode episodic`` (the paper): the real student is never updated; every T fairseq
   updates one teacher step starts from the same omega_0 (the initial weights, or those given by
@@ -30,8 +33,10 @@ Maths in ``fairseq_dynloss/teacher`` and ``hypergrad``; this file is the fairseq
 
 # No "from __future__ import annotations": fairseq reads the dataclass field types at runtime.
 import contextlib
+import copy
 import csv
 import logging
+import math
 import os
 from dataclasses import dataclass, field
 from typing import List, Optional
@@ -47,11 +52,12 @@ from omegaconf import II
 from ..criterions.dynamic_loss import DynamicLossCriterion
 from ..hypergrad import FunctionalModule
 from ..losses import PhiError, dynamic_loss
-from ..metrics import expected_token_accuracy
 from ..teacher import (
     TEACHERS, StudentState, StudentStateTracker, TeacherLearner, build_teacher, load_teacher, save_teacher,
 )
 from ..teacher.learner import inner_optimizer
+from .dev_subset import random_dev_subset
+from .l2t_dev_objective import DEV_OBJECTIVES, BleuOptions, BoundStudent, dev_objective, sample_candidates
 from .restore import restore_task_state
 
 logger = logging.getLogger(__name__)
@@ -80,8 +86,20 @@ class TranslationL2TConfig(TranslationConfig):
         default=0, metadata={"help": "hypergradient memory: keep every k-th state and recompute (0: keep all)"})
     hypergrad_truncate: int = field(
         default=0, metadata={"help": "differentiate through the last K unrolled steps only (0: all T)"})
-    teacher_dev_batches: int = field(default=2, metadata={"help": "validation batches of the dev objective"})
+    teacher_dev_objective: ChoiceEnum(list(DEV_OBJECTIVES)) = field(
+        default="token_accuracy", metadata={"help": "what the teacher maximises at the end of an unroll: nll "
+                                            "(minus the NLL per token), token_accuracy (mean p(y_t)) or "
+                                            "expected_bleu (E_q[sentence BLEU] over candidates sampled from "
+                                            "the unrolled student); teacher-forced, on the dev subset"})
+    teacher_dev_batches: int = field(
+        default=2, metadata={"help": "batches of the dev subset (drawn at random with --seed)"})
     teacher_dev_max_sentences: int = field(default=32, metadata={"help": "sentences per dev batch"})
+    teacher_bleu_candidates: int = field(
+        default=4, metadata={"help": "expected_bleu: candidates sampled per dev source"})
+    teacher_bleu_alpha: float = field(
+        default=1.0, metadata={"help": "expected_bleu: sharpness alpha of q = softmax(alpha log p(y|x))"})
+    teacher_bleu_include_reference: bool = field(
+        default=False, metadata={"help": "expected_bleu: add the reference to each candidate set"})
     teacher_save: Optional[str] = field(
         default=None, metadata={"help": "where to export the teacher (default SAVE_DIR/teacher.pt)"})
     teacher_horizon: int = field(
@@ -92,6 +110,7 @@ class TranslationL2TConfig(TranslationConfig):
     valid_subset: str = II("dataset.valid_subset")
     max_update: int = II("optimization.max_update")
     lr: List[float] = II("optimization.lr")
+    seed: int = II("common.seed")
 
 
 @register_task("translation_l2t", dataclass=TranslationL2TConfig)
@@ -102,12 +121,21 @@ class TranslationL2TTask(TranslationTask):
 
     def __init__(self, cfg: TranslationL2TConfig, src_dict, tgt_dict):
         super().__init__(cfg, src_dict, tgt_dict)
-        for name in ("unroll_steps", "teacher_interval", "teacher_dev_batches", "teacher_dev_max_sentences"):
+        for name in ("unroll_steps", "teacher_interval", "teacher_dev_batches", "teacher_dev_max_sentences",
+                     "teacher_bleu_candidates"):
             if getattr(cfg, name) < 1:
                 raise PhiError(f"--{name.replace('_', '-')}={getattr(cfg, name)}; expected >= 1")
         for name in ("hypergrad_checkpoint", "hypergrad_truncate"):
             if getattr(cfg, name) < 0:
                 raise PhiError(f"--{name.replace('_', '-')}={getattr(cfg, name)}; expected >= 0 (0: off)")
+        if str(cfg.teacher_dev_objective) not in DEV_OBJECTIVES:  # only reachable from a config file
+            raise PhiError(f"--teacher-dev-objective={cfg.teacher_dev_objective!r}; expected one of "
+                           f"{list(DEV_OBJECTIVES)}")
+        if not (math.isfinite(cfg.teacher_bleu_alpha) and cfg.teacher_bleu_alpha > 0):
+            raise PhiError(f"--teacher-bleu-alpha={cfg.teacher_bleu_alpha}; expected a finite number > 0")
+        self.bleu_options = BleuOptions(cfg.teacher_bleu_candidates, cfg.teacher_bleu_alpha,
+                                        bool(cfg.teacher_bleu_include_reference))
+        self.sampler = None  # expected_bleu: a copy of the student that holds the unrolled weights
         self.learner: Optional[TeacherLearner] = None
         self.recent: List[List[dict]] = []  # the micro-batches of each of the last T updates
         self.recent_features: List[torch.Tensor] = []  # s_t of each of them, recorded at that update
@@ -230,38 +258,42 @@ class TranslationL2TTask(TranslationTask):
         return loss
 
     def _dev_objective(self, student: FunctionalModule, model, names, streams: int):
-        pad = self.tgt_dict.pad()
+        kind = str(self.cfg.teacher_dev_objective)
+        pad, eos = self.tgt_dict.pad(), self.tgt_dict.eos()
 
         def objective(params):
-            """Mean over the streams (and the dev batches) of the expected token accuracy."""
+            """Mean over the streams of the dev objective (``tasks/l2t_dev_objective.py``)."""
             was_training = model.training
-            model.eval()  # the smoothed metric of the student as it would be evaluated
+            model.eval()  # the metric of the student as it would be evaluated
             try:
                 scores = []
                 for j in range(streams):
-                    for sample in self.dev_samples:
-                        net_output = student(self._stream_params(params, names, j), **sample["net_input"])
-                        lprobs = model.get_normalized_probs(net_output, log_probs=True)
-                        scores.append(expected_token_accuracy(lprobs, sample["target"], pad))
+                    own = self._stream_params(params, names, j)
+                    candidates = self._candidates(model, own) if kind == "expected_bleu" else None
+                    scores.append(dev_objective(kind, BoundStudent(student, model, own), self.dev_samples, pad,
+                                                eos, candidates, self.bleu_options))
                 return torch.stack(scores).mean()
             finally:
                 model.train(was_training)
 
         return objective
 
+    def _candidates(self, model, params):
+        """expected_bleu: candidates of every dev batch sampled from the student at ``params``
+        (the unrolled weights, detached: candidates are constants), seeded by --seed and the
+        teacher step (a resumed run draws the same)."""
+        if self.sampler is None:
+            self.sampler = copy.deepcopy(model)
+        with torch.no_grad():
+            for name, p in self.sampler.named_parameters():  # tied weights are one entry: set once
+                p.copy_(params[name])
+        seed = 1_000_003 * (self.cfg.seed + 1) + self.teacher_steps
+        return [sample_candidates(self, self.sampler, sample, self.bleu_options, seed + k)
+                for k, sample in enumerate(self.dev_samples)]
+
     def _load_dev_samples(self, device):
-        split = self.cfg.valid_subset.split(",")[0]
-        if split not in self.datasets:  # e.g. --disable-validation
-            self.load_dataset(split)
-        dataset = self.dataset(split)
-        iterator = self.get_batch_iterator(dataset, max_sentences=self.cfg.teacher_dev_max_sentences,
-                                           seed=1).next_epoch_itr(shuffle=False)
-        samples = []
-        for sample in iterator:
-            samples.append(utils.move_to_cuda(sample, device=device) if device.type == "cuda" else sample)
-            if len(samples) == self.cfg.teacher_dev_batches:
-                break
-        return samples
+        return random_dev_subset(self, self.cfg.valid_subset.split(",")[0], self.cfg.teacher_dev_batches,
+                                 self.cfg.teacher_dev_max_sentences, self.cfg.seed, device)
 
     def teacher_step(self, model, params, update_num: int) -> None:
         device = next(model.parameters()).device
