@@ -92,6 +92,7 @@ from ..controllers.errors import check_number, check_positive_int
 from ..criterions.dynamic_loss import DynamicLossCriterion
 from ..losses import PhiError
 from ..metrics import BleuStats, bleu_stats, corpus_bleu_from_stats
+from .dev_subset import random_dev_subset
 from .restore import restore_task_state
 
 logger = logging.getLogger(__name__)
@@ -269,21 +270,8 @@ class TranslationALATask(TranslationTask):
         """The fixed validation subset: ``--ala-val-batches`` x ``--ala-val-max-sentences``
         sentences drawn at random with ``--seed`` (fairseq's batch iterator would start with the
         shortest sentences), batched by length."""
-        split = self.cfg.valid_subset.split(",")[0]
-        if split not in self.datasets:  # e.g. --disable-validation
-            self.load_dataset(split)
-        dataset = self.dataset(split)
-        order = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(self.cfg.seed))
-        order, _ = dataset.filter_indices_by_size(order.numpy(), self.max_positions())
-        chosen = order[: self.cfg.ala_val_batches * self.cfg.ala_val_max_sentences].tolist()
-        chosen.sort(key=lambda i: (dataset.num_tokens(i), i))
-        step = self.cfg.ala_val_max_sentences
-        samples = [dataset.collater([dataset[i] for i in chosen[k : k + step]])
-                   for k in range(0, len(chosen), step)]
-        if not samples:
-            raise ControllerError(f"validation split {split!r} has no sentences that fit the model; "
-                                  "translation_ala needs some for its state and reward")
-        return [utils.move_to_cuda(s, device=device) if device.type == "cuda" else s for s in samples]
+        return random_dev_subset(self, self.cfg.valid_subset.split(",")[0], self.cfg.ala_val_batches,
+                                 self.cfg.ala_val_max_sentences, self.cfg.seed, device)
 
     def _dev_lprobs(self, model, sample):
         """Teacher-forced ``lprobs`` (N, V) and ``target`` (N,) at the non-pad target tokens."""
