@@ -28,6 +28,7 @@ from fairseq_dynloss.atomic_save import atomic_write
 from fairseq_dynloss.controllers import gather_transitions
 from fairseq_dynloss.controllers.health import ALAHealth
 from fairseq_dynloss.controllers.targets import PairTarget
+from fairseq_dynloss.csv_rows import write_rows
 from fairseq_dynloss.data.label_noise import record_label_noise
 from fairseq_dynloss.metrics.classification import aucpr_one_vs_rest, error_rate
 from fairseq_dynloss.metrics.retrieval import recall_at_k
@@ -40,7 +41,7 @@ from .log_plots import plot_run_logs
 from .l2t import check_l2t_config, setup_l2t
 from .plots import plot_curves, plot_phi
 from .registry import ConfigError, build_net, build_objective, build_splits
-from .run_log import log_tensorboard, open_tensorboard, write_csv
+from .run_log import log_tensorboard, open_tensorboard
 from .schedule import build_scheduler
 from .validate import check_config_values
 
@@ -431,7 +432,7 @@ def _train(cfg: DictConfig, out_dir: str, stop_request: StopRequest) -> List[Dic
                     log.warning(message)
         if due:
             write_last(state)
-        write_csv(os.path.join(out_dir, "metrics.csv"), history)
+        write_rows(os.path.join(out_dir, "metrics.csv"), history)
         log_tensorboard(writer, row)
         if (epoch + 1) % cfg.plot_every == 0 or epoch + 1 == stop:
             plot_curves(os.path.join(out_dir, "curves.png"), history, select)

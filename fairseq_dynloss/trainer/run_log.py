@@ -1,14 +1,11 @@
-"""Per-epoch run log: ``metrics.csv`` (rewritten atomically from the full history by
-``csv_rows.write_rows``, so a resumed run never duplicates rows) and TensorBoard scalars when
-``tensorboard`` is installed."""
+"""Per-epoch TensorBoard scalars when ``tensorboard`` is installed (``metrics.csv`` is written by
+``csv_rows.write_rows``, rewritten atomically from the full history)."""
 
 from __future__ import annotations
 
 from typing import Dict, Optional
 
-from fairseq_dynloss.csv_rows import write_rows as write_csv  # the loop's name for the CSV writer
-
-__all__ = ["write_csv", "open_tensorboard", "log_tensorboard"]
+__all__ = ["open_tensorboard", "log_tensorboard"]
 
 
 def open_tensorboard(folder: str, enabled: bool) -> Optional[object]:

@@ -91,14 +91,14 @@ def test_a_signal_during_the_epochs_logging_still_writes_checkpoint_last(tmp_pat
     # no checkpoint due: the loop must write one before it stops.
     common = ["task.epochs=3", "checkpoint_interval_s=1e9"]
     full = train(compose_config(*common), str(tmp_path / "full"))
-    real = loop.write_csv
+    real = loop.write_rows
 
     def write_then_signal(path, rows):
         real(path, rows)
         if len(rows) == 1:
             os.kill(os.getpid(), signal.SIGINT)
 
-    monkeypatch.setattr(loop, "write_csv", write_then_signal)
+    monkeypatch.setattr(loop, "write_rows", write_then_signal)
     with pytest.raises(TrainingInterrupted):
         train(compose_config(*common), str(tmp_path / "split"))
     state = torch.load(tmp_path / "split/checkpoint_last.pt", weights_only=True)
