@@ -138,9 +138,6 @@ class DynamicLossCriterion(FairseqCriterion):
         else:
             self.scale = cfg.phi_scale if cfg.phi_scale is not None else default_scale(num_classes)
         self.teacher = None
-        if cfg.phi_source == "teacher" and self.form != "paper":
-            raise PhiError(f"--phi-source teacher supports --dynamic-form paper only; got "
-                           f"--dynamic-form {self.form} (translation_l2t trains paper-form teachers)")
         if cfg.phi_source == "teacher":
             self._setup_teacher(cfg, num_classes)
         elif cfg.phi_source == "ala":
@@ -158,8 +155,9 @@ class DynamicLossCriterion(FairseqCriterion):
     def _setup_teacher(self, cfg: DynamicLossConfig, num_classes: int) -> None:
         if not cfg.teacher_path:
             raise PhiError("--phi-source teacher needs --teacher-path (a file written by save_teacher)")
+        # The teacher file must be of the student's loss form (a paper-form Phi may be negative).
         teacher = load_teacher(cfg.teacher_path, str(cfg.phi_parametrisation), num_classes,
-                               rank=cfg.phi_rank, num_buckets=cfg.phi_buckets)
+                               rank=cfg.phi_rank, num_buckets=cfg.phi_buckets, form=self.form)
         teacher.requires_grad_(False).eval()
         # Not a registered submodule: the criterion stays parameter-free, so fairseq neither
         # optimises the frozen teacher nor wraps the criterion in DDP.

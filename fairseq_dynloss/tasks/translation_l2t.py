@@ -28,6 +28,9 @@ The teacher is exported to ``--teacher-save`` (default ``SAVE_DIR/teacher.pt``) 
 and each step is appended to ``SAVE_DIR/teacher_log.csv``; use the file with
 ``--criterion dynamic_loss --phi-source teacher --teacher-path``.
 
+Both loss forms: with ``--dynamic-form prob`` the teacher outputs a non-negative Phi by construction
+(``teacher/prob_tensors.py``; full, diag_lowrank or bucketed with the per-bucket mean semantics).
+
 Maths in ``fairseq_dynloss/teacher`` and ``hypergrad``; this file is the fairseq adapter.
 """
 
@@ -160,22 +163,16 @@ class TranslationL2TTask(TranslationTask):
             raise PhiError(f"--task translation_l2t needs --criterion dynamic_loss; got {type(criterion).__name__}")
         if str(criterion.cfg.phi_source) != "fixed":
             raise PhiError("--task translation_l2t sets Phi itself; use --phi-source fixed")
-        if criterion.form != "paper":
-            # The fairseq teachers output a paper-form Phi of any sign; a prob-form teacher
-            # (non-negative by construction) exists for a full Phi only (dynloss-train).
-            raise PhiError(f"--task translation_l2t supports --dynamic-form paper only; got "
-                           f"--dynamic-form {criterion.form} (a non-negative bucketed or low-rank "
-                           "teacher for the prob form is not built yet: use dynloss-train's "
-                           "teacher=l2t with a full Phi)")
         phi = criterion.phi
         self.tracker = StudentStateTracker(int(self.horizon), max(self.cfg.lr), phi.num_classes)
         options = dict(rank=criterion.cfg.phi_rank, num_buckets=criterion.cfg.phi_buckets)
         if self.cfg.teacher_init:
-            teacher = load_teacher(self.cfg.teacher_init, phi.parametrisation, phi.num_classes, **options)
-        else:
+            teacher = load_teacher(self.cfg.teacher_init, phi.parametrisation, phi.num_classes,
+                                   form=criterion.form, **options)
+        else:  # form: a prob-form teacher's Phi is non-negative by construction
             teacher = build_teacher(str(self.cfg.teacher_kind), phi.parametrisation, phi.num_classes,
                                     num_gates=self.cfg.teacher_gates, hidden=self.cfg.teacher_hidden,
-                                    seed=self.cfg.teacher_seed, **options)
+                                    seed=self.cfg.teacher_seed, form=criterion.form, **options)
         c = self.cfg
         self.learner = TeacherLearner(
             teacher, lr=c.teacher_lr, clip_norm=c.teacher_clip_norm,
@@ -223,7 +220,7 @@ class TranslationL2TTask(TranslationTask):
         if self.pending_features is None:  # the update's first micro-batch
             self.pending_features = features
         with torch.no_grad():
-            self.criterion.phi.load_tensors(teacher(features.to(device)))
+            self.criterion.phi.load_tensors(teacher(features.to(device)), form=self.criterion.form)
 
     # ---- the teacher step -------------------------------------------------------------------
     # The streams' students are unrolled as one: their parameters are stacked in one dict under
@@ -251,7 +248,8 @@ class TranslationL2TTask(TranslationTask):
                 out = dynamic_loss(lprobs.view(-1, lprobs.size(-1)), target.view(-1), criterion.phi,
                                    scale=criterion.scale, nll_weight=criterion.cfg.nll_weight,
                                    label_smoothing=criterion.cfg.label_smoothing,
-                                   ignore_index=criterion.padding_idx, phi_tensors=phi_tensors)
+                                   ignore_index=criterion.padding_idx, phi_tensors=phi_tensors,
+                                   form=criterion.form)
                 total = total + out.loss / sample["ntokens"]
             return total
 

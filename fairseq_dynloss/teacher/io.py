@@ -20,12 +20,17 @@ def save_teacher(teacher: Teacher, path: str, **extra) -> None:
 
 
 def load_teacher(path: str, parametrisation: Optional[str] = None, num_classes: Optional[int] = None,
-                 rank: Optional[int] = None, num_buckets: Optional[int] = None) -> Teacher:
+                 rank: Optional[int] = None, num_buckets: Optional[int] = None,
+                 form: Optional[str] = None) -> Teacher:
     """Read a teacher file with ``weights_only=True`` and check it fits the student's Phi.
+
+    Args:
+        form: the student's loss form (``paper`` / ``prob``); None: not checked. Files written
+            before teachers had a form are paper-form teachers.
 
     Raises:
         PhiError: missing or unreadable file, unknown kind, or a teacher built for another
-            parametrisation / vocabulary size / rank / number of buckets.
+            parametrisation / vocabulary size / rank / number of buckets / loss form.
     """
     if not os.path.isfile(path):
         raise PhiError(f"teacher file {path!r} does not exist")
@@ -38,6 +43,9 @@ def load_teacher(path: str, parametrisation: Optional[str] = None, num_classes: 
         expected["rank"] = rank
     if parametrisation == "bucketed":
         expected["num_buckets"] = num_buckets
+    if form is not None and config.get("form", "paper") != form:
+        raise PhiError(f"teacher file {path!r} was built for the loss form {config.get('form', 'paper')!r}; "
+                       f"this student uses form {form!r} (a teacher's Phi is only valid in its own form)")
     for key, value in expected.items():
         if value is not None and config.get(key) != value:
             raise PhiError(

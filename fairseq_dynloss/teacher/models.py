@@ -15,12 +15,13 @@ uses in place of the Phi's own; gradients flow from the student's loss back into
 * ``LrScaleTeacher`` -- a control: Phi stays the identity and only a scalar learning-rate
   multiplier ``exp(log_lr_scale)`` is learned, by the same machinery (online mode).
 
-``form="prob"`` (gated, ``full`` only): Phi_t must be non-negative for the probability form of the
-loss; the teacher then moves row logits ``L(s_t)`` and per-row mixing weights ``a(s_t)`` and outputs
-``losses.phi_from_logits(L, sigmoid(a))`` = ``(1 - m_i) e_i + m_i softmax(L_i)``, m = sigmoid(a): near
-the identity (cross-entropy) at init (base a = -5, m = 0.007), never stuck there (a clamp to
-[0, 1] was: once every m(s_t) went below 0 no gradient reached a or the gates again; measured
-on noisy MNIST-1D), and the gates get gradient at init.
+``form="prob"`` (gated, every parametrisation): Phi_t must be non-negative for the probability form
+of the loss; the teacher then moves raw logits and mixing logits ``a(s_t)`` and maps them through
+``losses.phi_from_logits``' parametrisation, ``(1 - m_i) e_i + m_i softmax(L_i)``, m = sigmoid(a)
+(for diag_lowrank and bucketed: ``teacher/prob_tensors.py``): near the identity (cross-entropy)
+at init (base a = -5, m = 0.007), never stuck there (a clamp to [0, 1] was: once every m(s_t)
+went below 0 no gradient reached a or the gates again; measured on noisy MNIST-1D), and the
+gates get gradient at init.
 
 ``fixed_diagonal=True`` (gated, bilinear) pins Phi's diagonal to 1: a teacher can then change the
 loss only through the off-diagonal entries, not scale it (the other control).
@@ -32,10 +33,8 @@ import torch
 from torch import nn
 
 from ..losses.phi import PARAMETRISATIONS, PhiError
-from ..losses.prob_form import phi_from_logits
+from .prob_tensors import prob_phi_tensors, prob_raw_init, prob_raw_shapes
 from .state import STATE_FEATURES
-
-MIX_INIT = -5.0  # prob-form teacher: initial mixing logit, sigmoid(-5) = 0.0067 of each row off I
 
 
 def phi_tensor_shapes(parametrisation: str, num_classes: int, rank: int, num_buckets: int) -> Dict[str, tuple]:
@@ -127,13 +126,11 @@ class GatedTeacher(Teacher):
         generator = torch.Generator().manual_seed(seed + 1)
         k = self.config["num_gates"]
         prob = self.config["form"] == "prob"
-        if prob and self.parametrisation != "full":
-            raise PhiError(f"a gated teacher for form=prob needs parametrisation 'full'; got {self.parametrisation!r}")
-        c = self.num_classes
-        # prob: row logits L (zeros: uniform rows) and mixing logits a (sigmoid(-5): Phi ~ I)
-        shapes = {"logits": (c, c), "mix": (c,)} if prob else self.shapes
-        base = {"logits": torch.zeros(c, c), "mix": torch.full((c,), MIX_INIT)} if prob else \
-            {n: _identity(n, s) for n, s in shapes.items()}
+        c = self.config
+        # prob: raw logits (zeros: uniform rows) and mixing logits a (sigmoid(-5): Phi ~ I)
+        shapes = prob_raw_shapes(self.parametrisation, c["num_classes"], c["rank"], c["num_buckets"]) if prob \
+            else self.shapes
+        base = {n: (prob_raw_init if prob else _identity)(n, s) for n, s in shapes.items()}
         self.base = nn.ParameterDict({n: nn.Parameter(v) for n, v in base.items()})
         self.components = nn.ParameterDict({
             n: nn.Parameter(init_std * torch.randn((k, *s), generator=generator)) for n, s in shapes.items()
@@ -143,7 +140,7 @@ class GatedTeacher(Teacher):
         h = self.gates(features.to(next(self.parameters()).dtype))  # (K,)
         values = {n: self.base[n] + torch.tensordot(h, self.components[n], dims=1) for n in self.base}
         if self.config["form"] == "prob":
-            values = {"matrix": phi_from_logits(values["logits"], torch.sigmoid(values["mix"]))}
+            values = prob_phi_tensors(self.parametrisation, values)
         return self._pin_diagonal(values)
 
 
@@ -159,6 +156,9 @@ class BilinearTeacher(Teacher):
     def __init__(self, *args, dim: Optional[int] = None, init_std: float = 0.1, seed: int = 0, **kwargs):
         super().__init__(*args, seed=seed, **kwargs)
         p = self.parametrisation
+        if self.config["form"] != "paper":  # I + E M E^T has entries of any sign
+            raise PhiError(f"a bilinear teacher outputs a paper-form Phi only; got form={self.config['form']!r} "
+                           "(use the gated teacher for the prob form)")
         if dim is None:
             dim = self.config["rank"] if p == "diag_lowrank" else 16
         if p == "diag_lowrank" and dim != self.config["rank"]:

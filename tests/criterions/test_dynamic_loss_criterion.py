@@ -144,7 +144,8 @@ def test_teacher_source_sets_phi_from_the_live_student_state(toy_data_bin, tmp_p
     ("bucketed", ["--phi-source", "teacher", "--phi-rank", "4"], "built for parametrisation='bucketed'"),
     ("small", ["--phi-source", "teacher", "--phi-rank", "4"], "this student needs"),
     ("rank8", ["--phi-source", "teacher", "--phi-rank", "4"], "rank=8; this student needs 4"),
-    (None, ["--phi-source", "teacher", "--dynamic-form", "prob"], "supports --dynamic-form paper only"),
+    ("paper", ["--phi-source", "teacher", "--phi-rank", "4", "--dynamic-form", "prob"],
+     "built for the loss form 'paper'; this student uses form 'prob'"),
 ])
 def test_teacher_source_errors(toy_data_bin, tmp_path, make, args, message):
     data = toy_data_bin / "data-bin"
@@ -156,6 +157,8 @@ def test_teacher_source_errors(toy_data_bin, tmp_path, make, args, message):
         write_teacher(path, vocab_size(data) - 1)
     elif make == "rank8":
         write_teacher(path, vocab_size(data), rank=8)
+    elif make == "paper":  # a paper-form Phi may be negative: never deployed under the prob form
+        write_teacher(path, vocab_size(data))
     if make:
         args = args + ["--teacher-path", str(path)]
     with pytest.raises(PhiError, match=message):

@@ -70,12 +70,36 @@ def test_online_mode_trains_student_and_teacher(toy_data_bin, tmp_path):
     assert all(float(r["gnorm"]) > 0 for r in json_logs(proc.stdout + proc.stderr) if "gnorm" in r)
 
 
+def test_prob_form_teacher_with_expected_bleu_then_deployment(toy_data_bin, tmp_path):
+    """--dynamic-form prob end to end: an episodic teacher trained on the expected-BLEU dev
+    objective, then a student taught by it (--phi-source teacher), which learns as well as CE."""
+    data, save = toy_data_bin / "data-bin", tmp_path / "ckpt"
+    prob = ["--dynamic-form", "prob"]
+    fairseq("train", *l2t_args(data, save, *prob, "--max-update", "12", "--unroll-steps", "3", "--inner-lr", "0.01",
+                               "--teacher-dev-objective", "expected_bleu", "--teacher-bleu-candidates", "2"))
+    rows = read_log(save / "teacher_log.csv")
+    assert len(rows) == 4 and all(row["skipped"] == "0" for row in rows)
+    assert all(0 <= float(row["dev_objective"]) <= 1 for row in rows)  # expected BLEU / 100
+    vocab = len((data / "dict.tgt.txt").read_text().splitlines()) + 4
+    assert load_teacher(str(save / "teacher.pt"), "bucketed", vocab, num_buckets=4, form="prob").config["form"] == "prob"
+    student = fairseq("train", *train_args(data, tmp_path / "student", "transformer", *DYNAMIC, *prob,
+                                           "--phi-source", "teacher", "--teacher-path", save / "teacher.pt",
+                                           "--max-update", "30"))
+    ce = fairseq("train", *train_args(data, tmp_path / "ce", "transformer", "--criterion", "cross_entropy",
+                                      "--max-update", "30"))
+    # Near the identity at init, the prob form needs no NLL mix: the taught student is within
+    # 10 % of CE's validation NLL after the same updates on the same batches.
+    taught, baseline = valid_nll(student), valid_nll(ce)
+    assert math.isfinite(taught) and taught <= 1.10 * baseline, (taught, baseline)
+
+
 @pytest.mark.parametrize("extra, criterion, message", [
     (["--unroll-steps", "0"], DYNAMIC, "--unroll-steps=0; expected >= 1"),
     (["--hypergrad-truncate", "-1"], DYNAMIC, "--hypergrad-truncate=-1"),
     ([], ("--criterion", "label_smoothed_cross_entropy"), "needs --criterion dynamic_loss"),
     (["--teacher-init", "/nonexistent/teacher.pt"], DYNAMIC, "does not exist"),
-    (["--dynamic-form", "prob"], DYNAMIC, "supports --dynamic-form paper only"),
+    (["--dynamic-form", "prob", "--teacher-kind", "bilinear"], DYNAMIC, "bilinear teacher outputs a paper-form Phi only"),
+    (["--teacher-dev-objective", "bleu"], DYNAMIC, "invalid choice: 'bleu'"),
 ])
 def test_bad_input(toy_data_bin, tmp_path, extra, criterion, message):
     save = tmp_path / "ckpt"
