@@ -48,6 +48,11 @@ VARIANTS: Dict[str, List[str]] = {
     # step, clamp, baseline, entropy
     "beta0.5": [*ALA, "controller.base_beta=0.5"],
     "beta2": [*ALA, "controller.base_beta=2.0"],
+    "beta4": [*ALA, "controller.base_beta=4.0"],
+    # start: at logit_init -9.2 (Phi_ij ~ 1e-4) a step of beta ~ 0.1 changes the loss by ~nothing,
+    # so early rewards carry no information about the actions
+    "init-5": [*ALA, "controller.logit_init=-5"],
+    "init-5_beta2": [*ALA, "controller.logit_init=-5", "controller.base_beta=2.0"],
     "entropy0": [*ALA, "controller.entropy_bonus=0.0"],
     "entropy0.03": [*ALA, "controller.entropy_bonus=0.03"],
     "logitmax-2": [*ALA, "controller.logit_max=-2"],
@@ -86,10 +91,13 @@ def summary(work: str, settings: List[str], variants: List[str], seeds: List[int
              "train s / run | last entropy | last mean Phi_ij |",
              "|---|---|---:|---:|---:|---:|---:|---:|"]
     for setting in settings:
-        ce = [100.0 - best_val_row(os.path.join(run_dir(work, setting, "ce", s), "metrics.csv"), "error")["val_error"]
-              for s in seeds] if "ce" in variants else None
+        ce_files = [os.path.join(run_dir(work, setting, "ce", s), "metrics.csv") for s in seeds]
+        ce = [100.0 - best_val_row(f, "error")["val_error"] for f in ce_files] \
+            if "ce" in variants and all(map(os.path.exists, ce_files)) else None
         for variant in variants:
             folders = [run_dir(work, setting, variant, s) for s in seeds]
+            if not all(os.path.exists(os.path.join(f, "metrics.csv")) for f in folders):
+                continue  # not finished (--report-only while a batch runs)
             acc = [100.0 - best_val_row(os.path.join(f, "metrics.csv"), "error")["val_error"] for f in folders]
             seconds = statistics.fmean(training_seconds(f) for f in folders)
             tails = [last_window(f) for f in folders]

@@ -23,6 +23,7 @@ resumed run equals the uninterrupted one.
 
 from __future__ import annotations
 
+import csv
 import os
 from typing import Callable, Dict, List, Optional
 
@@ -99,6 +100,7 @@ class WindowController:
         self.pending: Optional[Dict[str, torch.Tensor]] = None  # features and action of window t-1
         self.transitions = 0  # transitions of this child so far (their window index)
         self.rows: List[Dict] = []
+        self._logged: Optional[tuple] = None  # (path, columns, rows) of the log this process wrote
 
     @property
     def num_elements(self) -> int:
@@ -181,10 +183,26 @@ class WindowController:
 
     # -- files and checkpoints ----------------------------------------------------------------
     def write_files(self, out_dir: str, save_policy: bool = True, **extra) -> None:
-        """``ala_log.csv`` (rewritten from all rows, so resume never duplicates) and the policy."""
+        """``ala_log.csv`` and the policy.
+
+        The log is rewritten from all rows (atomically) on this process's first call for a
+        folder and whenever the columns change, so a resumed run never duplicates a row; later
+        calls append only the new rows. Rewriting every epoch cost more than the epoch's
+        training itself late in a short MNIST-1D run (~25 ms for 300 rows vs ~40 ms of updates);
+        a kill during an append can only cut the last row (``csv_rows.read_complete_rows``).
+        """
         os.makedirs(out_dir, exist_ok=True)
+        path = os.path.join(out_dir, LOG_FILE)
         if self.rows:
-            write_rows(os.path.join(out_dir, LOG_FILE), self.rows)
+            columns = list(dict.fromkeys(key for row in self.rows for key in row))
+            logged = self._logged
+            if logged is None or logged[0] != path or logged[1] != columns or logged[2] > len(self.rows) \
+                    or not os.path.exists(path):
+                write_rows(path, self.rows)
+            elif logged[2] < len(self.rows):
+                with open(path, "a", newline="") as handle:
+                    csv.DictWriter(handle, fieldnames=columns).writerows(self.rows[logged[2]:])
+            self._logged = (path, columns, len(self.rows))
         if save_policy:
             save_controller(os.path.join(out_dir, POLICY_FILE), self.learner, self.memory,
                             window=self.window, reward_metric=self.metric, state=self.state_source,
@@ -223,3 +241,4 @@ class WindowController:
         self.pending = state["pending"]
         self.transitions = int(state["transitions"])
         self.rows = [dict(row) for row in state["rows"]]
+        self._logged = None  # the next write rewrites the log from these rows

@@ -127,3 +127,26 @@ def test_state_dict_resumes_exactly(replay):
     assert torch.equal(resumed.target.phi.matrix, straight.target.phi.matrix)
     with pytest.raises(ControllerError, match="differ in replay"):
         controller(window=2, replay_capacity=0 if replay else 3).load_state_dict(straight.state_dict())
+
+
+def test_the_log_appended_between_rewrites_equals_a_full_rewrite(tmp_path):
+    """Appends write each row once; a resumed controller (fewer rows) rewrites the whole log."""
+    from fairseq_dynloss.csv_rows import read_complete_rows
+
+    g = torch.Generator().manual_seed(5)
+    states = [realistic_C(g) for _ in range(9)]
+    ctl = controller()
+    saved = None
+    for k in range(9):
+        ctl.observe(float(k % 3), states[k], k / 9, k)
+        if k == 3:
+            saved = ctl.state_dict()
+        if k % 2 == 0:  # the trainer writes once an epoch
+            ctl.write_files(str(tmp_path), save_policy=False)
+    ctl.write_files(str(tmp_path), save_policy=False)
+    expected = [{key: str(value) for key, value in row.items()} for row in ctl.rows]
+    assert read_complete_rows(str(tmp_path / "ala_log.csv")) == expected
+    resumed = controller()
+    resumed.load_state_dict(saved)
+    resumed.write_files(str(tmp_path), save_policy=False)
+    assert len(read_complete_rows(str(tmp_path / "ala_log.csv"))) == len(resumed.rows) == 4
