@@ -8,7 +8,9 @@ import pytest
 import torch
 from trainer_helpers import compose_config
 
-from fairseq_dynloss.controllers import ControllerError, PairPolicy, pair_feature_size, save_controller
+from fairseq_dynloss.controllers import (
+    ControllerError, PairPolicy, load_controller, pair_feature_size, save_controller,
+)
 from fairseq_dynloss.trainer import train
 from fairseq_dynloss.trainer.registry import ConfigError
 
@@ -50,6 +52,11 @@ def test_ala_run_logs_rewards_moves_phi_and_writes_its_files(tmp_path):
         assert (tmp_path / name).stat().st_size > 0, name
     assert "name: ala" in (tmp_path / "config.yaml").read_text()
     assert "phi_offdiag_mean_abs" in read_csv(tmp_path / "metrics.csv")[0]
+    # written at the end of training although the last write was less than 30 s earlier
+    final = torch.load(tmp_path / "checkpoint_last.pt", weights_only=True)["controller"]["controller"]
+    saved = load_controller(str(tmp_path / "ala_controller.pt")).policy.state_dict()
+    for key, value in final["learner"]["policy"].items():
+        assert torch.equal(saved[key], value), key
 
 
 @pytest.mark.parametrize("replay", [0, 6])
