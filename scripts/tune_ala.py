@@ -59,7 +59,30 @@ VARIANTS: Dict[str, List[str]] = {
     "decay0.5": [*ALA, "controller.baseline_decay=0.5"],
     "decay0.95": [*ALA, "controller.baseline_decay=0.95"],
     "lr0.001": [*ALA, "controller.lr=0.001"],
+    # diagnostic, not a candidate default: a fixed hand-made policy (no learning) that raises
+    # Phi_ij where class i's validation examples put much probability on j (z(log C_ij) < 0) and
+    # lowers it elsewhere: what the state and the action space allow if the policy learned it
+    "hand": [*ALA, "controller.policy_path={work}/hand_policy.pt", "controller.train_policy=false"],
 }
+
+
+def write_hand_policy(path: str, history: int = 2) -> None:
+    """The ``hand`` variant's policy: P(+) ~ 1 where the pair feature z(log C_ij) < -0.3, P(-) ~ 1
+    where it is > 0.3 (two saturated tanh units; column 0 of ``pair_features``)."""
+    import torch
+
+    from fairseq_dynloss.controllers import PairPolicy, pair_feature_size, save_controller
+
+    policy = PairPolicy(pair_feature_size(history), hidden=32, seed=0)
+    with torch.no_grad():
+        for layer in policy.net:
+            if isinstance(layer, torch.nn.Linear):
+                layer.weight.zero_()
+                layer.bias.zero_()
+        policy.net[0].weight[0, 0] = -10.0  # h1 = tanh(-10 z): +1 for confused pairs
+        policy.net[2].weight[0, 0] = 10.0  # h2 = tanh(10 h1)
+        policy.net[4].weight[2, 0], policy.net[4].weight[0, 0] = 20.0, -20.0  # logits of +, -
+    save_controller(path, policy)
 
 
 def run_dir(work: str, setting: str, variant: str, seed: int) -> str:
@@ -88,28 +111,39 @@ def last_window(folder: str) -> Dict[str, float]:
 
 def summary(work: str, settings: List[str], variants: List[str], seeds: List[int]) -> str:
     lines = ["| setting | variant | best-val accuracy % (mean ± std) | Δ vs CE (paired) | p | "
-             "train s / run | last entropy | last mean Phi_ij |",
-             "|---|---|---:|---:|---:|---:|---:|---:|"]
+             "Δ vs ALA defaults (paired) | p | MDD | train s / run | last entropy | last mean Phi_ij |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for setting in settings:
-        ce_files = [os.path.join(run_dir(work, setting, "ce", s), "metrics.csv") for s in seeds]
-        ce = [100.0 - best_val_row(f, "error")["val_error"] for f in ce_files] \
-            if "ce" in variants and all(map(os.path.exists, ce_files)) else None
+        ce, ala = (_accuracies(work, setting, name, seeds) if name in variants else None
+                   for name in ("ce", "defaults"))
         for variant in variants:
             folders = [run_dir(work, setting, variant, s) for s in seeds]
             if not all(os.path.exists(os.path.join(f, "metrics.csv")) for f in folders):
                 continue  # not finished (--report-only while a batch runs)
-            acc = [100.0 - best_val_row(os.path.join(f, "metrics.csv"), "error")["val_error"] for f in folders]
+            acc = _accuracies(work, setting, variant, seeds)
             seconds = statistics.fmean(training_seconds(f) for f in folders)
             tails = [last_window(f) for f in folders]
-            diff, p = "", ""
-            if ce is not None and variant != "ce" and len(seeds) > 1:
-                r = paired_comparison(ce, acc)
-                diff, p = f"{r.mean_diff:+.2f}", f"{r.p_t:.2g}"
+            cells = []
+            for reference, name in ((ce, "ce"), (ala, "defaults")):
+                if reference is None or variant in (name, "ce") or len(seeds) < 2:
+                    cells += ["", ""] + ([""] if name == "defaults" else [])
+                    continue
+                r = paired_comparison(reference, acc)
+                cells += [f"{r.mean_diff:+.2f}", f"{r.p_t:.2g}"] + ([f"{r.mdd:.2f}"] if name == "defaults" else [])
             ent = _mean([t.get("entropy") for t in tails])
             phi = _mean([t.get("phi") for t in tails])
-            lines.append(f"| {setting} | {variant} | {statistics.fmean(acc):.2f} ± {statistics.stdev(acc) if len(acc) > 1 else 0:.2f} | "
-                         f"{diff} | {p} | {seconds:.1f} | {ent} | {phi} |")
+            spread = statistics.stdev(acc) if len(acc) > 1 else 0.0
+            lines.append(f"| {setting} | {variant} | {statistics.fmean(acc):.2f} ± {spread:.2f} | "
+                         f"{' | '.join(cells)} | {seconds:.1f} | {ent} | {phi} |")
     return "\n".join(lines)
+
+
+def _accuracies(work: str, setting: str, variant: str, seeds: List[int]) -> Optional[List[float]]:
+    """Best-validation accuracy % per seed (None until every run has finished)."""
+    files = [os.path.join(run_dir(work, setting, variant, s), "metrics.csv") for s in seeds]
+    if not all(map(os.path.exists, files)):
+        return None
+    return [100.0 - best_val_row(f, "error")["val_error"] for f in files]
 
 
 def _mean(values: List[Optional[float]]) -> str:
@@ -133,9 +167,13 @@ def main() -> None:
         for setting in args.settings:
             for seed in args.seeds:
                 folder = run_dir(args.work, setting, variant, seed)
+                overrides = [o.format(work=os.path.abspath(args.work)) for o in VARIANTS[variant]]
                 jobs.append(Job(f"{setting}_{variant}_seed{seed}",
-                                command(sys.executable, folder, setting, VARIANTS[variant], seed, args.steps),
+                                command(sys.executable, folder, setting, overrides, seed, args.steps),
                                 [os.path.join(folder, "metrics.csv")], env=env))
+    if "hand" in args.variants and not args.report_only:
+        os.makedirs(args.work, exist_ok=True)
+        write_hand_policy(os.path.join(args.work, "hand_policy.pt"))
     if not args.report_only:
         run_jobs(jobs, os.path.join(args.work, "jobs"), workers=args.workers, progress=False)
     print("# OMP_NUM_THREADS=1 python scripts/tune_ala.py " + " ".join(sys.argv[1:]))
