@@ -44,6 +44,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 import torch
 from torch import Tensor
 
+from .flat import FLAT, FlatLayout
 from .kernels import double_backward_kernels
 from .optimizers import SGD, InnerOptimizer, OptState, Params
 from .rng import RngState, capture_rng, cuda_device_indices, restore_rng
@@ -230,7 +231,14 @@ def hypergradient(
     t0, every = _resolve_policy(num_steps, checkpoint_every, truncate)
     starts = range(t0, num_steps, every)
     last_start = starts[-1]
-    state = StepState(dict(params), start_buffers).detached()
+    layout = FlatLayout.of(params, optimizer.elementwise)
+    if layout is not None:  # one tensor per state entry: see flat.py
+        user_inner, user_outer = inner_loss, outer_loss
+        inner_loss = lambda p, h, batch, t: user_inner(layout.views(p[FLAT]), h, batch, t)  # noqa: E731
+        outer_loss = lambda p: user_outer(layout.views(p[FLAT]))  # noqa: E731
+        state = StepState(*layout.pack(params, start_buffers)).detached()
+    else:
+        state = StepState(dict(params), start_buffers).detached()
     fixed_hparams = {k: v.detach() for k, v in hparams.items()}
     leaves = {k: v.detach().requires_grad_(True) for k, v in hparams.items()}
     cuda_devices = cuda_device_indices(list(params.values()) + list(hparams.values()))
@@ -258,7 +266,7 @@ def hypergradient(
         # checkpoint (the last one is already built), then one vector-Jacobian product through it.
         # The outer loss does not see the optimiser buffers: their adjoint at step T is zero
         # (None: left out of the product).
-        adjoint: List[Optional[Tensor]] = list(outer_grads.values()) + [None] * (len(state.flat()) - len(params))
+        adjoint: List[Optional[Tensor]] = list(outer_grads.values()) + [None] * (len(state.flat()) - len(outer_grads))
         grads = [torch.zeros_like(v) for v in leaves.values()]
         for start in reversed(starts):
             if start == last_start:
@@ -279,6 +287,8 @@ def hypergradient(
             restore_rng(rng_after)
 
     final = state.detached()
+    if layout is not None:
+        final = StepState(*layout.unpack(final.params, final.opt_state))
     grads_by_name = dict(zip(hparams, grads))
     nonfinite = (() if torch.isfinite(outer) else ("outer_loss",)) + tuple(
         k for k, g in grads_by_name.items() if not torch.isfinite(g).all()

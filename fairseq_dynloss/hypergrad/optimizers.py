@@ -31,6 +31,10 @@ class InnerOptimizer(ABC):
     """A differentiable optimiser step ``(params, state, grads) -> (params, state)``."""
 
     lr: LearningRate
+    # True when ``update`` applies one formula to every number independently: the engine may
+    # then run it on all parameters concatenated (``flat.py``). A per-tensor rule (a norm, a
+    # trust ratio) must leave it False.
+    elementwise = False
 
     @property
     @abstractmethod
@@ -76,6 +80,8 @@ class SGD(InnerOptimizer):
     nesterov: bool = False
     weight_decay: float = 0.0
 
+    elementwise = True
+
     def __post_init__(self):
         if self.momentum < 0:
             raise ValueError(f"SGD momentum must be >= 0, got {self.momentum}")
@@ -90,9 +96,10 @@ class SGD(InnerOptimizer):
 
     def update(self, params, state, grads, hparams, step):
         # Scales fused into the adds (torch.add(a, b, alpha), as torch.optim.SGD): half the ops and
-        # autograd nodes of ``mu * b + g``, and AddBackward saves no tensor. (The multi-tensor
-        # torch._foreach_add would cut the per-tensor overhead further, but its backward node keeps
-        # both input lists alive: two more state copies per step in a recorded graph.)
+        # autograd nodes of ``mu * b + g``, and AddBackward saves no tensor. (The per-tensor
+        # overhead is cut by the engine running this on all parameters concatenated, flat.py; the
+        # multi-tensor torch._foreach_add would instead keep both input lists alive in its
+        # backward node: two more state copies per step in a recorded graph.)
         lr = learning_rate_at(self.lr, hparams, step)
         new_params, new_momentum = {}, {}
         for k, p in params.items():
@@ -138,6 +145,7 @@ class Adam(InnerOptimizer):
     first_step: int = 0
 
     decoupled_weight_decay = False
+    elementwise = True
 
     def __post_init__(self):
         if len(self.betas) != 2 or not all(0.0 <= b < 1.0 for b in self.betas):
