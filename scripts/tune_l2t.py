@@ -33,8 +33,9 @@ VARIANTS: Dict[str, List[str]] = {
     "every4_dev8": ["teacher.online_every=4", "teacher.dev_batches=8"],
     "dev8": ["teacher.dev_batches=8"],
     "loglik": ["teacher.dev_objective=log_likelihood"],
+    "penalty0.1": ["teacher.phi_penalty=0.1"],
     "penalty1": ["teacher.phi_penalty=1.0"],
-    "penalty10": ["teacher.phi_penalty=10.0"],
+    "every2": ["teacher.online_every=2"],
     "lr3e-3": ["teacher.lr=3e-3"],
     "unroll4_every4": ["teacher.unroll=4", "teacher.online_every=4"],
 }
