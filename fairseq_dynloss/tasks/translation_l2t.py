@@ -3,10 +3,12 @@
 Use with ``--criterion dynamic_loss`` (its Phi parametrisation and scale are the student's loss).
 At every update the teacher sets the criterion's Phi from the live student state. Teacher steps
 (``fairseq_dynloss.teacher.TeacherLearner``) unroll a *functional copy* of the student T steps
-over the T most recent training batches, score the development objective
-(``--teacher-dev-objective``: minus the NLL per token, the expected token accuracy or the expected
-BLEU of candidates sampled from the unrolled student; dropout off; ``tasks/l2t_dev_objective.py``)
-on a fixed random subset of the validation split (``--teacher-dev-batches`` x
+over the T most recent training batches -- by default with the student's own optimiser
+(``--inner-optimizer twin``, ``tasks/fairseq_twin.py``: fairseq's sgd or adam with its
+hyper-parameters, moments, ``--clip-norm`` and the learning rates of those T updates) -- score
+the development objective (``--teacher-dev-objective``: minus the NLL per token, the expected
+token accuracy or the expected BLEU of candidates sampled from the unrolled student; dropout
+off; ``tasks/l2t_dev_objective.py``) on a fixed random subset of the validation split (``--teacher-dev-batches`` x
 ``--teacher-dev-max-sentences`` sentences drawn with ``--seed``), and update theta by the
 hypergradient:
 
@@ -60,6 +62,7 @@ from ..teacher import (
 )
 from ..teacher.learner import inner_optimizer
 from .dev_subset import random_dev_subset
+from .fairseq_twin import fairseq_twin
 from .l2t_dev_objective import DEV_OBJECTIVES, BleuOptions, BoundStudent, dev_objective, sample_candidates
 from .restore import restore_task_state
 
@@ -81,10 +84,14 @@ class TranslationL2TConfig(TranslationConfig):
     teacher_clip_norm: float = field(default=1.0, metadata={"help": "clip the hypergradient norm (0: off)"})
     unroll_steps: int = field(default=5, metadata={"help": "T, student updates unrolled per teacher step"})
     teacher_interval: int = field(default=50, metadata={"help": "online mode: updates between teacher steps"})
-    inner_optimizer: ChoiceEnum(["sgd", "adam"]) = field(
-        default="adam", metadata={"help": "optimiser of the unrolled (functional) student"})
-    inner_lr: float = field(default=1e-3, metadata={"help": "learning rate of the unrolled student"})
-    inner_momentum: float = field(default=0.0, metadata={"help": "momentum of inner sgd"})
+    inner_optimizer: ChoiceEnum(["twin", "sgd", "adam"]) = field(
+        default="twin", metadata={"help": "optimiser of the unrolled (functional) student: twin, the student's "
+                                  "own (--optimizer sgd or adam with its betas, eps, weight decay, moments, "
+                                  "--clip-norm and the scheduler's rates of the buffered updates; any other "
+                                  "--optimizer is refused); sgd / adam: a fresh one with --inner-lr"})
+    inner_lr: Optional[float] = field(
+        default=None, metadata={"help": "learning rate of --inner-optimizer sgd / adam (default 1e-3)"})
+    inner_momentum: float = field(default=0.0, metadata={"help": "momentum of --inner-optimizer sgd"})
     hypergrad_checkpoint: int = field(
         default=0, metadata={"help": "hypergradient memory: keep every k-th state and recompute (0: keep all)"})
     hypergrad_truncate: int = field(
@@ -114,6 +121,7 @@ class TranslationL2TConfig(TranslationConfig):
     max_update: int = II("optimization.max_update")
     lr: List[float] = II("optimization.lr")
     seed: int = II("common.seed")
+    clip_norm: float = II("optimization.clip_norm")
 
 
 @register_task("translation_l2t", dataclass=TranslationL2TConfig)
@@ -139,6 +147,11 @@ class TranslationL2TTask(TranslationTask):
         self.bleu_options = BleuOptions(cfg.teacher_bleu_candidates, cfg.teacher_bleu_alpha,
                                         bool(cfg.teacher_bleu_include_reference))
         self.sampler = None  # expected_bleu: a copy of the student that holds the unrolled weights
+        if str(cfg.inner_optimizer) == "twin" and (cfg.inner_lr is not None or cfg.inner_momentum):
+            raise PhiError("--inner-lr / --inner-momentum set a fresh --inner-optimizer sgd or adam; the default "
+                           "--inner-optimizer twin takes the student's own optimiser and learning rates")
+        self._twin_checked = False
+        self.recent_lrs: List[float] = []  # the learning rate of each of the last T updates
         self.learner: Optional[TeacherLearner] = None
         self.recent: List[List[dict]] = []  # the micro-batches of each of the last T updates
         self.recent_features: List[torch.Tensor] = []  # s_t of each of them, recorded at that update
@@ -176,7 +189,8 @@ class TranslationL2TTask(TranslationTask):
         c = self.cfg
         self.learner = TeacherLearner(
             teacher, lr=c.teacher_lr, clip_norm=c.teacher_clip_norm,
-            optimizer=inner_optimizer(str(c.inner_optimizer), c.inner_lr, c.inner_momentum),
+            optimizer=None if str(c.inner_optimizer) == "twin" else
+            inner_optimizer(str(c.inner_optimizer), 1e-3 if c.inner_lr is None else c.inner_lr, c.inner_momentum),
             checkpoint_every=c.hypergrad_checkpoint or None, truncate=c.hypergrad_truncate or None,
             reduce_grads=self._average_across_workers)
         self.criterion = criterion
@@ -293,9 +307,9 @@ class TranslationL2TTask(TranslationTask):
         return random_dev_subset(self, self.cfg.valid_subset.split(",")[0], self.cfg.teacher_dev_batches,
                                  self.cfg.teacher_dev_max_sentences, self.cfg.seed, device)
 
-    def teacher_step(self, model, params, update_num: int) -> None:
+    def teacher_step(self, model, params, update_num: int, optimizer=None) -> None:
         device = next(model.parameters()).device
-        result = self.unroll_and_update_teacher(model, params, update_num)
+        result = self.unroll_and_update_teacher(model, params, update_num, optimizer)
         # The mean over ranks, as the hypergradient (one stream per rank with --update-freq 1).
         result.dev_objective = self._mean_across_workers(result.dev_objective, device)
         self.teacher_steps += 1
@@ -305,10 +319,14 @@ class TranslationL2TTask(TranslationTask):
         if self._is_master():
             self._export(update_num, result)
 
-    def unroll_and_update_teacher(self, model, params, update_num: int):
+    def unroll_and_update_teacher(self, model, params, update_num: int, optimizer=None):
         """One teacher update from the buffered updates (``self.recent``) and ``params`` =
         omega_0, without logging or export (also what scripts/bench_teacher.py and
-        scripts/gpu_teacher_step.py time). Returns the ``TeacherStepResult``."""
+        scripts/gpu_teacher_step.py time). Returns the ``TeacherStepResult``.
+
+        Args:
+            optimizer: fairseq's optimiser of the student; needed by ``--inner-optimizer twin``.
+        """
         device = next(model.parameters()).device
         if self.dev_samples is None:
             # A DataLoader draws its base seed from the global RNG: keep the unroll's dropout
@@ -323,12 +341,27 @@ class TranslationL2TTask(TranslationTask):
         names = list(params)
         # cuDNN RNNs have no double backward (hypergrad/kernels.py): LSTM students unroll without it.
         rnn_on_cuda = device.type == "cuda" and any(isinstance(m, torch.nn.RNNBase) for m in model.modules())
+        twin, opt_state = self._twin(optimizer, model, streams) if str(self.cfg.inner_optimizer) == "twin" \
+            else (None, None)
         with torch.backends.cudnn.flags(enabled=False) if rnn_on_cuda else contextlib.nullcontext():
             result = self.learner.step(self._student_loss(student, model, names),
                                        self._dev_objective(student, model, names, streams),
                                        self._stack_streams(params, streams), batches,
-                                       torch.stack(self.recent_features).to(device))
+                                       torch.stack(self.recent_features).to(device),
+                                       opt_state=opt_state, optimizer=twin)
         return result
+
+    def _twin(self, optimizer, model, streams: int):
+        """The student's own optimiser as a functional one (``tasks/fairseq_twin.py``) with its live
+        buffers (episodic: none, the real student never steps) and the learning rates of the
+        buffered updates, one stacked copy per stream."""
+        if optimizer is None:
+            raise ValueError("--inner-optimizer twin needs the student's fairseq optimiser; pass it, or use "
+                             "--inner-optimizer sgd / adam")
+        lrs = self.recent_lrs[-len(self.recent):]
+        lrs = [optimizer.get_lr()] * (len(self.recent) - len(lrs)) + lrs  # a checkpoint without them
+        names = {p: n for n, p in model.named_parameters()}
+        return fairseq_twin(optimizer, names, lrs, self.cfg.clip_norm, [f"{j}/" for j in range(streams)])
 
     @staticmethod
     def _is_master() -> bool:
@@ -359,6 +392,7 @@ class TranslationL2TTask(TranslationTask):
                 "teacher_steps": self.teacher_steps,
                 "tracker": self.tracker.state_dict(),
                 "recent_features": list(self.recent_features),
+                "recent_lrs": list(self.recent_lrs),
             }
         return state
 
@@ -373,6 +407,7 @@ class TranslationL2TTask(TranslationTask):
             self.teacher_steps = l2t["teacher_steps"]
             self.tracker.load_state_dict(l2t["tracker"])
             self.recent_features = list(l2t["recent_features"])
+            self.recent_lrs = list(l2t.get("recent_lrs", []))  # older checkpoints: the current rate
 
     def _resume(self, device) -> None:
         """Load the teacher state from the checkpoint fairseq-train resumed from."""
@@ -425,17 +460,22 @@ class TranslationL2TTask(TranslationTask):
         """End of an update, after all its micro-batches on every rank: teacher step, then the real one."""
         module = self._unwrap(model)
         device = next(module.parameters()).device
+        if not self._twin_checked and str(self.cfg.inner_optimizer) == "twin":
+            # Refuse an optimiser without a twin at the first update, not at the first teacher step.
+            fairseq_twin(optimizer, {p: n for n, p in module.named_parameters()}, [0.0], self.cfg.clip_norm)
+            self._twin_checked = True
         self.recent = (self.recent + [self.pending])[-self.cfg.unroll_steps:]
         self.recent_features = (self.recent_features + [self.pending_features])[-self.cfg.unroll_steps:]
+        self.recent_lrs = (self.recent_lrs + [float(optimizer.get_lr())])[-self.cfg.unroll_steps:]
         self.pending, self.pending_features = [], None
         ready = len(self.recent) == self.cfg.unroll_steps
         if str(self.cfg.teacher_mode) == "episodic":
             if ready:
-                self.teacher_step(module, self.omega0, update_num)
-                self.recent, self.recent_features = [], []
+                self.teacher_step(module, self.omega0, update_num, optimizer)
+                self.recent, self.recent_features, self.recent_lrs = [], [], []
         elif ready and update_num > 0 and update_num % self.cfg.teacher_interval == 0:
             params = {n: p.detach().clone() for n, p in module.named_parameters()}
-            self.teacher_step(module, params, update_num)
+            self.teacher_step(module, params, update_num, optimizer)
         self._update_train_loss(device)
         super().optimizer_step(optimizer, model, update_num)
 

@@ -28,7 +28,7 @@ def read_log(path):
 
 def test_episodic_teacher_dev_objective_rises(toy_data_bin, tmp_path):
     data, save = toy_data_bin / "data-bin", tmp_path / "ckpt"
-    schedule = ["--max-update", "30", "--unroll-steps", "3", "--inner-lr", "0.01"]
+    schedule = ["--max-update", "30", "--unroll-steps", "3"]
     proc = fairseq("train", *l2t_args(data, save, *schedule, "--teacher-lr", "0.005"))
     # Control: the same episodes (omega_0, batches, dropout) with a teacher that barely moves.
     fairseq("train", *l2t_args(data, tmp_path / "frozen", *schedule, "--teacher-lr", "1e-12"))
@@ -37,8 +37,11 @@ def test_episodic_teacher_dev_objective_rises(toy_data_bin, tmp_path):
     learned = [float(row["dev_objective"]) for row in rows]
     frozen = [float(row["dev_objective"]) for row in read_log(tmp_path / "frozen" / "teacher_log.csv")]
     assert learned[0] == pytest.approx(frozen[0], rel=1e-4)  # same start
-    assert sum(learned[-3:]) / 3 > sum(frozen[-3:]) / 3 + 0.01, (learned, frozen)
-    assert sum(learned[-3:]) / 3 > learned[0] + 0.01, learned
+    # The unroll runs the student's own Adam (lr 0.003, fresh moments: --inner-optimizer twin), so
+    # the objective moves less than with the old inner Adam at lr 0.01: compared relatively
+    # (measured: frozen 0.0070, learned 0.0124, start 0.0077).
+    assert sum(learned[-3:]) / 3 > 1.3 * sum(frozen[-3:]) / 3, (learned, frozen)
+    assert sum(learned[-3:]) / 3 > 1.3 * learned[0], learned
     # Episodic: the real student is never updated.
     assert all(float(r["gnorm"]) == 0 for r in json_logs(proc.stdout + proc.stderr) if "gnorm" in r)
     # The exported teacher drives a student through --phi-source teacher.
@@ -75,7 +78,7 @@ def test_prob_form_teacher_with_expected_bleu_then_deployment(toy_data_bin, tmp_
     objective, then a student taught by it (--phi-source teacher), which learns as well as CE."""
     data, save = toy_data_bin / "data-bin", tmp_path / "ckpt"
     prob = ["--dynamic-form", "prob"]
-    fairseq("train", *l2t_args(data, save, *prob, "--max-update", "12", "--unroll-steps", "3", "--inner-lr", "0.01",
+    fairseq("train", *l2t_args(data, save, *prob, "--max-update", "12", "--unroll-steps", "3",
                                "--teacher-dev-objective", "expected_bleu", "--teacher-bleu-candidates", "2"))
     rows = read_log(save / "teacher_log.csv")
     assert len(rows) == 4 and all(row["skipped"] == "0" for row in rows)
@@ -114,7 +117,7 @@ def test_resume_reproduces_the_uninterrupted_teacher(toy_data_bin, tmp_path):
     """Stop after 7 updates (mid-episode: the unroll buffer is non-empty), resume to 12."""
     data = toy_data_bin / "data-bin"
     # The same horizon, so that both runs see the same progress feature t/T.
-    common = ["--unroll-steps", "3", "--inner-lr", "0.01", "--teacher-lr", "0.005", "--teacher-horizon", "12"]
+    common = ["--unroll-steps", "3", "--teacher-lr", "0.005", "--teacher-horizon", "12"]
     fairseq("train", *l2t_args(data, tmp_path / "straight", *common, "--max-update", "12"))
     fairseq("train", *l2t_args(data, tmp_path / "resumed", *common, "--max-update", "7"))
     proc = fairseq("train", *l2t_args(data, tmp_path / "resumed", *common, "--max-update", "12",

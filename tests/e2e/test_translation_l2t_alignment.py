@@ -1,6 +1,6 @@
-"""translation_l2t: the unroll's state features and batches refer to the same T updates (it was
-off by T: batches of updates u-T+1..u with the features of u..u+T-1), and the features are the
-StudentStateTracker's at each of those updates."""
+"""translation_l2t: the unroll's state features, batches and learning rates refer to the same T
+updates (it was off by T: batches of updates u-T+1..u with the features of u..u+T-1), and the
+features are the StudentStateTracker's at each of those updates."""
 
 import math
 
@@ -25,14 +25,20 @@ class PlainOptimizer:
     """What translation_l2t's train_step / optimizer_step call on fairseq's optimiser."""
 
     def __init__(self, model):
-        self.inner = torch.optim.SGD(model.parameters(), lr=0.01)
+        self.optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
 
     def backward(self, loss):
         loss.backward()
 
+    def get_lr(self):
+        return self.optimizer.param_groups[0]["lr"]
+
+    def set_lr(self, lr):
+        self.optimizer.param_groups[0]["lr"] = lr
+
     def step(self, *args, **kwargs):
-        self.inner.step()
-        self.inner.zero_grad()
+        self.optimizer.step()
+        self.optimizer.zero_grad()
 
 
 def test_unroll_features_and_batches_are_the_same_updates(toy_data_bin, monkeypatch):
@@ -52,13 +58,16 @@ def test_unroll_features_and_batches_are_the_same_updates(toy_data_bin, monkeypa
     iterator = task.get_batch_iterator(task.dataset("train"), max_sentences=4, seed=1).next_epoch_itr(shuffle=False)
     samples = [next(iterator) for _ in range(T + 1)]
     calls = []
-    monkeypatch.setattr(task, "teacher_step", lambda model, params, update: calls.append(
-        (update, [group[0] for group in task.recent], torch.stack(task.recent_features).clone())))
+    monkeypatch.setattr(task, "teacher_step", lambda model, params, update, optimizer: calls.append(
+        (update, [group[0] for group in task.recent], torch.stack(task.recent_features).clone(),
+         list(task.recent_lrs))))
     optimizer = PlainOptimizer(model)
     features_at, nlls = [], []
+    lrs = [0.002 * (1 + update) for update in range(len(samples))]  # a schedule: each update its own rate
     with metrics.aggregate("train"):
         for update, sample in enumerate(samples):
-            metrics.log_scalar("lr", 0.002, weight=0)
+            metrics.log_scalar("lr", lrs[update], weight=0)
+            optimizer.set_lr(lrs[update])
             model.train()
             _, _, log = task.train_step(sample, model, criterion, optimizer, update)
             nlls.append(float(log["nll_loss"]) / sample["ntokens"])
@@ -66,9 +75,10 @@ def test_unroll_features_and_batches_are_the_same_updates(toy_data_bin, monkeypa
             task.optimizer_step(optimizer, model, update)
     # teacher steps at updates T-1 and T, each over the last T updates
     assert [c[0] for c in calls] == [T - 1, T]
-    for update, batches, features in calls:
+    for update, batches, features, rates in calls:
         first = update - T + 1
         assert batches == samples[first:update + 1]
+        assert rates == lrs[first:update + 1]  # the twin's rates: those of the same updates
         torch.testing.assert_close(features, torch.stack(features_at[first:update + 1]))
         # by hand: progress k / 100 and the EMA (decay 0.9) of the NLL per token of the updates < k
         for row, k in zip(features, range(first, update + 1)):

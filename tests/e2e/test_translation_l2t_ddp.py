@@ -90,8 +90,12 @@ def test_two_ranks_teacher_step_equals_one_rank_with_update_freq_2(toy_data_bin,
     for g2, g1 in zip(grads_2, grads_1):
         torch.testing.assert_close(g2, g1, rtol=1e-5, atol=1e-6 * norm_1)
     assert teacher_2.keys() == teacher_1.keys()
+    # One Adam step (lr 0.005) moves each entry by lr g / (|g| + 1e-8): normalised, so the float
+    # noise of a small hypergradient entry becomes an absolute one of up to lr x its relative size
+    # (measured on the random dev subset: 1 of 1216 entries off by 7.7e-7 while the hypergradients
+    # agree within the tolerance above).
     for key in teacher_1:
-        torch.testing.assert_close(teacher_2[key], teacher_1[key], rtol=1e-5, atol=1e-7)
+        torch.testing.assert_close(teacher_2[key], teacher_1[key], rtol=1e-5, atol=1e-5)
     assert float(rows_2[0]["dev_objective"]) == pytest.approx(float(rows_1[0]["dev_objective"]), rel=1e-5)
     # The student-state feature train_loss is the NLL of the whole updates, on both setups.
     assert state_2["tracker"]["train_loss"] == pytest.approx(state_1["tracker"]["train_loss"], rel=1e-6)
