@@ -3,14 +3,17 @@
 A run has two phases:
 
 (a) Teacher training (``train_teacher``, episodic as in the paper): ``teacher.steps`` teacher
-    steps. Step k re-initialises a student from a seed of its own, unrolls ``teacher.unroll`` (T)
+    steps. Step k re-initialises a student from a seed of its own (``teacher.episode_starts=fresh``;
+    ``ce_trajectory``: starts from the state of a CE run at one of ``teacher.trajectory_points``,
+    with that run's optimiser moments and schedule, ``l2t_trajectory.py``), unrolls ``teacher.unroll`` (T)
     functional optimiser steps on training batches under the dynamic loss with
     ``Phi_t = teacher(s_t)``, scores the smoothed dev objective ``mean p(y|x)`` (expected accuracy)
     on ``teacher.dev_batches`` validation batches (never the test split) and moves theta by its
     hypergradient (``TeacherLearner``: Adam, clipping, skip when non-finite). s_t is read from the
     unrolled student itself (``UnrollState``). Files: ``teacher_log.csv`` (one row per step),
     ``teacher_checkpoint.pt`` (learner state; an interrupted phase, or one given more steps,
-    continues from it) and ``teacher.pt`` (``save_teacher``, ``done=True`` once all steps ran).
+    continues from it), ``teacher.pt`` (``save_teacher``, ``done=True`` once all steps ran) and,
+    with ``ce_trajectory``, ``teacher_trajectory.pt`` (the CE run's states at the points).
     A done ``teacher.pt`` trained with the same settings is reused; ``teacher.path`` loads a
     teacher file instead and skips phase (a).
 (b) Student training (``TeacherPhi``): the loop's usual training; before every update the frozen
@@ -42,7 +45,7 @@ from tqdm import tqdm
 from fairseq_dynloss.atomic_save import atomic_torch_save
 from fairseq_dynloss.csv_rows import read_complete_rows, write_rows
 from fairseq_dynloss.file_checks import read_torch_file
-from fairseq_dynloss.hypergrad import SGD, Adam, FunctionalModule
+from fairseq_dynloss.hypergrad import SGD, Adam, FunctionalModule, functional_twin
 from fairseq_dynloss.losses import PhiError, dynamic_loss
 from fairseq_dynloss.metrics.classification import expected_accuracy
 from fairseq_dynloss.teacher import (
@@ -51,6 +54,9 @@ from fairseq_dynloss.teacher import (
 )
 
 from .ala import steps_per_epoch
+from .l2t_trajectory import (
+    build_optimizer, check_trajectory_config, episode_start, load_or_train_trajectory,
+)
 from .registry import ConfigError, build_net
 from .schedule import lr_ratio_at_epoch
 from .setting_diff import setting_differences
@@ -110,6 +116,7 @@ def check_l2t_config(cfg) -> None:
         raise ConfigError(f"teacher.inner_optimizer={t.inner_optimizer!r}; expected null (as optim), sgd or adam")
     if t.inner_lr is not None and not t.inner_lr > 0:
         raise ConfigError(f"teacher.inner_lr={t.inner_lr}; expected null (optim.lr) or > 0")
+    check_trajectory_config(t)
 
 
 # -- time: the run's lr schedule and epoch ends, on the real or the compressed axis --------------
@@ -139,15 +146,20 @@ def unroll_time(cfg, splits) -> Tuple[int, Callable[[int], int]]:
     return total_updates(cfg, splits), lambda step: min(step // per_epoch, epochs - 1)
 
 
-def unroll_lr_ratios(cfg, epoch_of: Callable[[int], int]) -> List[float]:
-    """(T,) lr / peak lr of the unrolled steps: ``optim``'s schedule at each step's epoch."""
-    return [lr_ratio_at_epoch(cfg.optim, epoch_of(k), cfg.task.epochs) for k in range(cfg.teacher.unroll)]
+def unroll_lr_ratios(cfg, epoch_of: Callable[[int], int], first_update: int = 0) -> List[float]:
+    """(T,) lr / peak lr of the unrolled steps (updates ``first_update ..``): ``optim``'s schedule
+    at each step's epoch."""
+    return [lr_ratio_at_epoch(cfg.optim, epoch_of(first_update + k), cfg.task.epochs)
+            for k in range(cfg.teacher.unroll)]
 
 
 def settings_of(cfg) -> Dict:
     """What phase (a) depends on: a teacher trained with other settings is not reused."""
     plain = lambda section: OmegaConf.to_container(section, resolve=True)
     teacher = {k: v for k, v in plain(cfg.teacher).items() if k not in ("steps", "path")}
+    if teacher.get("episode_starts", "fresh") == "fresh":  # the default: teachers trained before
+        teacher.pop("episode_starts", None)               # these keys existed stay reusable
+        teacher.pop("trajectory_points", None)
     return {"task": plain(cfg.task), "model": plain(cfg.model), "loss": plain(cfg.loss),
             "optim": plain(cfg.optim), "teacher": teacher}
 
@@ -291,8 +303,15 @@ def objective_loss(objective, lprobs: torch.Tensor, target: torch.Tensor,
     return out.loss / target.numel()
 
 
-def run_episode(cfg, splits, objective, learner: TeacherLearner, episode: int, device: torch.device):
-    """Teacher step ``episode``: fresh student, T unrolled steps, one update of theta.
+def run_episode(cfg, splits, objective, learner: TeacherLearner, episode: int, device: torch.device,
+                start: Optional[Dict] = None):
+    """Teacher step ``episode``: a student, T unrolled steps, one update of theta.
+
+    Args:
+        start: None for a fresh student; else a point of the CE trajectory
+            (``l2t_trajectory.train_ce_trajectory``): the unroll continues that student from its
+            update ``start["update"]`` with its optimiser's state, the lr schedule from there on
+            and its tracker (progress, training-NLL EMA, last validation).
 
     Returns:
         (TeacherStepResult, UnrollState of the unroll).
@@ -304,6 +323,9 @@ def run_episode(cfg, splits, objective, learner: TeacherLearner, episode: int, d
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         torch.manual_seed(seed)  # the student's initialisation and its dropout masks
         net = build_net(cfg.model, splits.input_shape, splits.num_classes).to(device)
+        first_update = 0 if start is None else int(start["update"])
+        if start is not None:
+            net.load_state_dict(start["net"])
         student = FunctionalModule(net)
 
         def evaluate(params, step):
@@ -323,9 +345,17 @@ def run_episode(cfg, splits, objective, learner: TeacherLearner, episode: int, d
             return loss.item() / count, correct / count
 
         horizon, epoch_of = unroll_time(cfg, splits)
-        ratios = unroll_lr_ratios(cfg, epoch_of)
-        state = UnrollState(StudentStateTracker(horizon, 1.0, splits.num_classes), epoch_of, ratios,
-                            dev_statistics)
+        ratios = unroll_lr_ratios(cfg, epoch_of, first_update)
+        tracker = StudentStateTracker(horizon, 1.0, splits.num_classes)
+        if start is not None:
+            tracker.load_state_dict(start["tracker"])  # at update u_p: progress u_p / horizon
+        state = UnrollState(tracker, epoch_of, ratios, dev_statistics)
+        inner, opt_state = inner_optimizer_of(cfg, ratios), None
+        if start is not None:  # the CE run's optimiser, continued (moments, step count)
+            live = build_optimizer(cfg.optim, list(net.parameters()))
+            live.load_state_dict(start["optimizer"])
+            names = {p: name for name, p in net.named_parameters()}
+            inner, opt_state = functional_twin(live, names, lr=[cfg.optim.lr * r for r in ratios])
 
         student_loss = unrolled_student_loss(student, objective, state)
 
@@ -341,8 +371,8 @@ def run_episode(cfg, splits, objective, learner: TeacherLearner, episode: int, d
 
         net.train()
         result = learner.step(student_loss, dev_objective, student.params(), batches, state,
-                              penalty=penalty if t.phi_penalty > 0 else None,
-                              optimizer=inner_optimizer_of(cfg, ratios))
+                              penalty=penalty if t.phi_penalty > 0 else None, opt_state=opt_state,
+                              optimizer=inner)
     return result, state
 
 
@@ -402,14 +432,20 @@ def train_teacher(cfg, splits, objective, device: torch.device, out_dir: str) ->
         log.info("L2T: continuing teacher training after %d teacher steps", len(rows))
 
     horizon = unroll_time(cfg, splits)[0]
+    starts = None
+    if t.get("episode_starts", "fresh") == "ce_trajectory" and len(rows) < t.steps:
+        starts = load_or_train_trajectory(cfg, splits, device, out_dir, settings, total_updates(cfg, splits))
     bar = tqdm(total=t.steps, initial=len(rows), disable=not cfg.progress, leave=False, unit="teacher step")
     for episode in range(len(rows), t.steps):
         started = time.perf_counter()
-        result, _ = run_episode(cfg, splits, objective, learner, episode, device)
+        start = None if starts is None else episode_start(starts, episode)
+        result, _ = run_episode(cfg, splits, objective, learner, episode, device, start)
         rows.append({"step": episode + 1, "dev_objective": result.dev_objective, "grad_norm": result.grad_norm,
                      "skipped": int(result.skipped), "penalty": result.penalty,
                      "inner_loss_first": result.inner_losses[0].item(),
                      "inner_loss_last": result.inner_losses[-1].item(), "time": time.perf_counter() - started})
+        if start is not None:
+            rows[-1]["start_update"] = start["update"]
         atomic_torch_save({"learner": learner.state_dict(), "rows": rows, "trained_with": settings},
                           checkpoint_path)
         write_rows(os.path.join(out_dir, LOG_FILE), rows)
