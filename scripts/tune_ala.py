@@ -39,6 +39,7 @@ VARIANTS: Dict[str, List[str]] = {
     "subset200": [*ALA, "controller.val_subset=200"],
     "k20": [*ALA, "controller.window=20"],
     "k20_every5": [*ALA, "controller.window=20", "controller.metric_every=5"],
+    "k20_end": [*ALA, "controller.window=20", "controller.metric_every=20"],
     # reward
     "reward_error": [*ALA, "controller.reward_metric=error"],
     "reward_expacc": [*ALA, "controller.reward_metric=expected_accuracy"],
@@ -63,26 +64,15 @@ VARIANTS: Dict[str, List[str]] = {
     # Phi_ij where class i's validation examples put much probability on j (z(log C_ij) < 0) and
     # lowers it elsewhere: what the state and the action space allow if the policy learned it
     "hand": [*ALA, "controller.policy_path={work}/hand_policy.pt", "controller.train_policy=false"],
+    "hand_learn": [*ALA, "controller.policy_path={work}/hand_policy.pt"],  # the same start, then REINFORCE
 }
 
 
 def write_hand_policy(path: str, history: int = 2) -> None:
-    """The ``hand`` variant's policy: P(+) ~ 1 where the pair feature z(log C_ij) < -0.3, P(-) ~ 1
-    where it is > 0.3 (two saturated tanh units; column 0 of ``pair_features``)."""
-    import torch
+    """The ``hand`` variant's policy: ``controllers.policy.prior_policy`` ("confusion")."""
+    from fairseq_dynloss.controllers import pair_feature_size, prior_policy, save_controller
 
-    from fairseq_dynloss.controllers import PairPolicy, pair_feature_size, save_controller
-
-    policy = PairPolicy(pair_feature_size(history), hidden=32, seed=0)
-    with torch.no_grad():
-        for layer in policy.net:
-            if isinstance(layer, torch.nn.Linear):
-                layer.weight.zero_()
-                layer.bias.zero_()
-        policy.net[0].weight[0, 0] = -10.0  # h1 = tanh(-10 z): +1 for confused pairs
-        policy.net[2].weight[0, 0] = 10.0  # h2 = tanh(10 h1)
-        policy.net[4].weight[2, 0], policy.net[4].weight[0, 0] = 20.0, -20.0  # logits of +, -
-    save_controller(path, policy)
+    save_controller(path, prior_policy(pair_feature_size(history), hidden=32, prior="confusion", seed=0))
 
 
 def run_dir(work: str, setting: str, variant: str, seed: int) -> str:
@@ -171,7 +161,7 @@ def main() -> None:
                 jobs.append(Job(f"{setting}_{variant}_seed{seed}",
                                 command(sys.executable, folder, setting, overrides, seed, args.steps),
                                 [os.path.join(folder, "metrics.csv")], env=env))
-    if "hand" in args.variants and not args.report_only:
+    if {"hand", "hand_learn"} & set(args.variants) and not args.report_only:
         os.makedirs(args.work, exist_ok=True)
         write_hand_policy(os.path.join(args.work, "hand_policy.pt"))
     if not args.report_only:

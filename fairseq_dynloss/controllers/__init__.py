@@ -18,7 +18,8 @@ from .errors import ControllerError
 from .exchange import gather_transitions
 from .memory import ReplayMemory, Transition
 from .policy import (
-    ACTIONS, PairPolicy, apply_actions, beta_for, check_beta, controlled_tensor, sample_actions,
+    ACTIONS, PRIORS, PairPolicy, apply_actions, beta_for, check_beta, controlled_tensor, prior_policy,
+    sample_actions,
 )
 from .reinforce import LoadedController, ReinforceLearner, load_controller, save_controller
 from .reward import (
@@ -33,7 +34,7 @@ from .targets import ElementTarget, PairTarget, element_feature_size
 from .window import STATE_SOURCES, WindowController, write_rows
 
 __all__ = [
-    "ACTIONS", "METRIC_DIRECTION", "STATE_SOURCES", "WindowController", "write_rows", "ConfusionAccumulator", "ControllerError", "ElementTarget",
+    "ACTIONS", "PRIORS", "prior_policy", "METRIC_DIRECTION", "STATE_SOURCES", "WindowController", "write_rows", "ConfusionAccumulator", "ControllerError", "ElementTarget",
     "LoadedController", "PairPolicy", "PairTarget", "ReinforceLearner", "ReplayMemory",
     "StateHistory", "Transition", "WindowReward", "apply_actions", "beta_for", "check_beta",
     "check_gamma", "check_window", "confusion_state", "controlled_pairs", "controlled_tensor",

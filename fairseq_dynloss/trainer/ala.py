@@ -34,8 +34,9 @@ from typing import Callable, Dict, List, Optional
 import torch
 
 from fairseq_dynloss.controllers import (
-    STATE_SOURCES, ControllerError, ElementTarget, PairTarget, Transition, WindowController,
+    PRIORS, STATE_SOURCES, ControllerError, ElementTarget, PairTarget, Transition, WindowController,
     check_beta, check_gamma, check_window, higher_is_better, load_controller, pair_feature_size,
+    prior_policy,
 )
 from fairseq_dynloss.controllers.errors import check_number, check_positive_int
 from fairseq_dynloss.metrics.classification import aucpr_one_vs_rest
@@ -106,6 +107,14 @@ def check_ala_config(ctrl, loss) -> None:
         raise ControllerError("controller.diagonal=true controls the diagonal of a full Phi; expected "
                               "loss=dynamic with loss.parametrisation=full")
     pair_feature_size(ctrl.history)  # history >= 0
+    if ctrl.policy_prior not in PRIORS:
+        raise ControllerError(f"policy_prior={ctrl.policy_prior!r}; expected one of {list(PRIORS)}")
+    if ctrl.policy_prior != "none" and metric_learning:
+        raise ControllerError(f"policy_prior={ctrl.policy_prior!r} reads the confusion features of a "
+                              "classification Phi; metric-learning losses start from policy_prior=none")
+    if ctrl.policy_prior != "none" and ctrl.policy_path:
+        raise ControllerError("controller.policy_path and controller.policy_prior both set the starting "
+                              "policy; expected one of them (policy_prior=none with a policy_path)")
     check_number("entropy_bonus", ctrl.entropy_bonus, 0.0)
     check_number("baseline_decay", ctrl.baseline_decay, 0.0, 1.0, high_open=True)
     check_number("reward_average", ctrl.reward_average, 0.0, 1.0, high_open=True)
@@ -172,6 +181,9 @@ class ALATrainerController:
             policy = load_controller(os.path.expanduser(ctrl.policy_path),
                                      expected_feature_size=target.feature_size).policy
             log.info("ALA: policy transferred from %s", ctrl.policy_path)
+        elif ctrl.policy_prior != "none":
+            policy = prior_policy(target.feature_size, hidden=ctrl.hidden, prior=ctrl.policy_prior,
+                                  seed=int(ctrl.seed))
         # the window metric over the sampled updates j = n, 2n, ..., K: weights gamma^(K-j)
         self.controller = WindowController(
             target, metric=self.metric, window=self.window // self.metric_every,

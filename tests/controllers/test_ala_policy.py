@@ -121,3 +121,26 @@ def test_one_controller_step_moves_phi_by_the_sampled_actions():
     delta = phi.matrix - before
     torch.testing.assert_close(delta[pairs[:, 0], pairs[:, 1]], beta * actions.float())
     assert torch.equal(delta.diagonal(), torch.zeros(4))
+
+
+def test_confusion_prior_raises_phi_on_pairs_confused_more_than_usual():
+    """Pairs whose class-i examples put much probability on j (low C_ij, z(log C_ij) < 0) get
+    "+", the rest "-": checked on a realistic state against the features' own z column."""
+    from fairseq_dynloss.controllers import prior_policy
+
+    g = torch.Generator().manual_seed(3)
+    C = torch.exp(math.log(2) + (math.log(25) - math.log(2)) * torch.rand(10, 10, generator=g))
+    C.diagonal().copy_(0.05)
+    C[torch.arange(10), (torch.arange(10) + 1) % 10] = 0.9  # i -> i+1 confused, as under pair-flip noise
+    pairs = controlled_pairs(10)
+    features = pair_features(C, torch.zeros(10, 10), [C, C], 0.5, pairs)
+    policy = prior_policy(features.shape[1], hidden=32, prior="confusion")
+    probs = torch.softmax(policy(features), -1).detach()
+    z = features[:, 0]
+    assert bool((probs[z < -0.5, 2] > 0.999).all()) and bool((probs[z > 0.5, 0] > 0.999).all())
+    flipped = pairs[:, 1] == (pairs[:, 0] + 1) % 10
+    assert bool((probs[flipped, 2] > 0.999).all())
+    uniform = prior_policy(features.shape[1], prior="none", seed=0)
+    assert torch.allclose(torch.softmax(uniform(features), -1), torch.full((90, 3), 1 / 3))
+    with pytest.raises(ControllerError, match="policy prior 'noise'; expected one of"):
+        prior_policy(features.shape[1], prior="noise")

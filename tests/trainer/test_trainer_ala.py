@@ -119,6 +119,8 @@ def test_policy_transfer_loads_a_saved_policy(tmp_path):
     ("controller.state=noise", ControllerError, r"controller.state='noise'; expected one of \['confusion', 'random'\]"),
     ("controller.replay_capacity=-1", ControllerError, "replay_capacity=-1; expected an integer >= 0"),
     ("controller.entropy_bonus=-0.1", ControllerError, "entropy_bonus=-0.1"),
+    ("controller.policy_prior=noise", ControllerError, r"policy_prior='noise'; expected one of \['none', 'confusion'\]"),
+    ("controller.policy_prior=confusion controller.policy_path=x.pt", ControllerError, "both set the starting policy"),
     ("controller.reward_average=1.0", ControllerError, r"reward_average=1.0; expected a value in \[0.0, 1.0\)"),
     ("loss.parametrisation=bucketed controller.diagonal=true", ControllerError, "diagonal of a full Phi"),
 ])
@@ -158,3 +160,16 @@ def test_expected_accuracy_metric_is_the_mean_probability_of_the_label():
         naive += exps[y] / sum(exps)
     value = controller._metric(None, logits, logits)
     assert value.item() == pytest.approx(100.0 * naive / 3, rel=1e-6)
+
+
+def test_policy_prior_starts_from_the_confusion_rule(tmp_path):
+    from fairseq_dynloss.controllers import prior_policy
+
+    train(compose_config(*ALA, "task.epochs=1", "controller.policy_prior=confusion",
+                         "controller.train_policy=false"), str(tmp_path))
+    saved = torch.load(tmp_path / "checkpoint_last.pt", weights_only=True)["controller"]["controller"]
+    expected = prior_policy(pair_feature_size(2), hidden=32, prior="confusion", seed=0).state_dict()
+    for key, value in saved["learner"]["policy"].items():
+        assert torch.equal(value, expected[key]), key
+    rows = read_csv(tmp_path / "ala_log.csv")
+    assert all(float(r["entropy"]) < 0.2 for r in rows)  # a near-deterministic rule, not uniform
