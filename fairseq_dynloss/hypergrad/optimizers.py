@@ -114,15 +114,39 @@ class SGD(InnerOptimizer):
         return new_params, ({"momentum": new_momentum} if self.momentum else {})
 
 
+class _SqrtZeroSafe(torch.autograd.Function):
+    """``sqrt`` whose backward is ``grad / (2 sqrt(x))`` where ``x > 0`` and 0 where ``x = 0``
+    (autograd's ``SqrtBackward`` formula, masked); the backward is built from differentiable ops
+    on the saved root, so it can be differentiated again."""
+
+    @staticmethod
+    def forward(x: Tensor) -> Tensor:
+        return torch.sqrt(x)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        ctx.save_for_backward(output)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> Tensor:
+        (root,) = ctx.saved_tensors
+        positive = root > 0
+        safe = torch.where(positive, root, torch.ones_like(root))  # no inf, even in the unused branch
+        return torch.where(positive, grad / (2 * safe), torch.zeros_like(grad))
+
+
 def _sqrt_zero_safe(x: Tensor) -> Tensor:
     """``sqrt(x)`` for ``x >= 0`` whose derivative at 0 is 0 instead of inf.
 
     Adam's second moment is exactly 0 for a parameter whose gradient has always been 0 (an
     unused embedding row, a dead ReLU); its first moment is then 0 too, so the true contribution
-    is 0, but autograd would form ``0 * inf = nan`` there.
+    is 0, but autograd would form ``0 * inf = nan`` there. One op forward (a masked ``where``
+    pair would be six per step), and a plain ``sqrt`` when no graph is recorded (the forward
+    sweep): the values are the same.
     """
-    positive = x > 0
-    return torch.where(positive, torch.sqrt(torch.where(positive, x, torch.ones_like(x))), torch.zeros_like(x))
+    if torch.is_grad_enabled() and x.requires_grad:
+        return _SqrtZeroSafe.apply(x)
+    return torch.sqrt(x)
 
 
 @dataclass(frozen=True)

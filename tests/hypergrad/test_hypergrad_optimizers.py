@@ -100,3 +100,22 @@ def test_scalar_hparam_learning_rate_is_a_constant_rate(device):
 def test_bad_optimizer_settings_are_refused(make, message):
     with pytest.raises(ValueError, match=message):
         make()
+
+
+def test_adam_root_is_sqrt_with_a_zero_derivative_at_zero_and_differentiable_twice():
+    from fairseq_dynloss.hypergrad.optimizers import _sqrt_zero_safe
+
+    x = torch.tensor([0.0, 1e-8, 0.25, 4.0], dtype=torch.float64, requires_grad=True)
+    root = _sqrt_zero_safe(x)
+    assert torch.equal(root.detach(), torch.sqrt(x.detach()))
+    (grad,) = torch.autograd.grad(root.sum(), x, create_graph=True)
+    want = torch.cat([torch.zeros(1, dtype=torch.float64), 0.5 / torch.sqrt(x.detach()[1:])])
+    assert torch.equal(grad.detach(), want)  # autograd's SqrtBackward formula, 0 at x = 0
+    (second,) = torch.autograd.grad(grad.sum(), x)
+    want2 = torch.cat([torch.zeros(1, dtype=torch.float64), -0.25 * x.detach()[1:] ** -1.5])
+    torch.testing.assert_close(second, want2, rtol=1e-12, atol=0)
+    positive = x.detach()[2:].clone().requires_grad_(True)  # away from 0 by more than the step
+    assert torch.autograd.gradcheck(_sqrt_zero_safe, (positive,))
+    assert torch.autograd.gradgradcheck(_sqrt_zero_safe, (positive,))
+    with torch.no_grad():  # no graph: the plain root
+        assert torch.equal(_sqrt_zero_safe(x), torch.sqrt(x))
