@@ -9,7 +9,7 @@ import pytest
 import torch
 from trainer_helpers import compose_config
 
-from fairseq_dynloss.hypergrad import SGD
+from fairseq_dynloss.hypergrad import SGD, Adam
 from fairseq_dynloss.teacher import STATE_FEATURES
 from fairseq_dynloss.trainer import l2t, l2t_trajectory, train
 from fairseq_dynloss.trainer.registry import ConfigError, build_objective, build_splits
@@ -154,3 +154,27 @@ def test_the_optimiser_is_built_as_the_loops(loop_after_one_epoch):
     built = optimizer.state_dict()["param_groups"][0]
     for key in ("momentum", "weight_decay", "nesterov", "dampening"):
         assert built[key] == group[key], key
+
+
+def test_with_adam_the_unroll_continues_the_ce_runs_moments_and_step_count():
+    """optim=adam (the MNIST-1D recipe): the twin is Adam at step 17 with the CE run's moments."""
+    cfg, splits, objective = _setup("optim=adam", "optim.lr=0.01", "optim.schedule=multistep")
+    points = l2t_trajectory.train_ce_trajectory(cfg, splits, torch.device("cpu"), l2t.total_updates(cfg, splits))
+    learner = l2t.build_learner(cfg, l2t.new_teacher(cfg, objective.phi))
+    seen = {}
+    real_step = learner.step
+
+    def spy(*args, **kwargs):
+        seen.update(kwargs)
+        return real_step(*args, **kwargs)
+
+    learner.step = spy
+    l2t.run_episode(cfg, splits, objective, learner, 1, torch.device("cpu"), points[1])
+    optimizer, saved = seen["optimizer"], points[1]["optimizer"]
+    assert isinstance(optimizer, Adam) and optimizer.first_step == 17
+    assert optimizer.betas == tuple(saved["param_groups"][0]["betas"])
+    assert optimizer.lr == pytest.approx([0.001] * 3)  # 0.01 x 0.1 from epoch 1
+    for i, name in enumerate(points[1]["net"]):
+        assert int(saved["state"][i]["step"]) == 17
+        for buffer in ("exp_avg", "exp_avg_sq"):
+            assert torch.equal(seen["opt_state"][buffer][name], saved["state"][i][buffer]), (buffer, name)
