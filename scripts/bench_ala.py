@@ -17,17 +17,23 @@ Variants (``--variants``):
   loss-only     the controlled loss (prob form, Phi = I) without a controller: the part of the
                 ratio that the loss itself costs, which no controller setting can remove
 Variants whose options this checkout does not know are skipped.
+
+``--clock cpu`` times with the thread's CPU clock (``time.thread_time``) instead of the wall
+clock, in the trainer's epoch timer and the controller's phase timers alike: on a shared machine
+other processes then do not enter the ratio (training runs on this one thread, ``threads=1``).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import os
 import platform
 import statistics
 import sys
 import tempfile
+import time
 from typing import Dict, List, Optional
 
 import torch
@@ -58,9 +64,32 @@ def config(overrides: List[str]):
         return compose("dynloss_train", overrides=overrides)
 
 
-def run(overrides: List[str]) -> Dict[str, object]:
+class _CpuClock:
+    """``time`` with ``perf_counter`` reading this thread's CPU time (``--clock cpu``)."""
+
+    def __getattr__(self, name):
+        return time.thread_time if name == "perf_counter" else getattr(time, name)
+
+
+@contextlib.contextmanager
+def clock(kind: str):
+    """Times inside the trainer's loop and the ALA controller come from ``kind`` (wall | cpu)."""
+    if kind == "wall":
+        yield
+        return
+    from fairseq_dynloss.trainer import ala, loop
+
+    saved = loop.time, ala.time
+    loop.time = ala.time = _CpuClock()
+    try:
+        yield
+    finally:
+        loop.time, ala.time = saved
+
+
+def run(overrides: List[str], kind: str = "wall") -> Dict[str, object]:
     """One training run: per-epoch training times and the ALA log rows (if any)."""
-    with tempfile.TemporaryDirectory() as folder:
+    with tempfile.TemporaryDirectory() as folder, clock(kind):
         history = train(config(overrides), folder)
         path = os.path.join(folder, "ala_log.csv")
         rows = list(csv.DictReader(open(path))) if os.path.exists(path) else []
@@ -80,6 +109,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=700, help="student updates per run (35 per epoch)")
     parser.add_argument("--repeats", type=int, default=3, help="best of N runs per variant")
     parser.add_argument("--variants", nargs="+", default=None)
+    parser.add_argument("--clock", choices=["wall", "cpu"], default="wall",
+                        help="wall seconds, or this thread's CPU seconds (robust on a shared machine)")
     parser.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE",
                         help="extra controller overrides for every ALA variant (e.g. controller.window=20)")
     args = parser.parse_args()
@@ -100,16 +131,16 @@ def main() -> None:
 
     results: Dict[str, List[Dict[str, object]]] = {name: [] for name in ["none", *runnable]}
     for _ in range(args.repeats):  # alternate, so that load changes hit every variant alike
-        results["none"].append(run(baseline))
+        results["none"].append(run(baseline, args.clock))
         for name, overrides in runnable.items():
-            results[name].append(run(overrides))
+            results[name].append(run(overrides, args.clock))
 
     steps = 35  # updates per MNIST-1D epoch at batch 100 (3500 training samples)
     epoch_none = min(statistics.fmean(r["epoch_times"]) for r in results["none"])
     command = "OMP_NUM_THREADS=%s python scripts/bench_ala.py %s" % (
         os.environ.get("OMP_NUM_THREADS", "?"), " ".join(sys.argv[1:]))
     print(f"# {command}")
-    print(f"# MNIST-1D MLP, {args.steps} updates ({steps} per epoch), best of {args.repeats}; "
+    print(f"# MNIST-1D MLP, {args.steps} updates ({steps} per epoch), best of {args.repeats}, {args.clock} clock; "
           f"torch {torch.__version__}, {torch.get_num_threads()} thread(s), {platform.machine()}")
     print(f"# loss=ce, controller=none: {1000 * epoch_none / steps:.3f} ms per update")
     print("| variant | K | metric ms/window | state | policy | controller ms/window | "

@@ -65,14 +65,21 @@ VARIANTS: Dict[str, List[str]] = {
     # lowers it elsewhere: what the state and the action space allow if the policy learned it
     "hand": [*ALA, "controller.policy_path={work}/hand_policy.pt", "controller.train_policy=false"],
     "hand_learn": [*ALA, "controller.policy_path={work}/hand_policy.pt"],  # the same start, then REINFORCE
+    # "+" only where z(log C_ij) < -1.5 (pairs confused far more than the others), learning on
+    "hand_strict": [*ALA, "controller.policy_path={work}/hand_strict_policy.pt"],
+    # the confusion prior at a cost <= 1.3x CE: K = 50, the metric at the window end only, and a
+    # step that still crosses the logit box (9.2) in the 60 windows of 3000 updates
+    "prior_k50": [*ALA, "controller.policy_prior=confusion", "controller.window=50",
+                  "controller.metric_every=50", "controller.base_beta=3.0"],
 }
 
 
-def write_hand_policy(path: str, history: int = 2) -> None:
-    """The ``hand`` variant's policy: ``controllers.policy.prior_policy`` ("confusion")."""
+def write_hand_policy(path: str, history: int = 2, threshold: float = 0.0) -> None:
+    """The ``hand`` variants' policy: ``controllers.policy.prior_policy`` ("confusion")."""
     from fairseq_dynloss.controllers import pair_feature_size, prior_policy, save_controller
 
-    save_controller(path, prior_policy(pair_feature_size(history), hidden=32, prior="confusion", seed=0))
+    save_controller(path, prior_policy(pair_feature_size(history), hidden=32, prior="confusion", seed=0,
+                                       threshold=threshold))
 
 
 def run_dir(work: str, setting: str, variant: str, seed: int) -> str:
@@ -161,9 +168,10 @@ def main() -> None:
                 jobs.append(Job(f"{setting}_{variant}_seed{seed}",
                                 command(sys.executable, folder, setting, overrides, seed, args.steps),
                                 [os.path.join(folder, "metrics.csv")], env=env))
-    if {"hand", "hand_learn"} & set(args.variants) and not args.report_only:
+    if {"hand", "hand_learn", "hand_strict"} & set(args.variants) and not args.report_only:
         os.makedirs(args.work, exist_ok=True)
         write_hand_policy(os.path.join(args.work, "hand_policy.pt"))
+        write_hand_policy(os.path.join(args.work, "hand_strict_policy.pt"), threshold=1.5)
     if not args.report_only:
         run_jobs(jobs, os.path.join(args.work, "jobs"), workers=args.workers, progress=False)
     print("# OMP_NUM_THREADS=1 python scripts/tune_ala.py " + " ".join(sys.argv[1:]))
