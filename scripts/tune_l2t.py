@@ -6,7 +6,7 @@ Each variant is a list of dynloss-train overrides added to the study's ``l2t`` m
 the same seeds as the paired reference. The table gives, per setting, the mean best-validation
 accuracy, its paired difference from CE (paired t p-value) and the run's wall time over CE's.
 
-    python scripts/tune_l2t.py --variants default every4 --settings clean pairflip40 --seeds 5
+    python scripts/tune_l2t.py --variants every1 every4 --settings clean pairflip40 --seeds 5
 
 Writes ``results/tuning_l2t.md`` (``--out``); runs are kept under ``--work`` and reused.
 """
@@ -29,14 +29,14 @@ from fairseq_dynloss.study.stats import paired_comparison  # noqa: E402
 # variant -> overrides on top of the study's l2t method (teacher=l2t at its config defaults)
 VARIANTS: Dict[str, List[str]] = {
     "default": [],
+    "every1": ["teacher.online_every=1"],
+    "every2": ["teacher.online_every=2"],
     "every4": ["teacher.online_every=4"],
     "every4_dev8": ["teacher.online_every=4", "teacher.dev_batches=8"],
-    "dev8": ["teacher.dev_batches=8"],
-    "loglik": ["teacher.dev_objective=log_likelihood"],
-    "penalty0.1": ["teacher.phi_penalty=0.1"],
-    "penalty1": ["teacher.phi_penalty=1.0"],
-    "every2": ["teacher.online_every=2"],
-    "lr3e-3": ["teacher.lr=3e-3"],
+    "every1_dev8": ["teacher.online_every=1", "teacher.dev_batches=8"],
+    "every1_loglik": ["teacher.online_every=1", "teacher.dev_objective=log_likelihood"],
+    "every1_penalty0.1": ["teacher.online_every=1", "teacher.phi_penalty=0.1"],
+    "every1_penalty1": ["teacher.online_every=1", "teacher.phi_penalty=1.0"],
     "unroll4_every4": ["teacher.unroll=4", "teacher.online_every=4"],
 }
 

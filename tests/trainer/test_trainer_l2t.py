@@ -260,7 +260,7 @@ def test_a_teacher_trained_with_other_settings_is_not_reused_silently(run, tmp_p
 
 
 # -- teacher.mode=online -------------------------------------------------------------------------
-ONLINE = ["loss=dynamic", "loss.form=prob", "teacher=l2t", "teacher.mode=online", "teacher.unroll=2",
+ONLINE = ["loss=dynamic", "loss.form=prob", "teacher=l2t", "teacher.mode=online", "teacher.online_every=1", "teacher.unroll=2",
           "teacher.dev_batches=1", "teacher.lr=0.05", "model.hidden=[16]", "task.epochs=2", "optim=adam",
           "optim.lr=0.01"]
 
@@ -315,16 +315,19 @@ def test_online_lr_scale_control_scales_the_live_rate(tmp_path):
     assert all(float(r["lr_ratio"]) == 1.0 for r in states)  # the feature is the schedule's ratio
 
 
-@pytest.mark.parametrize("unroll", [1, 2])
-def test_online_resume_equals_the_uninterrupted_run(tmp_path, unroll):
-    # unroll 2: the look-ahead also unrolls the batch before the update, kept in the checkpoint
-    online = [*ONLINE, f"teacher.unroll={unroll}"]
+@pytest.mark.parametrize("unroll,every", [(1, 1), (2, 1), (1, 4)])
+def test_online_resume_equals_the_uninterrupted_run(tmp_path, unroll, every):
+    # unroll 2: the look-ahead also unrolls the batch before the update, kept in the checkpoint;
+    # every 4: the teacher's steps (updates 0, 4, ...) straddle the 17-update epoch boundary
+    online = [*ONLINE, f"teacher.unroll={unroll}", f"teacher.online_every={every}"]
     full = train(compose_config(*online), str(tmp_path / "full"))
     train(compose_config(*online, "stop_after_epoch=1"), str(tmp_path / "split"))
     resumed = train(compose_config(*online, "resume=true"), str(tmp_path / "split"))
     strip = lambda rows: [{k: v for k, v in r.items() if k != "time"} for r in rows]
     assert strip(resumed) == strip(full)
     assert read_csv(tmp_path / "split" / "teacher_states.csv") == read_csv(tmp_path / "full" / "teacher_states.csv")
+    steps = [int(r["update"]) for r in read_csv(tmp_path / "split" / "teacher_log.csv")]
+    assert steps == list(range(0, 2 * UPDATES_PER_EPOCH, every))
 
 
 def test_online_phi_penalty_keeps_phi_near_the_identity(tmp_path):
