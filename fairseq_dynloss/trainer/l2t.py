@@ -21,11 +21,11 @@ A run has two phases:
     the training NLL, validation loss and accuracy of the last epoch end, lr / optim.lr). One row
     per update goes to ``teacher_states.csv``.
 
-Time in the unroll: T steps cannot cover a real run, so ``teacher.horizon`` H (default T) unrolled
-steps stand for the whole run: the unroll shows the teacher the features of a run compressed into
-H steps -- progress t / H, the learning-rate schedule of ``optim`` at epoch ``t * epochs / H``
-(which the inner optimiser also follows) and dev statistics refreshed at those compressed epoch
-ends. Phase (b) shows the same features on the real time axis.
+Time in the unroll (``unroll_time``): with ``teacher.horizon`` null (the default) unrolled step t
+is update t of the real run -- update ``u_p + t`` for an episode started at trajectory point p --
+with its progress, the lr schedule of ``optim`` (which the inner optimiser also follows) and the
+validations at real epoch ends, as phase (b) shows them. An integer H instead compresses the whole
+run into H unrolled steps (progress t / H, epoch ``t * epochs / H``; fresh starts only).
 """
 
 from __future__ import annotations
