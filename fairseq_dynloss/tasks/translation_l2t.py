@@ -63,7 +63,9 @@ from ..teacher import (
 from ..teacher.learner import inner_optimizer
 from .dev_subset import random_dev_subset
 from .fairseq_twin import fairseq_twin
-from .l2t_dev_objective import DEV_OBJECTIVES, BleuOptions, BoundStudent, dev_objective, sample_candidates
+from .l2t_dev_objective import (
+    DEV_OBJECTIVES, BleuOptions, BoundStudent, check_dev_objective, dev_objective, sample_candidates,
+)
 from .restore import restore_task_state
 
 logger = logging.getLogger(__name__)
@@ -97,10 +99,10 @@ class TranslationL2TConfig(TranslationConfig):
     hypergrad_truncate: int = field(
         default=0, metadata={"help": "differentiate through the last K unrolled steps only (0: all T)"})
     teacher_dev_objective: ChoiceEnum(list(DEV_OBJECTIVES)) = field(
-        default="token_accuracy", metadata={"help": "what the teacher maximises at the end of an unroll: nll "
-                                            "(minus the NLL per token), token_accuracy (mean p(y_t)) or "
-                                            "expected_bleu (E_q[sentence BLEU] over candidates sampled from "
-                                            "the unrolled student); teacher-forced, on the dev subset"})
+        default="nll", metadata={"help": "what the teacher maximises at the end of an unroll: nll (minus the "
+                                 "NLL per token), token_accuracy (mean p(y_t)) or expected_bleu (E_q[sentence "
+                                 "BLEU] over candidates sampled from the unrolled student); teacher-forced, on "
+                                 "the dev subset"})
     teacher_dev_batches: int = field(
         default=2, metadata={"help": "batches of the dev subset (drawn at random with --seed)"})
     teacher_dev_max_sentences: int = field(default=32, metadata={"help": "sentences per dev batch"})
@@ -139,9 +141,7 @@ class TranslationL2TTask(TranslationTask):
         for name in ("hypergrad_checkpoint", "hypergrad_truncate"):
             if getattr(cfg, name) < 0:
                 raise PhiError(f"--{name.replace('_', '-')}={getattr(cfg, name)}; expected >= 0 (0: off)")
-        if str(cfg.teacher_dev_objective) not in DEV_OBJECTIVES:  # only reachable from a config file
-            raise PhiError(f"--teacher-dev-objective={cfg.teacher_dev_objective!r}; expected one of "
-                           f"{list(DEV_OBJECTIVES)}")
+        check_dev_objective(str(cfg.teacher_dev_objective))  # argparse checks it; a config file does not
         if not (math.isfinite(cfg.teacher_bleu_alpha) and cfg.teacher_bleu_alpha > 0):
             raise PhiError(f"--teacher-bleu-alpha={cfg.teacher_bleu_alpha}; expected a finite number > 0")
         self.bleu_options = BleuOptions(cfg.teacher_bleu_candidates, cfg.teacher_bleu_alpha,
@@ -299,7 +299,7 @@ class TranslationL2TTask(TranslationTask):
         with torch.no_grad():
             for name, p in self.sampler.named_parameters():  # tied weights are one entry: set once
                 p.copy_(params[name])
-        seed = 1_000_003 * (self.cfg.seed + 1) + self.teacher_steps
+        seed = 1_000_003 * (self.cfg.seed + 1) + self.teacher_steps  # a new draw every teacher step
         return [sample_candidates(self, self.sampler, sample, self.bleu_options, seed + k)
                 for k, sample in enumerate(self.dev_samples)]
 
