@@ -72,8 +72,11 @@ def main(argv=None):
     parser.add_argument("--profile", default=None, help="cProfile one teacher step of this policy and exit")
     parser.add_argument("--data-dir", default=os.environ.get("DYNLOSS_DATA", "data"))
     args = parser.parse_args(argv)
-    for name in args.policies:
-        parse_policy(name)
+    for name in args.policies + ([args.profile] if args.profile is not None else []):
+        try:
+            parse_policy(name)
+        except argparse.ArgumentTypeError as err:
+            parser.error(str(err))
     if "keep-all" not in args.policies and not args.no_memory:
         parser.error("the memory ratios are relative to keep-all: add it to --policies or pass --no-memory")
     torch.manual_seed(0)
