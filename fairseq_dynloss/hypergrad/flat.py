@@ -4,7 +4,8 @@ A small student has few, small tensors (the MNIST-1D MLP: 6 tensors, 15k numbers
 step spends its time on per-tensor Python and autograd overhead, not arithmetic: Adam's update
 is ~15 operations per tensor, each recorded in the graph and differentiated again in the
 vector-Jacobian product. An elementwise optimiser (SGD, Adam, AdamW: the same formula on every
-number) gives bit-for-bit the same numbers on the concatenation of the tensors, with one
+number) gives the same numbers on the concatenation of the tensors (to round-off: a number may
+fall in a kernel's vectorised body in one layout and its scalar tail in the other), with one
 operation per formula term instead of one per tensor. The student still sees a dict of tensors:
 ``views`` splits the flat vector into views of the original shapes, so the gradient with respect
 to the flat vector is the concatenation of the per-tensor gradients (one ``cat`` in the graph).

@@ -95,3 +95,20 @@ def test_mixed_dtypes_run_per_tensor():
     got = hypergradient(inner, outer, params, hparams, batches, Adam(lr=0.05), checkpoint_every=2)
     assert got.params["b1"].dtype == torch.float32
     torch.testing.assert_close(got.grads["w"], want.grads["w"], rtol=1e-10, atol=1e-12)
+
+
+def test_flat_and_per_tensor_engines_agree_to_round_off(monkeypatch):
+    """flat.py's claim: an elementwise optimiser computes the same numbers on the concatenation
+    (up to the rounding of vectorised vs scalar kernel paths)."""
+    import importlib
+
+    engine = importlib.import_module("fairseq_dynloss.hypergrad.hypergradient")
+    inner, outer, params, hparams, batches = _problem()
+    for optimizer in (Adam(lr=0.05, weight_decay=0.01), SGD(lr=0.2, momentum=0.9, nesterov=True, weight_decay=0.01)):
+        flat = hypergradient(inner, outer, params, hparams, batches, optimizer, checkpoint_every=2)
+        with monkeypatch.context() as patch:
+            patch.setattr(engine.FlatLayout, "of", staticmethod(lambda *args: None))
+            per_tensor = hypergradient(inner, outer, params, hparams, batches, optimizer, checkpoint_every=2)
+        torch.testing.assert_close(flat.grads["w"], per_tensor.grads["w"], rtol=1e-13, atol=1e-16)
+        for k in params:
+            torch.testing.assert_close(flat.params[k], per_tensor.params[k], rtol=1e-14, atol=1e-16)
