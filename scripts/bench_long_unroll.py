@@ -13,8 +13,9 @@ at most 4x the time of T plain steps and at most 0.15x the keep-all memory.
 Two baselines of "T plain steps", both ``torch.optim.Adam`` on a live copy of the student:
 
 * ``CE``: cross-entropy (the cheapest training step there is);
-* ``dynamic``: the step the unroll replicates and phase (b) takes, the prob-form dynamic loss
-  with Phi_t = teacher(s_t) from a frozen teacher and the tracker's s_t.
+* ``dynamic``: the step the unroll replicates and phase (b) takes (``TeacherPhi``): Phi's tensors
+  loaded from a frozen teacher's ``teacher(s_t)`` (the tracker's s_t), then the prob-form dynamic
+  loss.
 
 The runs are interleaved (plain CE, plain dynamic, each policy; ``--repeats`` rounds) so that a
 shared machine's load drifts over all of them alike; times are the best round, as wall time and
@@ -108,9 +109,11 @@ def main(argv=None):
         teacher = build_teacher("gated", "full", C, form="prob").requires_grad_(False)
         tracker = StudentStateTracker(8000, 1.0, C)
         for _, x, y in batches:
-            if dynamic:
+            if dynamic:  # as TeacherPhi: Phi's tensors loaded from the frozen teacher, then the loss
+                with torch.no_grad():
+                    objective.phi.load_tensors(teacher(tracker.features(1.0)))
                 lprobs = F.log_softmax(live(x), dim=1)
-                loss = objective_loss(objective, lprobs, y, teacher(tracker.features(1.0)))
+                loss = objective_loss(objective, lprobs, y, None)
                 tracker.observe_train(F.nll_loss(lprobs.detach(), y).item())
             else:
                 loss = F.cross_entropy(live(x), y)
