@@ -41,7 +41,7 @@ def build(data, policy_args):
         data, "--user-dir", os.path.dirname(fairseq_dynloss.__file__), "--task", "translation_l2t", "--cpu",
         *TOY_TRANSFORMER, "--criterion", "dynamic_loss", "--phi-parametrisation", "bucketed",
         "--phi-buckets", "8", "--max-update", "1000", "--optimizer", "adam", "--lr", "0.003",
-        "--max-tokens", "1000", "--inner-lr", "0.01", *policy_args])
+        "--max-tokens", "1000", "--inner-optimizer", "adam", "--inner-lr", "0.01", *policy_args])
     cfg = convert_namespace_to_omegaconf(ns)
     task = tasks.setup_task(cfg.task)
     torch.manual_seed(0)
