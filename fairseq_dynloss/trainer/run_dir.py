@@ -45,7 +45,8 @@ RESUME_MAY_CHANGE = ("resume", "overwrite", "stop_after_epoch", "progress", "ten
 # teacher's, the ALA controller's files, TensorBoard events, multi-network children, .hydra/.
 RUN_FILES = ("config.yaml", "metrics.csv", "checkpoint_last.pt", "checkpoint_best.pt", "curves.png",
              "phi.png", "phi_offdiag.png", "ala_log.csv", "ala_controller.pt", "teacher.pt",
-             "teacher_log.csv", "teacher_checkpoint.pt", "teacher_states.csv", "label_noise.csv",
+             "teacher_log.csv", "teacher_checkpoint.pt", "teacher_trajectory.pt", "teacher_states.csv",
+             "label_noise.csv", "teacher.png", "ala.png",
              "events.out.tfevents.*", "child[0-9]*", ".hydra")
 PHASE_A_FILES = ("teacher_checkpoint.pt", "teacher.pt")
 
