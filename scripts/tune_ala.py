@@ -67,6 +67,7 @@ VARIANTS: Dict[str, List[str]] = {
     "hand_learn": [*ALA, "controller.policy_path={work}/hand_policy.pt"],  # the same start, then REINFORCE
     # "+" only where z(log C_ij) < -1.5 (pairs confused far more than the others), learning on
     "hand_strict": [*ALA, "controller.policy_path={work}/hand_strict_policy.pt"],
+    "hand_mid": [*ALA, "controller.policy_path={work}/hand_mid_policy.pt"],  # t = 0.75, learning on
     # the confusion prior at a cost <= 1.3x CE: K = 50, the metric at the window end only, and a
     # step that still crosses the logit box (9.2) in the 60 windows of 3000 updates
     "prior_k50": [*ALA, "controller.policy_prior=confusion", "controller.window=50",
@@ -168,10 +169,11 @@ def main() -> None:
                 jobs.append(Job(f"{setting}_{variant}_seed{seed}",
                                 command(sys.executable, folder, setting, overrides, seed, args.steps),
                                 [os.path.join(folder, "metrics.csv")], env=env))
-    if {"hand", "hand_learn", "hand_strict"} & set(args.variants) and not args.report_only:
+    if {"hand", "hand_learn", "hand_strict", "hand_mid"} & set(args.variants) and not args.report_only:
         os.makedirs(args.work, exist_ok=True)
         write_hand_policy(os.path.join(args.work, "hand_policy.pt"))
         write_hand_policy(os.path.join(args.work, "hand_strict_policy.pt"), threshold=1.5)
+        write_hand_policy(os.path.join(args.work, "hand_mid_policy.pt"), threshold=0.75)
     if not args.report_only:
         run_jobs(jobs, os.path.join(args.work, "jobs"), workers=args.workers, progress=False)
     print("# OMP_NUM_THREADS=1 python scripts/tune_ala.py " + " ".join(sys.argv[1:]))
