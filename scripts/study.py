@@ -69,19 +69,19 @@ DIGITS_METHODS: Dict[str, List[str]] = {
     # The control of L2T-DLF and ALA: the same loss (dynamic, NLL weight 0.5) with Phi fixed at
     # the identity; what the teacher / controller adds is the difference to this row
     # (docs/investigation.md).
-    "dynamic_fixed": ["loss=dynamic", "loss.scale=1.0", "loss.nll_weight=0.5"],
+    "dynamic_fixed": ["loss=dynamic", "loss.form=paper", "loss.scale=1.0", "loss.nll_weight=0.5"],
     # One teacher per model, trained in the seed-1 run (phase a: 100 teacher steps of 50
     # unrolled updates); the other seeds load it (teacher.path), as the paper reuses a teacher.
-    "l2t": ["loss=dynamic", "loss.scale=1.0", "loss.nll_weight=0.5", "teacher=l2t", "teacher.mode=episodic",
+    "l2t": ["loss=dynamic", "loss.form=paper", "loss.scale=1.0", "loss.nll_weight=0.5", "teacher=l2t", "teacher.mode=episodic",
             "teacher.lr=1e-3", "teacher.dev_objective=expected_accuracy"],  # + --digits-teacher
-    "ala": ["loss=dynamic", "loss.scale=1.0", "loss.nll_weight=0.5", "controller=ala"],
-    "ala_multi": ["loss=dynamic", "loss.scale=1.0", "loss.nll_weight=0.5", "controller=ala",
+    "ala": ["loss=dynamic", "loss.form=paper", "loss.scale=1.0", "loss.nll_weight=0.5", "controller=ala"],
+    "ala_multi": ["loss=dynamic", "loss.form=paper", "loss.scale=1.0", "loss.nll_weight=0.5", "controller=ala",
                   "controller.multi_network=true"],
 }
 MULTI_PROCESS = {"ala_multi": 2}
 AUCPR_METHODS: Dict[str, List[str]] = {
     "ce": ["loss=ce"],
-    "ala_aucpr": ["loss=dynamic", "loss.scale=1.0", "loss.nll_weight=0.5", "controller=ala",
+    "ala_aucpr": ["loss=dynamic", "loss.form=paper", "loss.scale=1.0", "loss.nll_weight=0.5", "controller=ala",
                   "controller.reward_metric=aucpr"],
 }
 

@@ -1,7 +1,7 @@
 """``dynloss-train``: the Hydra entry point of the generic trainer.
 
     dynloss-train task=digits model=mlp loss=ce
-    dynloss-train task=cifar10 model=resnet20 loss=dynamic optim.lr=0.1 task.epochs=164
+    dynloss-train task=cifar10 model=resnet20 loss=dynamic loss.form=paper optim.lr=0.1 task.epochs=164
     torchrun --nproc_per_node 2 -m fairseq_dynloss.trainer task=digits model=mlp
 
 Config groups live in ``conf/`` (task, model, loss, optim, teacher, controller); the run folder

@@ -17,7 +17,7 @@ NLL_WEIGHT=${NLL_WEIGHT:-0.5}
 for model in $MODELS; do
   for seed in $SEEDS; do
     $TORCHRUN --standalone --nproc_per_node "$CHILDREN" -m fairseq_dynloss.trainer \
-      task=cifar10 task.download=true model="$model" loss=dynamic loss.parametrisation=full \
+      task=cifar10 task.download=true model="$model" loss=dynamic loss.form=paper loss.parametrisation=full \
       loss.nll_weight="$NLL_WEIGHT" controller=ala controller.multi_network=true \
       controller.reward_metric="$REWARD" controller.window="$WINDOW" \
       controller.metric_every="$METRIC_EVERY" controller.val_subset="$VAL_SUBSET" seed="$seed" \

@@ -18,7 +18,7 @@ VAL_SUBSET=${VAL_SUBSET:-1000}
 NLL_WEIGHT=${NLL_WEIGHT:-0.5}      # 0: the paper's plain dynamic loss (saturates on digits; see README)
 for model in $MODELS; do
   for seed in $SEEDS; do
-    $TRAIN task=cifar10 task.download=true model="$model" loss=dynamic loss.parametrisation=full \
+    $TRAIN task=cifar10 task.download=true model="$model" loss=dynamic loss.form=paper loss.parametrisation=full \
       loss.nll_weight="$NLL_WEIGHT" controller=ala controller.reward_metric="$REWARD" \
       controller.window="$WINDOW" controller.metric_every="$METRIC_EVERY" \
       controller.val_subset="$VAL_SUBSET" seed="$seed" progress=false \

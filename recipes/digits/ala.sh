@@ -13,7 +13,7 @@ SEEDS=${SEEDS:-"1 2 3"}
 OUT=${OUT:-outputs/digits-ala}
 common=(progress=false overwrite=true tensorboard=false)
 digits=(task=digits model=mlp "${common[@]}")
-dynamic=(loss=dynamic loss.nll_weight=0.5)
+dynamic=(loss=dynamic loss.form=paper loss.nll_weight=0.5)
 metric=(task=digits_metric model=mlp loss=margin_mixture optim=adam optim.lr=1e-3 "${common[@]}")
 for seed in $SEEDS; do
   $TRAIN "${digits[@]}" loss=ce seed="$seed" hydra.run.dir="$OUT/ce-seed$seed" "$@"

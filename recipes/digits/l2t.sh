@@ -20,7 +20,7 @@ NLL_WEIGHT=${NLL_WEIGHT:-0.5}
 SEEDS=${SEEDS:-"1 2 3"}
 read -r -a seeds <<< "$SEEDS"
 common=(task=digits model=mlp progress=false overwrite=true)
-dynamic=(loss=dynamic loss.nll_weight="$NLL_WEIGHT")
+dynamic=(loss=dynamic loss.form=paper loss.nll_weight="$NLL_WEIGHT")
 episodic=(teacher=l2t teacher.mode=episodic teacher.lr=1e-3 teacher.dev_objective=expected_accuracy)  # the paper's Algorithm 1
 
 first=${seeds[0]}

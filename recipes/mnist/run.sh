@@ -5,6 +5,7 @@ set -euo pipefail
 TRAIN=${TRAIN:-dynloss-train}
 for model in mlp lenet; do
   for loss in ce label_smoothing lsoftmax dynamic; do
-    $TRAIN task=mnist task.download=true model="$model" loss="$loss" progress=false "$@"
+    form=(); [ "$loss" = dynamic ] && form=(loss.form=paper)  # the paper's form of the loss
+    $TRAIN task=mnist task.download=true model="$model" loss="$loss" "${form[@]}" progress=false "$@"
   done
 done

@@ -10,7 +10,7 @@ from fairseq_dynloss.trainer import train
 
 # episodic: phase (b) writes one row per update from a frozen teacher (online mode is the L2T
 # tests' business; this test is about the file)
-L2T = ["loss=dynamic", "teacher=l2t", "teacher.mode=episodic", "teacher.steps=1", "teacher.unroll=2",
+L2T = ["loss=dynamic", "loss.form=paper", "teacher=l2t", "teacher.mode=episodic", "teacher.steps=1", "teacher.unroll=2",
        "teacher.dev_batches=1", "model.hidden=[16]", "task.epochs=2", "checkpoint_interval_s=0"]
 
 

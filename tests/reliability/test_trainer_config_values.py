@@ -8,13 +8,13 @@ from fairseq_dynloss.trainer import train
 from fairseq_dynloss.trainer.registry import ConfigError
 from fairseq_dynloss.trainer.run_dir import LOCK_FILE
 
-L2T = ["loss=dynamic", "teacher=l2t"]
-ALA = ["loss=dynamic", "loss.parametrisation=bucketed", "controller=ala"]
+L2T = ["loss=dynamic", "loss.form=paper", "teacher=l2t"]
+ALA = ["loss=dynamic", "loss.form=paper", "loss.parametrisation=bucketed", "controller=ala"]
 
 
 @pytest.mark.parametrize("overrides, named", [
-    (["loss=dynamic", "loss.scale=-1"], "loss.scale=-1"),      # trained to 100 % error
-    (["loss=dynamic", "loss.scale=nan"], "loss.scale=nan"),
+    (["loss=dynamic", "loss.form=paper", "loss.scale=-1"], "loss.scale=-1"),      # trained to 100 % error
+    (["loss=dynamic", "loss.form=paper", "loss.scale=nan"], "loss.scale=nan"),
     (["optim.lr=0"], "optim.lr=0"),
     (["optim.lr=inf"], "optim.lr=inf"),
     (["task.epochs=0"], "task.epochs=0"),                       # exited 0 with nothing trained

@@ -18,7 +18,7 @@ from fairseq_dynloss.trainer.registry import ConfigError, build_objective, build
 # momentum 0.9, weight decay 5e-4, x0.1 from epoch 1). Points 0 and 0.5: updates 0 and 17, the
 # second the first update of epoch 1 (after one validation and one scheduler step).
 C = 10
-TRAJ = ["loss=dynamic", "teacher=l2t", "teacher.mode=episodic", "teacher.episode_starts=ce_trajectory",
+TRAJ = ["loss=dynamic", "loss.form=paper", "teacher=l2t", "teacher.mode=episodic", "teacher.episode_starts=ce_trajectory",
         "teacher.trajectory_points=[0,0.5]", "teacher.steps=3", "teacher.unroll=3", "teacher.dev_batches=1",
         "teacher.lr=0.05", "model.hidden=[16]", "task.epochs=2"]
 CE = ["loss=ce", "model.hidden=[16]", "task.epochs=2"]

@@ -15,7 +15,7 @@ from fairseq_dynloss.trainer import train
 from fairseq_dynloss.trainer.registry import ConfigError
 
 # Small and quick: 17 updates per epoch, a window every 4 updates, 180 validation examples.
-ALA = ["loss=dynamic", "controller=ala", "controller.window=4", "controller.val_subset=180",
+ALA = ["loss=dynamic", "loss.form=paper", "controller=ala", "controller.window=4", "controller.val_subset=180",
        "optim=adam", "optim.lr=0.003"]
 
 

@@ -10,7 +10,7 @@ from fairseq_dynloss.trainer import train
 
 def test_a_zero_width_clamp_pins_every_entry_and_is_reported_once(tmp_path, caplog):
     # clamp [0, 0]: no entry may move from its start, so all sit at both bounds after window 1.
-    cfg = compose_config("loss=dynamic", "loss.nll_weight=0.5", "controller=ala", "controller.window=5",
+    cfg = compose_config("loss=dynamic", "loss.form=paper", "loss.nll_weight=0.5", "controller=ala", "controller.window=5",
                          "controller.clamp=[0.0,0.0]", "controller.val_subset=100", "task.epochs=2",
                          "plot_every=1")
     with caplog.at_level(logging.WARNING, logger="dynloss-train"):
@@ -22,7 +22,7 @@ def test_a_zero_width_clamp_pins_every_entry_and_is_reported_once(tmp_path, capl
 
 
 def test_a_free_clamp_gives_no_clamp_warning(tmp_path, caplog):
-    cfg = compose_config("loss=dynamic", "loss.nll_weight=0.5", "controller=ala", "controller.window=5",
+    cfg = compose_config("loss=dynamic", "loss.form=paper", "loss.nll_weight=0.5", "controller=ala", "controller.window=5",
                          "controller.val_subset=100", "task.epochs=1")
     with caplog.at_level(logging.WARNING, logger="dynloss-train"):
         train(cfg, str(tmp_path))

@@ -22,7 +22,7 @@ def read_csv(path):
 
 @pytest.mark.slow
 def test_two_children_share_one_controller_and_one_replay_memory(tmp_path):
-    run = run_cli("task=digits", "model=mlp", "loss=dynamic", "loss.nll_weight=0.5", "controller=ala",
+    run = run_cli("task=digits", "model=mlp", "loss=dynamic", "loss.form=paper", "loss.nll_weight=0.5", "controller=ala",
                   "controller.multi_network=true", "controller.window=4", "controller.val_subset=180",
                   "controller.base_beta=1.0", "controller.clamp=[-2.0,2.0]", "controller.replay_capacity=100",
                   "controller.replay_batch=4", "task.epochs=2", "optim=adam",
@@ -69,8 +69,8 @@ def test_two_children_share_one_controller_and_one_replay_memory(tmp_path):
 
 
 def test_several_processes_without_multi_network_are_refused():
-    ctrl = compose_config("loss=dynamic", "controller=ala").controller
+    ctrl = compose_config("loss=dynamic", "loss.form=paper", "controller=ala").controller
     with pytest.raises(ConfigError, match="controller=ala with 2 processes needs controller.multi_network=true"):
         check_ala_world(ctrl, 2)
     check_ala_world(ctrl, 1)
-    check_ala_world(compose_config("loss=dynamic", "controller=ala", "controller.multi_network=true").controller, 4)
+    check_ala_world(compose_config("loss=dynamic", "loss.form=paper", "controller=ala", "controller.multi_network=true").controller, 4)

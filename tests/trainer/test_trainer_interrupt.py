@@ -54,7 +54,7 @@ def signal_after_updates(monkeypatch, updates, signum=signal.SIGINT):
 def test_a_signal_inside_an_epoch_checkpoints_there_and_resume_is_exact(tmp_path, monkeypatch, signum, updates):
     # Digits: 17 updates per epoch at batch 64; update 23 is inside epoch 2, 5 inside epoch 1
     # (before any checkpoint: checkpoint_interval_s defers them all to the end of the job).
-    common = ["model=lenet", "loss=dynamic", "task.epochs=3", "optim.milestones=[0.5]",
+    common = ["model=lenet", "loss=dynamic", "loss.form=paper", "task.epochs=3", "optim.milestones=[0.5]",
               "checkpoint_interval_s=1e9"]
     full = train(compose_config(*common), str(tmp_path / "full"))
     before = signal.getsignal(signal.SIGINT)  # default_int_handler, or SIG_IGN in a background job

@@ -24,15 +24,19 @@ def batch(seed=0):
 
 
 def test_paper_form_scale_defaults_to_one_over_sqrt_classes():
-    default = build_objective(compose_config("loss=dynamic").loss, C, 8)
+    default = build_objective(compose_config("loss=dynamic", "loss.form=paper").loss, C, 8)
     assert default.form == "paper" and default.scale == pytest.approx(1 / math.sqrt(C))
-    assert build_objective(compose_config("loss=dynamic", "loss.scale=1.0").loss, C, 8).scale == 1.0
+    paper = compose_config("loss=dynamic", "loss.form=paper", "loss.scale=1.0").loss
+    assert build_objective(paper, C, 8).scale == 1.0
 
 
 def test_prob_form_identity_is_cross_entropy_and_refuses_a_scale():
     outputs, target = batch()
     objective = build_objective(compose_config("loss=dynamic", "loss.form=prob").loss, C, 8)
     torch.testing.assert_close(objective(outputs, target), F.cross_entropy(outputs, target))
+    # the default form is prob: plain loss=dynamic at its identity Phi is cross-entropy
+    default = build_objective(compose_config("loss=dynamic").loss, C, 8)
+    torch.testing.assert_close(default(outputs, target), F.cross_entropy(outputs, target))
     with pytest.raises(ConfigError, match="loss.scale=0.5 with loss.form=prob"):
         build_objective(compose_config("loss=dynamic", "loss.form=prob", "loss.scale=0.5").loss, C, 8)
     with pytest.raises(ConfigError, match="unknown loss.form 'logit'"):
@@ -65,7 +69,7 @@ def test_negative_phi_file_refused_for_the_prob_form(tmp_path):
     path.write_text("\n".join(",".join(str(float(x)) for x in row) for row in rows.tolist()))
     with pytest.raises(PhiError, match="negative entries"):
         build_objective(compose_config("loss=dynamic", "loss.form=prob", f"loss.phi_init={path}").loss, C, 8)
-    build_objective(compose_config("loss=dynamic", f"loss.phi_init={path}").loss, C, 8)  # paper: any sign
+    build_objective(compose_config("loss=dynamic", "loss.form=paper", f"loss.phi_init={path}").loss, C, 8)  # any sign
 
 
 def test_fixed_phi_t_run_reproduces_forward_correction_run(tmp_path):

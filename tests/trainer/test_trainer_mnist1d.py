@@ -88,8 +88,8 @@ class GuardedTest:
 
 @pytest.mark.parametrize("method", [
     ["loss=ce"], ["loss=label_smoothing"],
-    ["loss=dynamic", "controller=ala", "controller.window=2", "controller.val_subset=40"],
-    ["loss=dynamic", "teacher=l2t", "teacher.steps=2", "teacher.unroll=2", "teacher.horizon=2",
+    ["loss=dynamic", "loss.form=paper", "controller=ala", "controller.window=2", "controller.val_subset=40"],
+    ["loss=dynamic", "loss.form=paper", "teacher=l2t", "teacher.steps=2", "teacher.unroll=2", "teacher.horizon=2",
      "teacher.dev_batches=1", "teacher.lr=0.05"],
 ], ids=["ce", "label_smoothing", "ala", "l2t"])
 def test_training_and_validation_never_read_the_test_split(tmp_path, monkeypatch, method):

@@ -17,7 +17,7 @@ from fairseq_dynloss.trainer.run_name import method_suffix
 
 
 @pytest.mark.parametrize("args,message", [
-    (["loss=dynamic", "loss.parametrisation=dense"], "dense"),
+    (["loss=dynamic", "loss.form=paper", "loss.parametrisation=dense"], "dense"),
     (["checkpoint_interval_s=-1"], "checkpoint_interval_s"),
     (["+task.epocs=3"], "did you mean task.epochs?"),
     (["++optim.lr_decay=0.1"], "unknown key 'optim.lr_decay'"),
