@@ -63,7 +63,9 @@ def test_ala_run_logs_rewards_moves_phi_and_writes_its_files(tmp_path):
 def test_ala_resume_equals_an_uninterrupted_run(tmp_path, replay):
     # window 5 does not divide the 17 updates of an epoch: the checkpoint falls mid-window;
     # replay 6: the memory fills and evicts, and its sampling generator must resume too
-    common = [*ALA, "controller.window=5", "task.epochs=3", f"controller.replay_capacity={replay}",
+    # metric_every=1: the metric of every update, so a checkpoint holds a window's partial values
+    common = [*ALA, "controller.window=5", "controller.metric_every=1", "task.epochs=3",
+              f"controller.replay_capacity={replay}",
               "controller.replay_batch=3", "controller.entropy_bonus=0.01"]
     full = train(compose_config(*common), str(tmp_path / "full"))
     train(compose_config(*common, "stop_after_epoch=1"), str(tmp_path / "split"))
