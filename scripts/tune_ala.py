@@ -77,6 +77,8 @@ VARIANTS: Dict[str, List[str]] = {
     # "+" only where z(log C_ij) < -1.5 (pairs confused far more than the others), learning on
     "hand_strict": _with("controller.policy_path={work}/hand_strict_policy.pt"),
     "hand_mid": _with("controller.policy_path={work}/hand_mid_policy.pt"),  # t = 0.75, learning on
+    # logits +-2 instead of +-20 (P(rule's action) ~ 0.87): room for REINFORCE to learn on top
+    "hand_soft": _with("controller.policy_path={work}/hand_soft_policy.pt"),
     # the confusion prior, cheap: K = 50, the metric at the window end only, and a step that still
     # crosses the logit box (9.2) in the 60 windows of 3000 updates (1.36-1.38x CE, BENCHMARKS.md)
     "prior_k50": _with("controller.policy_prior=confusion", "controller.window=50",
@@ -84,12 +86,12 @@ VARIANTS: Dict[str, List[str]] = {
 }
 
 
-def write_hand_policy(path: str, history: int = 2, threshold: float = 0.0) -> None:
+def write_hand_policy(path: str, history: int = 2, threshold: float = 0.0, strength: float = 20.0) -> None:
     """The ``hand`` variants' policy: ``controllers.policy.prior_policy`` ("confusion")."""
     from fairseq_dynloss.controllers import pair_feature_size, prior_policy, save_controller
 
     save_controller(path, prior_policy(pair_feature_size(history), hidden=32, prior="confusion", seed=0,
-                                       threshold=threshold))
+                                       threshold=threshold, strength=strength))
 
 
 def run_dir(work: str, setting: str, variant: str, seed: int) -> str:
@@ -178,11 +180,12 @@ def main() -> None:
                 jobs.append(Job(f"{setting}_{variant}_seed{seed}",
                                 command(sys.executable, folder, setting, overrides, seed, args.steps),
                                 [os.path.join(folder, "metrics.csv")], env=env))
-    if {"hand", "hand_learn", "hand_strict", "hand_mid"} & set(args.variants) and not args.report_only:
+    if {"hand", "hand_learn", "hand_strict", "hand_mid", "hand_soft"} & set(args.variants) and not args.report_only:
         os.makedirs(args.work, exist_ok=True)
         write_hand_policy(os.path.join(args.work, "hand_policy.pt"))
         write_hand_policy(os.path.join(args.work, "hand_strict_policy.pt"), threshold=1.5)
         write_hand_policy(os.path.join(args.work, "hand_mid_policy.pt"), threshold=0.75)
+        write_hand_policy(os.path.join(args.work, "hand_soft_policy.pt"), strength=2.0)
     if not args.report_only:
         run_jobs(jobs, os.path.join(args.work, "jobs"), workers=args.workers, progress=False)
     print("# OMP_NUM_THREADS=1 python scripts/tune_ala.py " + " ".join(sys.argv[1:]))
