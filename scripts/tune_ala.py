@@ -23,7 +23,7 @@ import sys
 from typing import Dict, List, Optional
 
 from fairseq_dynloss.study.jobs import Job, run_jobs
-from fairseq_dynloss.study.mnist1d import METHODS, NOISE
+from fairseq_dynloss.study.mnist1d import METHODS, train_command
 from fairseq_dynloss.study.runs import best_val_row, training_seconds
 from fairseq_dynloss.study.stats import paired_comparison
 
@@ -99,11 +99,10 @@ def run_dir(work: str, setting: str, variant: str, seed: int) -> str:
 
 
 def command(python: str, folder: str, setting: str, overrides: List[str], seed: int, steps: int) -> List[str]:
-    """The study's MNIST-1D MLP command line (``study.mnist1d.jobs``) for one run."""
-    return [python, "-m", "fairseq_dynloss.trainer", "task=mnist1d", "model=mnist1d_mlp", "optim=adam",
-            "optim.lr=0.01", f"task.max_steps={steps}", *NOISE[setting], *overrides, f"seed={seed}",
-            "progress=false", "tensorboard=false", "overwrite=true", "device=cpu", "threads=1",
-            "plot_every=100000", f"hydra.run.dir={folder}"]
+    """The study's MNIST-1D MLP command line (``study.mnist1d.train_command``) for one run; plots
+    only at the end (they do not change the run)."""
+    return train_command(python, "work", setting, "mnist1d_mlp", [*overrides, "threads=1", "plot_every=100000"],
+                         seed, folder, steps, 0.01)
 
 
 def last_window(folder: str) -> Dict[str, float]:
