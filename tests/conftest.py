@@ -36,3 +36,19 @@ def toy_data_bin(tmp_path_factory):
         "--validpref", str(work / "spm/valid"), "--testpref", str(work / "spm/test"),
         "--destdir", str(work / "data-bin"))
     return work
+
+
+@pytest.fixture(autouse=True)
+def fresh_hydra_version_base():
+    """Every test sees Hydra's version base as a fresh process does.
+
+    dynloss-train's configs are composed with ``version_base="1.3"``, which Hydra keeps in a
+    process-wide singleton; fairseq's in-process config conversion
+    (``convert_namespace_to_omegaconf``) then calls ``hydra.experimental.initialize``, which
+    raises ImportError under a version base >= 1.2. Separate processes never mix the two; one
+    pytest process does, so the base is reset after each test.
+    """
+    from hydra.version import _UNSPECIFIED_, VersionBase
+
+    yield
+    VersionBase.instance().version_base = _UNSPECIFIED_
