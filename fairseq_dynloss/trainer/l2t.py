@@ -274,6 +274,16 @@ def identity_penalty(teacher: Teacher, features: List[torch.Tensor]) -> torch.Te
     return total / len(features)
 
 
+def unroll_penalty(weight: float, state: "UnrollState",
+                   steps: int) -> Optional[Callable[[Teacher], torch.Tensor]]:
+    """The learner's ``penalty`` for ``teacher.phi_penalty``: ``weight`` x the distance of the
+    unroll's Phi_t (steps 0..steps-1, their cached s_t) from the identity; None when ``weight``
+    is 0 (off)."""
+    if weight <= 0:
+        return None
+    return lambda teacher: weight * identity_penalty(teacher, [state.cache[k] for k in range(steps)])
+
+
 def unrolled_student_loss(student, objective, state: "UnrollState"):
     """``student_loss(params, phi_tensors, (step, images, target))`` of an unroll: the batch's
     loss under ``objective`` with the teacher's Phi tensors; ``state`` observes the step's
@@ -365,13 +375,9 @@ def run_episode(cfg, splits, objective, learner: TeacherLearner, episode: int, d
             return torch.stack([expected_accuracy(z, y) * len(y) for z, y in outputs]).sum() / sum(
                 len(y) for _, y in outputs)
 
-        def penalty(teacher):
-            """teacher.phi_penalty x the distance of the unroll's Phi_t from the identity."""
-            return t.phi_penalty * identity_penalty(teacher, [state.cache[k] for k in range(len(batches))])
-
         net.train()
         result = learner.step(student_loss, dev_objective, student.params(), batches, state,
-                              penalty=penalty if t.phi_penalty > 0 else None, opt_state=opt_state,
+                              penalty=unroll_penalty(t.phi_penalty, state, len(batches)), opt_state=opt_state,
                               optimizer=inner)
     return result, state
 

@@ -34,7 +34,7 @@ from fairseq_dynloss.hypergrad.schedule import LogScaled
 from fairseq_dynloss.metrics.classification import expected_accuracy
 from fairseq_dynloss.teacher import Teacher, save_teacher
 
-from .l2t import (LOG_FILE, TEACHER_FILE, TeacherPhi, UnrollState, build_learner, identity_penalty,
+from .l2t import (LOG_FILE, TEACHER_FILE, TeacherPhi, UnrollState, build_learner, unroll_penalty,
                   unrolled_student_loss)
 
 DEV_OBJECTIVES = ("expected_accuracy", "log_likelihood")
@@ -130,14 +130,10 @@ class OnlineTeacher(TeacherPhi):
             finally:
                 net.train()
 
-        def penalty(teacher):
-            """teacher.phi_penalty x the distance of the look-ahead's Phi_t from the identity."""
-            return self.phi_penalty * identity_penalty(teacher, [state.cache[k] for k in range(len(batches))])
-
         params = {n: p.detach() for n, p in net.named_parameters()}
         with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
             result = self.learner.step(student_loss, dev_objective, params, batches, state,
-                                       penalty=penalty if self.phi_penalty > 0 else None,
+                                       penalty=unroll_penalty(self.phi_penalty, state, len(batches)),
                                        opt_state=opt_state, optimizer=twin)
         self.rows.append({"update": self.step, "dev_objective": result.dev_objective,
                           "grad_norm": result.grad_norm, "skipped": int(result.skipped),
