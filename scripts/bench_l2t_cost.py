@@ -26,13 +26,15 @@ sys.path.insert(0, REPO)
 
 from hydra import compose, initialize_config_module  # noqa: E402
 
+from fairseq_dynloss.study.mnist1d import METHODS  # noqa: E402
 from fairseq_dynloss.trainer import train  # noqa: E402
 
+# the study's method overrides (study/mnist1d.py), and one variant of the teacher
 VARIANTS: Dict[str, List[str]] = {
-    "ce": ["loss=ce"],
-    "l2t": ["loss=dynamic", "loss.form=prob", "teacher=l2t"],
-    "l2t_every1": ["loss=dynamic", "loss.form=prob", "teacher=l2t", "teacher.online_every=1"],
-    "ala": ["loss=dynamic", "loss.form=prob", "controller=ala"],
+    "ce": METHODS["ce"],
+    "l2t": METHODS["l2t"],
+    "l2t_every1": [*METHODS["l2t"], "teacher.online_every=1"],
+    "ala": METHODS["ala"],
 }
 
 
