@@ -112,8 +112,11 @@ TOY_FINETUNED = {
 # both collapse on the toy corpus (recipes/toy/l2t.sh: taught students 0.0 BLEU; recipes/toy/ala.sh:
 # ALA 46.4 +- 27.5 vs CE 89.3) because negative off-diagonal entries push whole buckets down.
 L2T_PHI = "--phi-parametrisation bucketed --phi-buckets 8 --nll-weight 0.5"
+# The unroll steps with the student's own optimiser (--inner-optimizer twin: fairseq's Adam with
+# the recipe's betas, the scheduler's warm-up rates and --clip-norm), not a fresh Adam at another
+# lr: what the teacher learns about a step then transfers to the deployed student (issue 16).
 L2T_TEACHER = ("--task translation_l2t {phi} --teacher-mode episodic --unroll-steps 3 "
-               "--inner-optimizer adam --inner-lr 0.01 --teacher-lr 0.005 "
+               "--inner-optimizer twin --teacher-lr 0.005 "
                "--teacher-horizon {updates} --teacher-dev-batches 2 "
                "--teacher-dev-max-sentences 32 --disable-validation --max-tokens 1000")
 ALA_TOY = "--task translation_ala --phi-source ala {phi}"
