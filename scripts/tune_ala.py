@@ -24,7 +24,7 @@ from typing import Dict, List, Optional
 
 from fairseq_dynloss.study.jobs import Job, run_jobs
 from fairseq_dynloss.study.mnist1d import METHODS, train_command
-from fairseq_dynloss.study.runs import best_val_row, training_seconds
+from fairseq_dynloss.study.runs import best_val_accuracy, training_seconds
 from fairseq_dynloss.study.stats import paired_comparison
 
 # The variants were measured when metric_every defaulted to 1 (the metric after every update);
@@ -148,10 +148,10 @@ def summary(work: str, settings: List[str], variants: List[str], seeds: List[int
 
 def _accuracies(work: str, setting: str, variant: str, seeds: List[int]) -> Optional[List[float]]:
     """Best-validation accuracy % per seed (None until every run has finished)."""
-    files = [os.path.join(run_dir(work, setting, variant, s), "metrics.csv") for s in seeds]
-    if not all(map(os.path.exists, files)):
+    folders = [run_dir(work, setting, variant, s) for s in seeds]
+    if not all(os.path.exists(os.path.join(f, "metrics.csv")) for f in folders):
         return None
-    return [100.0 - best_val_row(f, "error")["val_error"] for f in files]
+    return [best_val_accuracy(f, "val") for f in folders]
 
 
 def _mean(values: List[Optional[float]]) -> str:

@@ -23,7 +23,7 @@ sys.path.insert(0, REPO)
 
 from fairseq_dynloss.study import mnist1d  # noqa: E402
 from fairseq_dynloss.study.jobs import Job, run_jobs  # noqa: E402
-from fairseq_dynloss.study.runs import best_val_row, teacher_seconds, training_seconds  # noqa: E402
+from fairseq_dynloss.study.runs import best_val_accuracy, teacher_seconds, training_seconds  # noqa: E402
 from fairseq_dynloss.study.stats import paired_comparison  # noqa: E402
 
 # variant -> overrides on top of the study's l2t method (teacher=l2t at its config defaults)
@@ -82,8 +82,7 @@ def main(argv=None) -> None:
     for setting in args.settings:
         def results(method):
             folders = [mnist1d.run_dir(args.work, setting, args.model, method, s) for s in seeds]
-            accuracy = [100.0 - best_val_row(os.path.join(f, "metrics.csv"), "error")["val_error"]
-                        for f in folders]
+            accuracy = [best_val_accuracy(f, "val") for f in folders]
             seconds = sum(training_seconds(f) + teacher_seconds(f) for f in folders)
             return accuracy, seconds
         ce, ce_seconds = results("ce")

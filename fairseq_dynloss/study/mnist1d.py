@@ -19,7 +19,7 @@ from typing import Dict, List, Sequence, Tuple
 
 from .jobs import Job
 from .report import MethodRow, paired_table
-from .runs import best_val_row, teacher_seconds, training_seconds
+from .runs import best_val_accuracy, best_val_row, teacher_seconds, training_seconds
 from .stats import paired_comparison
 
 # setting -> task.label_noise overrides ({matrix} is the CSV written by the study)
@@ -174,8 +174,7 @@ def tables(args, work: str, grid_choice: Dict) -> List[Tuple[Tuple[str, str], st
                 values, seconds = [], []
                 for seed in args.mnist1d_seed_list:
                     folder = run_dir(work, setting, model, name, seed)
-                    best = best_val_row(os.path.join(folder, "metrics.csv"), "error")
-                    values.append(100.0 - best["test_error"])
+                    values.append(best_val_accuracy(folder, "test"))
                     seconds.append(training_seconds(folder) + teacher_seconds(folder))
                 note = NOTES.get(method, "")
                 if value is not None:

@@ -22,6 +22,14 @@ def best_val_row(metrics_csv: str, metric: str) -> Dict[str, float]:
     return min(rows, key=key)
 
 
+def best_val_accuracy(run_dir: str, split: str) -> float:
+    """Accuracy % on ``split`` (``"val"`` for tuning, ``"test"`` for a reported number) at the
+    run's best-validation epoch: the one selection rule of the study and the tuning scripts."""
+    if split not in ("val", "test"):
+        raise ValueError(f"split {split!r}: expected 'val' or 'test'")
+    return 100.0 - best_val_row(os.path.join(run_dir, "metrics.csv"), "error")[f"{split}_error"]
+
+
 def training_seconds(run_dir: str) -> float:
     """A run's training time: its epochs' ``time`` column, which includes the ALA controller's
     and an online teacher's work. Not the process's wall time: on small tasks, start-up
