@@ -6,6 +6,9 @@ timed bare loop. Writes a Markdown table (default ``docs/benchmarks_trainer.md``
 
     OMP_NUM_THREADS=1 python scripts/bench_trainer.py --models mlp lenet resnet8 --epochs 5 --repeats 5
 
+``--clock cpu`` times both sides with this thread's CPU clock (``bench_clock.py``): on a shared
+machine the wall clock's ratio moves with the load.
+
 Models named ``mnist1d_*`` run on task=mnist1d (3500 training signals, batch 100), the others on
 task=digits (1077 images, batch 64).
 """
@@ -17,25 +20,25 @@ import os
 import platform
 import sys
 import tempfile
-import time
 
 import torch
 import torch.nn.functional as F
 from hydra import compose, initialize_config_module
 
+from bench_clock import CLOCKS, clock, now
 from fairseq_dynloss.trainer import train
 from fairseq_dynloss.trainer.loop import Student, epoch_order
 from fairseq_dynloss.trainer.registry import build_net, build_objective, build_splits
 
 
-def trainer_images_per_second(cfg) -> float:
-    with tempfile.TemporaryDirectory() as folder:
+def trainer_images_per_second(cfg, kind: str = "wall") -> float:
+    with tempfile.TemporaryDirectory() as folder, clock(kind):
         history = train(cfg, folder)
     seen = sum(len(build_splits(cfg.task, cfg.data_dir).train) for _ in history)
     return seen / sum(row["time"] for row in history)
 
 
-def bare_images_per_second(cfg) -> float:
+def bare_images_per_second(cfg, kind: str = "wall") -> float:
     """The loop a researcher would write by hand: pre-normalised tensors, no logging, an
     (untimed) test-error pass after each epoch."""
     torch.manual_seed(cfg.seed)
@@ -49,13 +52,13 @@ def bare_images_per_second(cfg) -> float:
     elapsed, seen = 0.0, 0
     for epoch in range(cfg.task.epochs):
         order = epoch_order(labels, cfg.seed, epoch, 0)
-        started = time.perf_counter()
+        started = now(kind)()
         for idx in order.split(cfg.task.batch_size):
             loss = F.cross_entropy(model(images[idx]), labels[idx])
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-        elapsed += time.perf_counter() - started
+        elapsed += now(kind)() - started
         seen += len(order)
         # Untimed, as in the trainer: a real loop evaluates between epochs, and skipping it
         # would hand the bare loop warm caches at the start of every epoch.
@@ -75,6 +78,8 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=5)
     parser.add_argument("--repeats", type=int, default=5, help="best of N for each side")
     parser.add_argument("--out", default="docs/benchmarks_trainer.md")
+    parser.add_argument("--clock", choices=CLOCKS, default="wall",
+                        help="wall seconds, or this thread's CPU seconds (robust on a shared machine)")
     args = parser.parse_args()
 
     rows = []
@@ -88,8 +93,8 @@ def main() -> None:
         # Interleaved, best of N: a shared machine's load hits both sides alike.
         trainer_runs, bare_runs = [], []
         for _ in range(args.repeats):
-            trainer_runs.append(trainer_images_per_second(cfg))
-            bare_runs.append(bare_images_per_second(cfg))
+            trainer_runs.append(trainer_images_per_second(cfg, args.clock))
+            bare_runs.append(bare_images_per_second(cfg, args.clock))
         trainer, bare = max(trainer_runs), max(bare_runs)
         rows.append((f"{name} ({cfg.task.name})", bare, trainer, trainer / bare))
         print(f"{name}: bare {bare:.0f} img/s, trainer {trainer:.0f} img/s, ratio {trainer / bare:.3f}"
@@ -101,7 +106,8 @@ def main() -> None:
         "# dynloss-train throughput vs a bare PyTorch loop", "",
         "Training phase only (no evaluation), task=digits (1077 training images, batch 64) or "
         "mnist1d (3500 training signals, batch 100), "
-        f"SGD, {args.epochs} epochs, best of {args.repeats}; same model, data and example order.",
+        f"SGD, {args.epochs} epochs, best of {args.repeats}, {args.clock} clock; same model, data "
+        "and example order.",
         f"Target: ratio >= 0.95. Machine: {platform.processor() or platform.machine()}, "
         f"torch {torch.__version__}, {torch.get_num_threads()} thread(s).", "",
         f"Command: `{command}`", "",
