@@ -18,9 +18,11 @@ Parts:
   seed's CE model (and CE fine-tuned the same way as their control), L2T-DLF (one teacher per
   architecture, then students) and ALA (``--task translation_ala``); sacrebleu BLEU on test.
 * ``mnist1d`` (``fairseq_dynloss/study/mnist1d.py``): MNIST-1D clean and under three label-noise
-  patterns, MLP and CNN, 10 paired seeds; CE, validation-tuned label smoothing and Poly-1, the
-  fixed-Phi control, the forward-correction oracle, L2T-DLF and ALA (both loss forms) and their
-  controls; paired t / Wilcoxon / bootstrap CI / minimum detectable difference.
+  patterns, 10 paired seeds; CE, validation-tuned label smoothing and Poly-1, the fixed-Phi
+  control, the forward-correction oracle, L2T-DLF and ALA, and in the development table both
+  loss forms and every control; paired t / Wilcoxon / bootstrap CI / minimum detectable
+  difference. The default tables (``mnist1d.PLAN``: the MLP on every setting, the CNN under
+  pair-flip noise) are what fits 150 minutes on 2 cores.
 * ``mnist1d_reference`` (``fairseq_dynloss/study/mnist1d_reference.py``): CE on the MNIST-1D
   reference models under the reference schedule (8000 updates, no validation split), 5 seeds,
   against the published test accuracies: the benchmark reproduces before it judges anything.
@@ -470,12 +472,16 @@ def main(argv: Sequence[str] = None) -> None:
                         help="training updates of the toy students")
     parser.add_argument("--teacher-steps", type=int, default=60,
                         help="L2T-DLF teacher steps on the toy corpus (unroll 3 each)")
-    parser.add_argument("--mnist1d-settings", nargs="+", default=list(mnist1d.NOISE),
-                        choices=list(mnist1d.NOISE))
-    parser.add_argument("--mnist1d-models", nargs="+", default=["mnist1d_mlp", "mnist1d_cnn"],
-                        choices=["mnist1d_mlp", "mnist1d_cnn", "mnist1d_gru"])
-    parser.add_argument("--mnist1d-methods", nargs="+", default=list(mnist1d.METHODS),
-                        choices=list(mnist1d.METHODS))
+    plan = "; ".join(f"{s} x {m}: {' '.join(rows)}" for (s, m), rows in mnist1d.PLAN.items())
+    parser.add_argument("--mnist1d-settings", nargs="+", default=None, choices=list(mnist1d.NOISE),
+                        help="default: the settings of the plan (fairseq_dynloss/study/mnist1d.py "
+                             f"PLAN, sized to 150 min on 2 cores: {plan})")
+    parser.add_argument("--mnist1d-models", nargs="+", default=None,
+                        choices=["mnist1d_mlp", "mnist1d_cnn", "mnist1d_gru"],
+                        help="default: the models of the plan")
+    parser.add_argument("--mnist1d-methods", nargs="+", default=None,
+                        choices=list(mnist1d.METHODS),
+                        help="default: the plan's rows of each table; given: these rows in every table")
     parser.add_argument("--mnist1d-seeds", type=int, default=10, help="seeds 1..N (>= 2)")
     parser.add_argument("--mnist1d-steps", type=int, default=3000,
                         help="updates per MNIST-1D run (RESULTS.md's tables: 3000; the reference "
@@ -501,6 +507,8 @@ def main(argv: Sequence[str] = None) -> None:
         parser.error(f"--toy-hard-seeds {args.toy_hard_seeds}: need >= 2 for a paired test")
     if "ce" not in args.toy_hard_methods:
         parser.error("--toy-hard-methods must include ce (the baseline of every row)")
+    if args.mnist1d_methods is not None and "ce" not in args.mnist1d_methods:
+        parser.error("--mnist1d-methods must include ce (the baseline of every row)")
     if "ce" not in args.digits_methods:
         parser.error("--digits-methods must include ce (the baseline of every row)")
     args.seed_list = list(range(1, args.seeds + 1))

@@ -7,6 +7,15 @@ test stay clean. Every method runs the same seeds, so each table is a paired com
 (``report.paired_table``); forward correction with the true noise matrix is the oracle whose gap
 to CE a method may close.
 
+Budget (``PLAN``): the whole part must regenerate in at most 150 minutes on 2 cores. Every
+table of every setting x model with every row would take ~4 hours (measured job times: an MLP
+run 15-60 s, L2T-DLF ~3-5x CE, the CNN 2-3x the MLP), so the default runs the MLP on all four
+settings and the CNN on the pair-flip setting only; the development setting (MLP, pair-flip)
+gets every row (both loss forms, every control); the held-out patterns and clean data get CE, the
+cheap baselines, the fixed-Phi control, the oracle and both learned losses in the default form.
+``--mnist1d-settings`` / ``--mnist1d-models`` / ``--mnist1d-methods`` replace the plan by their
+product.
+
 Hyper-parameters of the cheap baselines are chosen on validation, never on test: label smoothing
 and Poly-1 run a small grid on the first ``GRID_SEEDS`` seeds, the value with the best mean
 best-validation error is then run on every seed (the grid runs of those seeds are reused).
@@ -52,6 +61,16 @@ GRIDS: Dict[str, Tuple[str, Sequence[float]]] = {
     "poly1": ("loss.epsilon", (-1.0, 1.0, 2.0)),
 }
 GRID_SEEDS = 3
+# The default tables, (setting, model) -> rows (module docstring: the 150-minute budget).
+CORE = ["ce", "label_smoothing", "poly1", "dynamic_fixed", "forward_corrected", "l2t", "ala"]
+EVERY = CORE + ["l2t_paper", "lr_scale", "ala_paper", "ala_random"]
+PLAN: Dict[Tuple[str, str], List[str]] = {
+    ("clean", "mnist1d_mlp"): [m for m in CORE if m != "forward_corrected"],  # no noise: = CE
+    ("pairflip40", "mnist1d_mlp"): EVERY,
+    ("symmetric50", "mnist1d_mlp"): CORE,
+    ("sparse40", "mnist1d_mlp"): CORE,
+    ("pairflip40", "mnist1d_cnn"): CORE + ["lr_scale"],
+}
 # Rows every learned loss is also compared with (paired), in its notes.
 CONTROLS = ("dynamic_fixed", "lr_scale", "ala_random")
 NOTES = {
@@ -62,6 +81,24 @@ NOTES = {
     "lr_scale": "control: meta-learns only an lr multiplier",
     "ala_random": "ablation: random state instead of the confusion matrix",
 }
+
+
+def cells(args) -> List[Tuple[str, str, List[str]]]:
+    """The tables to make, as (setting, model, methods): ``PLAN`` unless the arguments name
+    settings, models or methods (``None`` = not given), then their product (a missing one taken
+    from the plan). Forward correction is the identity without noise, so clean has no oracle row."""
+    settings, models, methods = args.mnist1d_settings, args.mnist1d_models, args.mnist1d_methods
+    if settings is None and models is None:
+        chosen = list(PLAN)
+    else:
+        chosen = [(s, m) for s in (settings or dict.fromkeys(s for s, _ in PLAN))
+                  for m in (models or dict.fromkeys(m for _, m in PLAN))]
+    out = []
+    for setting, model in chosen:
+        rows = methods if methods is not None else PLAN.get((setting, model), CORE)
+        out.append((setting, model, [m for m in rows
+                                     if not (m == "forward_corrected" and setting == "clean")]))
+    return out
 
 
 def versus_paired(row: MethodRow, control: MethodRow) -> str:
@@ -103,28 +140,25 @@ def jobs(args, work: str, python: str, env: Dict[str, str], grid_choice: Dict = 
     on the first ``GRID_SEEDS`` seeds only (phase 1); with it, ``{(setting, model, method):
     value}``, they run the chosen value on every seed (phase 2)."""
     out = []
-    for setting in args.mnist1d_settings:
-        for model in args.mnist1d_models:
-            for method in args.mnist1d_methods:
-                if method == "forward_corrected" and setting == "clean":
-                    continue  # the identity: CE itself
-                if method in GRIDS:
-                    if grid_choice is None:
-                        values = GRIDS[method][1]
-                        seeds = args.mnist1d_seed_list[:GRID_SEEDS]
-                    else:
-                        values, seeds = [grid_choice[(setting, model, method)]], args.mnist1d_seed_list
+    for setting, model, methods in cells(args):
+        for method in methods:
+            if method in GRIDS:
+                if grid_choice is None:
+                    values = GRIDS[method][1]
+                    seeds = args.mnist1d_seed_list[:GRID_SEEDS]
                 else:
-                    values, seeds = [None], args.mnist1d_seed_list
-                for value in values:
-                    name = method if value is None else grid_name(method, value)
-                    for seed in seeds:
-                        folder = run_dir(work, setting, model, name, seed)
-                        command = train_command(python, work, setting, model,
-                                                method_overrides(method, value), seed, folder,
-                                                args.mnist1d_steps, args.mnist1d_lr)
-                        out.append(Job(f"mnist1d_{setting}_{model}_{name}_seed{seed}", command,
-                                       [os.path.join(folder, "metrics.csv")], env=env))
+                    values, seeds = [grid_choice[(setting, model, method)]], args.mnist1d_seed_list
+            else:
+                values, seeds = [None], args.mnist1d_seed_list
+            for value in values:
+                name = method if value is None else grid_name(method, value)
+                for seed in seeds:
+                    folder = run_dir(work, setting, model, name, seed)
+                    command = train_command(python, work, setting, model,
+                                            method_overrides(method, value), seed, folder,
+                                            args.mnist1d_steps, args.mnist1d_lr)
+                    out.append(Job(f"mnist1d_{setting}_{model}_{name}_seed{seed}", command,
+                                   [os.path.join(folder, "metrics.csv")], env=env))
     return out
 
 
@@ -143,19 +177,18 @@ def choose_grid(args, work: str) -> Dict:
     """{(setting, model, method): value} with the best mean best-validation error over the
     first ``GRID_SEEDS`` seeds (first grid value on ties)."""
     choice = {}
-    for setting in args.mnist1d_settings:
-        for model in args.mnist1d_models:
-            for method in GRIDS:
-                if method not in args.mnist1d_methods:
-                    continue
-                scores = []
-                for value in GRIDS[method][1]:
-                    errors = [best_val_row(os.path.join(run_dir(work, setting, model,
-                                                                grid_name(method, value), seed),
-                                                        "metrics.csv"), "error")["val_error"]
-                              for seed in args.mnist1d_seed_list[:GRID_SEEDS]]
-                    scores.append((sum(errors) / len(errors), value))
-                choice[(setting, model, method)] = min(scores, key=lambda s: s[0])[1]
+    for setting, model, methods in cells(args):
+        for method in GRIDS:
+            if method not in methods:
+                continue
+            scores = []
+            for value in GRIDS[method][1]:
+                errors = [best_val_row(os.path.join(run_dir(work, setting, model,
+                                                            grid_name(method, value), seed),
+                                                    "metrics.csv"), "error")["val_error"]
+                          for seed in args.mnist1d_seed_list[:GRID_SEEDS]]
+                scores.append((sum(errors) / len(errors), value))
+            choice[(setting, model, method)] = min(scores, key=lambda s: s[0])[1]
     return choice
 
 
@@ -163,32 +196,29 @@ def tables(args, work: str, grid_choice: Dict) -> List[Tuple[Tuple[str, str], st
     """One paired table per (setting, model): test accuracy % at the best-validation epoch, as
     ((setting, model), markdown) pairs."""
     sections = []
-    for setting in args.mnist1d_settings:
-        for model in args.mnist1d_models:
-            rows = []
-            for method in args.mnist1d_methods:
-                if method == "forward_corrected" and setting == "clean":
-                    continue
-                value = grid_choice.get((setting, model, method))
-                name = method if value is None else grid_name(method, value)
-                values, seconds = [], []
-                for seed in args.mnist1d_seed_list:
-                    folder = run_dir(work, setting, model, name, seed)
-                    values.append(best_val_accuracy(folder, "test"))
-                    seconds.append(training_seconds(folder) + teacher_seconds(folder))
-                note = NOTES.get(method, "")
-                if value is not None:
-                    note = f"eps = {value:g}, chosen on validation from {list(GRIDS[method][1])}"
-                rows.append(MethodRow(method, values, seconds, note))
-            for row in rows:  # a learned loss must also beat its controls, paired
-                if row.name.startswith(("l2t", "ala")):
-                    row.note = "; ".join(filter(None, [row.note, *[
-                        versus_paired(row, control) for control in rows
-                        if control.name in CONTROLS and control is not row]]))
-            oracle = "forward_corrected" if setting != "clean" else ""
-            sections.append(((setting, model),
-                f"### mnist1d, {setting}, {model}: test accuracy % at the best-validation epoch "
-                f"({args.mnist1d_steps} updates)\n\n"
-                + paired_table(rows, "ce", "test accuracy %", lower_is_better=False,
-                               oracle=oracle)))
+    for setting, model, methods in cells(args):
+        rows = []
+        for method in methods:
+            value = grid_choice.get((setting, model, method))
+            name = method if value is None else grid_name(method, value)
+            values, seconds = [], []
+            for seed in args.mnist1d_seed_list:
+                folder = run_dir(work, setting, model, name, seed)
+                values.append(best_val_accuracy(folder, "test"))
+                seconds.append(training_seconds(folder) + teacher_seconds(folder))
+            note = NOTES.get(method, "")
+            if value is not None:
+                note = f"eps = {value:g}, chosen on validation from {list(GRIDS[method][1])}"
+            rows.append(MethodRow(method, values, seconds, note))
+        for row in rows:  # a learned loss must also beat its controls, paired
+            if row.name.startswith(("l2t", "ala")):
+                row.note = "; ".join(filter(None, [row.note, *[
+                    versus_paired(row, control) for control in rows
+                    if control.name in CONTROLS and control is not row]]))
+        oracle = "forward_corrected" if setting != "clean" else ""
+        sections.append(((setting, model),
+            f"### mnist1d, {setting}, {model}: test accuracy % at the best-validation epoch "
+            f"({args.mnist1d_steps} updates)\n\n"
+            + paired_table(rows, "ce", "test accuracy %", lower_is_better=False,
+                           oracle=oracle)))
     return sections
