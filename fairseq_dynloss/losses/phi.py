@@ -36,6 +36,7 @@ from torch import nn
 
 from ..atomic_save import atomic_torch_save
 from ..file_checks import read_torch_file
+from .full_col_dot import dense_col_dot
 from .lowrank_col_dot import lowrank_col_dot_reference
 
 PARAMETRISATIONS = ("full", "diag_lowrank", "bucketed")
@@ -261,7 +262,7 @@ class FullPhi(Phi):
         return (self.matrix.to(lprobs.dtype)[target] * lprobs).sum(-1)
 
     def col_dot(self, probs, target):
-        return (self.matrix.to(probs.dtype)[:, target].t() * probs).sum(-1)
+        return dense_col_dot(probs, target, self.matrix.to(probs.dtype))
 
     def materialize(self):
         return self.matrix

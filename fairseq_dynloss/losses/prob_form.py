@@ -21,12 +21,13 @@ Learners keep M >= 0 by construction; ``phi_from_logits`` is such a map for ``fu
 
 from __future__ import annotations
 
-from typing import Dict, Optional
+from typing import Callable, Dict, Optional
 
 import torch
 
+from .full_col_dot import full_log_col_dot
 from .lowrank_col_dot import lowrank_col_dot
-from .phi import Phi, PhiError
+from .phi import FullPhi, Phi, PhiError
 
 
 def log_col_dot(phi: Phi, lprobs: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -37,13 +38,16 @@ def log_col_dot(phi: Phi, lprobs: torch.Tensor, target: torch.Tensor) -> torch.T
     share. No max-shift is needed: ``lprobs`` are normalised, so ``max_j p_j >= 1/C`` and a shift
     would move the underflow threshold by at most a factor C (it cost about 15 % of the loss's
     time at C = 8000). Taking ``log M`` instead would put ``log 0 = -inf`` into the gradient with
-    respect to M wherever an entry is zero (every off-diagonal of the identity).
+    respect to M wherever an entry is zero (every off-diagonal of the identity). Rows whose sum
+    underflows take ``log_column``'s fallback.
 
-    When the sum underflows to 0 (the label's column catches less than ~1e-38 probability, e.g.
-    logits of +-1e4 with M = I), the result falls back to
-    ``log p_y + log M[y, y]``: exact when the column's off-diagonal part is also negligible (M = I:
-    cross-entropy, gradient ``p - e_y``), otherwise an upper bound on the loss. M[y, y] below the
-    smallest normal number is clamped to it, so the loss stays finite.
+    The path depends on the parametrisation, not the values:
+
+    * ``full``: ``full_col_dot.full_log_col_dot``, one autograd node with a closed-form backward
+      (``full_col_dot.log_col_dot_reference`` is the plain formula it equals);
+    * ``diag_lowrank``, ``bucketed``: ``lowrank_col_dot`` on ``phi.col_factors`` (no (N, C)
+      tensor forward, one backward), then ``log_column``;
+    * any other Phi: ``phi.col_dot`` by plain autograd, then ``log_column``.
 
     Args:
         phi: a Phi (its tensors non-negative; ``check_prob_tensors``).
@@ -52,11 +56,34 @@ def log_col_dot(phi: Phi, lprobs: torch.Tensor, target: torch.Tensor) -> torch.T
     Returns:
         (N,) tensor.
     """
+    if isinstance(phi, FullPhi):
+        return full_log_col_dot(lprobs, target, phi.matrix.to(lprobs.dtype))
     factors = phi.col_factors(target, lprobs.dtype)
     if factors is None:
         column = phi.col_dot(torch.exp(lprobs), target)
-    else:  # diag_lowrank, bucketed: no (N, C) tensor forward, one backward (lowrank_col_dot)
+    else:
         column = lowrank_col_dot(lprobs, target, *factors)
+    return log_column(column, lprobs, target, lambda: phi.prob_diagonal().to(lprobs.dtype))
+
+
+def log_column(column: torch.Tensor, lprobs: torch.Tensor, target: torch.Tensor,
+               diagonal: Callable[[], torch.Tensor]) -> torch.Tensor:
+    """``log column`` per token, with the fallback for sums that underflow.
+
+    When the sum underflows to 0 (the label's column catches less than ~1e-38 probability, e.g.
+    logits of +-1e4 with M = I), the result falls back to
+    ``log p_y + log M[y, y]``: exact when the column's off-diagonal part is also negligible (M = I:
+    cross-entropy, gradient ``p - e_y``), otherwise an upper bound on the loss. M[y, y] below the
+    smallest normal number is clamped to it, so the loss stays finite.
+
+    Args:
+        column: (N,) ``(p^T M)_y`` per token.
+        lprobs: (N, C) the log-probabilities it came from.
+        target: (N,) class ids y.
+        diagonal: returns M's (C,) diagonal in ``lprobs``' dtype (called only for the fallback).
+    Returns:
+        (N,) tensor.
+    """
     tiny = torch.finfo(lprobs.dtype).tiny
     ok = column > tiny
     if lprobs.device.type == "cpu" and bool(ok.all()):
@@ -66,7 +93,7 @@ def log_col_dot(phi: Phi, lprobs: torch.Tensor, target: torch.Tensor) -> torch.T
     # Both branches are computed on safe inputs (log 1 = 0), so the one torch.where drops passes
     # a zero gradient instead of a NaN.
     normal = torch.log(torch.where(ok, column, torch.ones_like(column)))
-    own = phi.prob_diagonal().to(lprobs.dtype)[target]
+    own = diagonal()[target]
     own_log = torch.log(torch.where(ok, torch.ones_like(own), own.clamp_min(tiny)))
     fallback = lprobs.gather(-1, target.unsqueeze(-1)).squeeze(-1) + own_log
     return torch.where(ok, normal, fallback)
