@@ -18,6 +18,13 @@ Variants (``--variants``):
                 ratio that the loss itself costs, which no controller setting can remove
 Variants whose options this checkout does not know are skipped.
 
+``--phases`` splits the time further, per variant: per update the objective's forward and the
+student's backward (network and loss), per window the policy step's parts (features,
+REINFORCE update, action sampling, applying the actions to Phi, the rest: reward, summary, log
+row), measured by wrapping those functions with the same clock; and, apart from training, the
+loss alone (``log_softmax`` + loss, forward and backward, at the training batch's shape) against
+cross-entropy.
+
 ``--clock cpu`` times with the thread's CPU clock (``time.thread_time``) instead of the wall
 clock, in the trainer's epoch timer and the controller's phase timers alike: on a shared machine
 other processes then do not enter the ratio (training runs on this one thread, ``threads=1``).
@@ -28,6 +35,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import csv
+import math
 import os
 import platform
 import statistics
@@ -87,13 +95,100 @@ def clock(kind: str):
         loop.time, ala.time = saved
 
 
-def run(overrides: List[str], kind: str = "wall") -> Dict[str, object]:
-    """One training run: per-epoch training times and the ALA log rows (if any)."""
-    with tempfile.TemporaryDirectory() as folder, clock(kind):
+POLICY_PARTS = ("features", "learn", "act", "apply")
+UPDATE_PARTS = ("forward", "backward")
+
+
+@contextlib.contextmanager
+def phase_timers(kind: str, totals: Dict[str, float]):
+    """Adds the seconds spent in the wrapped functions to ``totals`` (``--phases``).
+
+    ``forward``: the training objective's forward; ``backward``: ``Tensor.backward`` outside the
+    REINFORCE update (the student's); ``features`` / ``learn`` / ``act`` / ``apply``: the target's
+    features, the REINFORCE update, action sampling, the target's apply.
+    """
+    from fairseq_dynloss.controllers import reinforce, targets, window
+    from fairseq_dynloss.trainer import objectives
+
+    now = time.thread_time if kind == "cpu" else time.perf_counter
+    inside_learn = [False]
+
+    def timed(name, function):
+        def wrapper(*args, **kwargs):
+            if name == "backward" and inside_learn[0]:
+                return function(*args, **kwargs)
+            if name == "learn":
+                inside_learn[0] = True
+            started = now()
+            try:
+                return function(*args, **kwargs)
+            finally:
+                totals[name] = totals.get(name, 0.0) + now() - started
+                if name == "learn":
+                    inside_learn[0] = False
+        return wrapper
+
+    patches = [(targets.PairTarget, "features", "features"), (targets.PairTarget, "apply", "apply"),
+               (reinforce.ReinforceLearner, "update", "learn"), (window, "sample_actions", "act"),
+               (torch.Tensor, "backward", "backward")]
+    patches += [(cls, "forward", "forward") for cls in vars(objectives).values()
+                if isinstance(cls, type) and issubclass(cls, torch.nn.Module) and "forward" in vars(cls)]
+    saved = [(owner, attribute, getattr(owner, attribute)) for owner, attribute, _ in patches]
+    for owner, attribute, name in patches:
+        setattr(owner, attribute, timed(name, getattr(owner, attribute)))
+    try:
+        yield totals
+    finally:
+        for owner, attribute, function in saved:
+            setattr(owner, attribute, function)
+
+
+def run(overrides: List[str], kind: str = "wall", phases: bool = False) -> Dict[str, object]:
+    """One training run: per-epoch training times, the ALA log rows (if any) and, with
+    ``phases``, the seconds in each part of ``phase_timers``."""
+    totals: Dict[str, float] = {}
+    timers = phase_timers(kind, totals) if phases else contextlib.nullcontext()
+    with tempfile.TemporaryDirectory() as folder, clock(kind), timers:
         history = train(config(overrides), folder)
         path = os.path.join(folder, "ala_log.csv")
         rows = list(csv.DictReader(open(path))) if os.path.exists(path) else []
-    return {"epoch_times": [row["time"] for row in history], "rows": rows}
+    return {"epoch_times": [row["time"] for row in history], "rows": rows, "phases": totals}
+
+
+def loss_alone(kind: str, batch: int = 100, classes: int = 10, rounds: int = 30) -> Dict[str, float]:
+    """Microseconds per call of ``log_softmax`` + loss, forward and backward, at the training
+    batch's shape: cross-entropy, and the prob form at ALA's starting Phi (row softmax of logits
+    0 / -9.2). Variants alternate, best of ``rounds`` rounds of 100 calls."""
+    import torch.nn.functional as F
+
+    from fairseq_dynloss.losses import build_phi, dynamic_loss, phi_from_logits
+
+    now = time.thread_time if kind == "cpu" else time.perf_counter
+    generator = torch.Generator().manual_seed(0)
+    logits = torch.randn(batch, classes, generator=generator, requires_grad=True)
+    target = torch.randint(0, classes, (batch,), generator=generator)
+    phi = build_phi("full", classes)
+    start = torch.full((classes, classes), -9.2).fill_diagonal_(0.0)
+    phi.load_tensors({"matrix": phi_from_logits(start, torch.tensor(1.0))}, form="prob")
+
+    def ce():
+        F.cross_entropy(logits, target).backward()
+        logits.grad = None
+
+    def prob():
+        (dynamic_loss(F.log_softmax(logits, 1), target, phi, form="prob").loss / batch).backward()
+        logits.grad = None
+
+    best = {"ce": math.inf, "prob": math.inf}
+    for _ in range(rounds):
+        for name, step in (("ce", ce), ("prob", prob)):
+            for _ in range(10):
+                step()
+            started = now()
+            for _ in range(100):
+                step()
+            best[name] = min(best[name], 1e4 * (now() - started))
+    return best
 
 
 def per_window(rows: List[Dict[str, str]], key: str) -> Optional[float]:
@@ -111,6 +206,9 @@ def main() -> None:
     parser.add_argument("--variants", nargs="+", default=None)
     parser.add_argument("--clock", choices=["wall", "cpu"], default="wall",
                         help="wall seconds, or this thread's CPU seconds (robust on a shared machine)")
+    parser.add_argument("--phases", action="store_true",
+                        help="also time the objective's forward, the student's backward and the policy "
+                             "step's parts, and the loss alone against cross-entropy")
     parser.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE",
                         help="extra controller overrides for every ALA variant (e.g. controller.window=20)")
     args = parser.parse_args()
@@ -131,9 +229,9 @@ def main() -> None:
 
     results: Dict[str, List[Dict[str, object]]] = {name: [] for name in ["none", *runnable]}
     for _ in range(args.repeats):  # alternate, so that load changes hit every variant alike
-        results["none"].append(run(baseline, args.clock))
+        results["none"].append(run(baseline, args.clock, args.phases))
         for name, overrides in runnable.items():
-            results[name].append(run(overrides, args.clock))
+            results[name].append(run(overrides, args.clock, args.phases))
 
     steps = 35  # updates per MNIST-1D epoch at batch 100 (3500 training samples)
     epoch_none = min(statistics.fmean(r["epoch_times"]) for r in results["none"])
@@ -157,6 +255,28 @@ def main() -> None:
         ratio = statistics.fmean(best["epoch_times"]) / epoch_none
         print(f"| {name} | {window} | {' | '.join(cells)} | {controller} | {training:.2f} | "
               f"{share} | {ratio:.3f}x |")
+    if args.phases:
+        print_phases(results, runnable, args.steps, window, args.clock)
+
+
+def print_phases(results, runnable, steps: int, window: int, kind: str) -> None:
+    """The ``--phases`` tables (module docstring), from each variant's fastest run."""
+    print("| variant | forward ms/update | backward ms/update | "
+          + " | ".join(f"{part} ms/window" for part in POLICY_PARTS) + " | rest of policy ms/window |")
+    print("|---|" + "---:|" * (len(UPDATE_PARTS) + len(POLICY_PARTS) + 1))
+    for name in ["none", *runnable]:
+        best = min(results[name], key=lambda r: statistics.fmean(r["epoch_times"]))
+        totals = best["phases"]
+        windows = max(1, len(best["rows"]))
+        cells = [f"{1000 * totals.get(part, 0.0) / steps:.3f}" for part in UPDATE_PARTS]
+        cells += [f"{1000 * totals.get(part, 0.0) / windows:.2f}" if best["rows"] else "-" for part in POLICY_PARTS]
+        policy = sum(float(row["time_policy"]) for row in best["rows"]) if best["rows"] else None
+        rest = "-" if policy is None else             f"{1000 * (policy - sum(totals.get(part, 0.0) for part in POLICY_PARTS)) / windows:.2f}"
+        print(f"| {'ce (baseline)' if name == 'none' else name} | {' | '.join(cells)} | {rest} |")
+    alone = loss_alone(kind)
+    print(f"# loss alone (log_softmax + loss, forward and backward, N = 100, C = 10, best of 30 x 100): "
+          f"cross-entropy {alone['ce']:.1f} us, prob form (full Phi) {alone['prob']:.1f} us "
+          f"({alone['prob'] / alone['ce']:.2f}x)")
 
 
 if __name__ == "__main__":

@@ -63,7 +63,9 @@ class ReinforceLearner:
         self.baseline_decay = float(baseline_decay)
         self.entropy_bonus = check_number("entropy_bonus", entropy_bonus, 0.0)
         self.clip = check_number("importance clip", clip, 1.0)
-        self.optimizer = torch.optim.Adam(policy.parameters(), lr=self.lr)
+        # fused: one kernel for all six tensors instead of ~8 operations each (CPU, the policy's
+        # 90 x 11 features: 46 instead of 160 us per step; BENCHMARKS.md, issue 15)
+        self.optimizer = torch.optim.Adam(policy.parameters(), lr=self.lr, fused=True)
         self.baseline: Optional[float] = None  # set by the first rewards
         self.num_updates = 0
 

@@ -115,6 +115,10 @@ class PairTarget:
         if self.controlled is not None:
             self._write(self.origin)
         self.description = phi.parametrisation + ("+diagonal" if diagonal else "") + (":prob" if form == "prob" else "")
+        # summary(): flat indices of the controlled off-diagonal and diagonal entries (full Phi)
+        i, j = self.elements[:, 0], self.elements[:, 1]
+        flat = i * n + j
+        self.summary_index = (flat[i != j], flat[i == j])
 
     @property
     def num_elements(self) -> int:
@@ -180,11 +184,10 @@ class PairTarget:
         if self.bucketed:
             return {"W_mean_abs": values.abs().mean().item(), "W_min": values.min().item(),
                     "W_max": values.max().item()}
-        i, j = self.elements[:, 0], self.elements[:, 1]
-        off = i != j
-        out = {"phi_offdiag_mean_abs": values[i[off], j[off]].abs().mean().item()}
-        if not bool(off.all()):
-            out["phi_diag_mean"] = values[i[~off], j[~off]].mean().item()
+        flat = values.flatten()
+        out = {"phi_offdiag_mean_abs": flat.index_select(0, self.summary_index[0]).abs().mean().item()}
+        if self.summary_index[1].numel():
+            out["phi_diag_mean"] = flat.index_select(0, self.summary_index[1]).mean().item()
         return out
 
 

@@ -157,8 +157,8 @@ class WindowController:
             "metric": float(value), "window_metric": self.window_reward.previous, **self.target.summary(),
             "entropy": entropy, "baseline": "" if self.learner.baseline is None else self.learner.baseline,
             "advantage": stats.get("advantage", ""), "policy_loss": stats.get("loss", ""),
-            "actions_minus": int((actions == -1).sum()), "actions_zero": int((actions == 0).sum()),
-            "actions_plus": int((actions == 1).sum()), **(extra or {}),
+            **dict(zip(("actions_minus", "actions_zero", "actions_plus"),
+                       torch.bincount(actions.cpu() + 1, minlength=3).tolist())), **(extra or {}),
         }
         self.rows.append(row)
         return row
