@@ -27,9 +27,8 @@ import os
 from typing import Dict, List, Sequence, Tuple
 
 from .jobs import Job
-from .report import MethodRow, paired_table
+from .report import MethodRow, paired_table, versus_paired
 from .runs import best_val_accuracy, best_val_row, teacher_seconds, training_seconds
-from .stats import paired_comparison
 
 # setting -> task.label_noise overrides ({matrix} is the CSV written by the study)
 NOISE: Dict[str, List[str]] = {
@@ -99,12 +98,6 @@ def cells(args) -> List[Tuple[str, str, List[str]]]:
         out.append((setting, model, [m for m in rows
                                      if not (m == "forward_corrected" and setting == "clean")]))
     return out
-
-
-def versus_paired(row: MethodRow, control: MethodRow) -> str:
-    """Note text: the paired difference from a control row, its paired t p-value and MDD."""
-    r = paired_comparison(control.values, row.values)
-    return f"vs {control.name}: Δ {r.mean_diff:+.2f}, p = {r.p_t:.2g} (MDD {r.mdd:.2f})"
 
 
 def run_dir(work: str, setting: str, model: str, method: str, seed: int) -> str:

@@ -1,5 +1,6 @@
-"""Markdown tables of a seeded comparison: mean +- std per method, difference from a baseline,
-Welch's t-test p-value, and time relative to the baseline."""
+"""Markdown tables of a seeded, paired comparison: mean ± std per method, the per-seed
+difference from a baseline with its CI, paired tests and power, and time relative to the
+baseline."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import math
 from dataclasses import dataclass, field
 from typing import List, Sequence
 
-from .stats import summarize, welch_t_test
+from .stats import paired_comparison, summarize
 
 
 @dataclass
@@ -31,13 +32,6 @@ def _fmt(value: float, digits: int) -> str:
     return "—" if math.isnan(value) else f"{value:.{digits}f}"
 
 
-def _p_value(row: MethodRow, baseline: MethodRow) -> str:
-    if row is baseline or len(row.values) < 2 or len(baseline.values) < 2:
-        return "—"
-    p = welch_t_test(row.values, baseline.values).p
-    return f"{p:.3f}" if p >= 0.001 else f"{p:.1e}"
-
-
 def _baseline(rows: Sequence[MethodRow], baseline: str):
     """(rows by name, the baseline row, its mean value, its mean seconds or nan)."""
     by_name = {row.name: row for row in rows}
@@ -46,41 +40,6 @@ def _baseline(rows: Sequence[MethodRow], baseline: str):
     base = by_name[baseline]
     base_time = summarize(base.seconds).mean if base.seconds else float("nan")
     return by_name, base, summarize(base.values).mean, base_time
-
-
-def method_table(rows: Sequence[MethodRow], baseline: str, metric: str,
-                 lower_is_better: bool, digits: int = 2) -> str:
-    """A markdown table, one line per method, compared with the row named ``baseline``.
-
-    The "better?" column says ``yes``/``no`` only where Welch's p < 0.05, else ``n.s.``.
-    """
-    by_name, base, base_mean, base_time = _baseline(rows, baseline)
-    arrow = "lower is better" if lower_is_better else "higher is better"
-    lines = [
-        f"| method | seeds | {metric} ({arrow}) | Δ vs {baseline} | p (Welch) | better? | "
-        f"time × {baseline} | notes |",
-        "|---|---:|---:|---:|---:|:---:|---:|---|",
-    ]
-    for row in rows:
-        if not row.values:
-            lines.append(f"| {row.name} | 0 | — | — | — | — | — | {row.note} |")
-            continue
-        s = summarize(row.values)
-        delta = s.mean - base_mean
-        p = _p_value(row, base)
-        if row is base or p == "—":
-            verdict = "—"
-        elif float(p) >= 0.05:
-            verdict = "n.s."
-        else:
-            verdict = "yes" if (delta < 0) == lower_is_better else "no"
-        time_ratio = (summarize(row.seconds).mean / base_time) if row.seconds else float("nan")
-        lines.append(
-            f"| {row.name} | {s.n} | {_fmt(s.mean, digits)} ± {_fmt(s.std, digits)} | "
-            f"{'—' if row is base else f'{delta:+.{digits}f}'} | {p} | {verdict} | "
-            f"{_fmt(time_ratio, 2)} | {row.note} |"
-        )
-    return "\n".join(lines)
 
 
 def _p_cell(p: float) -> str:
@@ -97,8 +56,6 @@ def paired_table(rows: Sequence[MethodRow], baseline: str, metric: str, lower_is
     paired t-test has p < 0.05, else n.s.); the share of the baseline-to-``oracle`` gap the row
     closes (when an oracle row is named); time relative to the baseline; notes.
     """
-    from .stats import paired_comparison
-
     by_name, base, base_mean, base_time = _baseline(rows, baseline)
     gap = summarize(by_name[oracle].values).mean - base_mean if oracle in by_name else float("nan")
     arrow = "lower is better" if lower_is_better else "higher is better"
@@ -131,3 +88,10 @@ def paired_table(rows: Sequence[MethodRow], baseline: str, metric: str, lower_is
             f"{_p_cell(r.p_wilcoxon)} | {_fmt(r.mdd, digits)} | {verdict} |{gap_cell} "
             f"{_fmt(time_ratio, 2)} | {row.note} |")
     return "\n".join(lines)
+
+
+def versus_paired(row: MethodRow, control: MethodRow) -> str:
+    """Note text: the paired difference of ``row`` from a control row, its paired t p-value and
+    MDD (a learned loss must beat its controls, not only the baseline)."""
+    r = paired_comparison(control.values, row.values)
+    return f"vs {control.name}: Δ {r.mean_diff:+.2f}, p = {r.p_t:.2g} (MDD {r.mdd:.2f})"

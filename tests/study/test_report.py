@@ -1,7 +1,7 @@
 import pytest
 from scipy import stats as scipy_stats
 
-from fairseq_dynloss.study.report import MethodRow, method_table
+from fairseq_dynloss.study.report import MethodRow, paired_table, versus_paired
 
 
 def rows():
@@ -9,7 +9,6 @@ def rows():
         MethodRow("ce", [2.0, 2.2, 2.4], [10.0, 10.0, 10.0]),
         MethodRow("better", [1.0, 1.1, 1.2], [30.0, 30.0, 30.0]),
         MethodRow("same", [2.1, 2.3, 2.2], [10.0, 12.0, 14.0]),
-        MethodRow("missing", [], [], note="not run"),
     ]
 
 
@@ -18,28 +17,16 @@ def cells(table, name):
     return [c.strip() for c in line.strip("|").split("|")]
 
 
-def test_table_values_against_hand_computation():
-    table = method_table(rows(), "ce", "test error %", lower_is_better=True)
-    ce = cells(table, "ce")
-    assert ce[:4] == ["ce", "3", "2.20 ± 0.20", "—"] and ce[6] == "1.00"
-    better = cells(table, "better")
-    p = scipy_stats.ttest_ind([1.0, 1.1, 1.2], [2.0, 2.2, 2.4], equal_var=False).pvalue
-    assert better[2] == "1.10 ± 0.10" and better[3] == "-1.10"
-    assert better[4] == (f"{p:.3f}" if p >= 0.001 else f"{p:.1e}")
-    assert better[5] == "yes" and better[6] == "3.00"
-    same = cells(table, "same")
-    assert same[5] == "n.s." and same[6] == "1.20"
-    assert cells(table, "missing")[1:3] == ["0", "—"]
-
-
-def test_higher_is_better_flips_the_verdict():
-    table = method_table(rows(), "ce", "BLEU", lower_is_better=False)
-    assert cells(table, "better")[5] == "no"
-
-
 def test_unknown_baseline():
     with pytest.raises(ValueError, match="baseline 'xx'"):
-        method_table(rows(), "xx", "m", True)
+        paired_table(rows(), "xx", "m", True)
+
+
+def test_versus_paired_against_scipy():
+    control, method = [2.0, 2.2, 2.4, 2.1], [1.0, 1.3, 1.2, 1.4]
+    note = versus_paired(MethodRow("m", method), MethodRow("fixed", control))
+    p = scipy_stats.ttest_rel(method, control).pvalue
+    assert note.startswith(f"vs fixed: Δ {-0.95:+.2f}, p = {p:.2g} (MDD ")
 
 
 def test_paired_table_against_scipy_and_hand_gap():
