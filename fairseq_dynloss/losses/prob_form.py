@@ -85,11 +85,11 @@ def log_column(column: torch.Tensor, lprobs: torch.Tensor, target: torch.Tensor,
         (N,) tensor.
     """
     tiny = torch.finfo(lprobs.dtype).tiny
-    ok = column > tiny
-    if lprobs.device.type == "cpu" and bool(ok.all()):
+    if lprobs.device.type == "cpu" and (column.numel() == 0 or column.min().item() > tiny):
         # The usual case, without the fallback's ops (same values and gradients as the where
         # below). Only on CPU: on an accelerator the test would cost a synchronisation.
         return torch.log(column)
+    ok = column > tiny
     # Both branches are computed on safe inputs (log 1 = 0), so the one torch.where drops passes
     # a zero gradient instead of a NaN.
     normal = torch.log(torch.where(ok, column, torch.ones_like(column)))
