@@ -128,10 +128,10 @@ class ConfusionAccumulator:
         if self.counts is None or int(self.counts.sum()) == 0:
             raise ControllerError("confusion state from an empty validation set; expected >= 1 example")
         fill = math.log(self.num_classes) if empty_value is None else float(empty_value)
-        present = self.counts > 0
-        state = torch.full_like(self.sums, fill)
-        state[present] = self.sums[present] / self.counts[present].unsqueeze(-1).to(torch.float64)
-        state = state.to(self.dtype)
+        present = (self.counts > 0).unsqueeze(-1)
+        # one where instead of masked reads and writes (the same numbers: a row's sums / its count)
+        means = self.sums / self.counts.clamp_min(1).unsqueeze(-1).to(torch.float64)
+        state = torch.where(present, means, torch.full_like(means, fill)).to(self.dtype)
         return (state, self.counts.clone()) if return_counts else state
 
 
@@ -242,9 +242,9 @@ def pair_features(C: torch.Tensor, phi_values: torch.Tensor, history: Matrices =
         pairs: (P, 2) pairs; default ``controlled_pairs(n)`` (all i != j).
         value_scale: > 0, divides the controlled value.
     """
-    check_finite_tensor("confusion state C", C)
-    if C.dim() != 2 or C.shape[0] != C.shape[1]:
-        raise ControllerError(f"confusion state C has shape {tuple(C.shape)}; expected (n, n)")
+    if not isinstance(C, torch.Tensor) or C.dim() != 2 or C.shape[0] != C.shape[1]:
+        shape = tuple(C.shape) if isinstance(C, torch.Tensor) else type(C).__name__
+        raise ControllerError(f"confusion state C has shape {shape}; expected (n, n)")
     n = C.shape[0]
     check_finite_tensor("phi_values", phi_values)
     if tuple(phi_values.shape) != (n, n):
@@ -255,15 +255,20 @@ def pair_features(C: torch.Tensor, phi_values: torch.Tensor, history: Matrices =
         raise ControllerError(f"value_scale={value_scale!r}; expected a finite number > 0")
     pasts = _history_list(history)
     for k, past in enumerate(pasts):
-        check_finite_tensor(f"history[{k}]", past)
-        if tuple(past.shape) != (n, n):
-            raise ControllerError(f"history[{k}] has shape {tuple(past.shape)}; expected ({n}, {n})")
+        if not isinstance(past, torch.Tensor) or tuple(past.shape) != (n, n):
+            shape = tuple(past.shape) if isinstance(past, torch.Tensor) else type(past).__name__
+            raise ControllerError(f"history[{k}] has shape {shape}; expected ({n}, {n})")
     progress = _check_progress(progress)
     pairs = controlled_pairs(n, device=C.device) if pairs is None else _check_pairs(pairs, n)
     i, j = pairs[:, 0].to(C.device), pairs[:, 1].to(C.device)
     work = torch.float64
-    # every matrix in one (M, n, n) stack: one standardisation and one gather for all of them
-    logs = torch.stack([C.to(work)] + [past.to(C.device, work) for past in pasts]).clamp_min(LOG_FLOOR).log()
+    # every matrix in one (M, n, n) stack: one finiteness check, one standardisation and one
+    # gather for all of them (the per-matrix checks only name the culprit)
+    stack = torch.stack([C.to(work)] + [past.to(C.device, work) for past in pasts])
+    if not bool(torch.isfinite(stack).all()):
+        for name, matrix in zip(["confusion state C"] + [f"history[{k}]" for k in range(len(pasts))], [C, *pasts]):
+            check_finite_tensor(name, matrix)
+    logs = stack.clamp_min(LOG_FLOOR).log()
     L = logs[0]
     raw = torch.cat([torch.stack([L, L - L.diagonal().unsqueeze(1)]), L - logs[1:]])
     floors = torch.tensor([Z_FLOOR, Z_FLOOR] + [CHANGE_FLOOR] * len(pasts), dtype=work, device=C.device)

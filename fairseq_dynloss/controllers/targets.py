@@ -134,10 +134,10 @@ class PairTarget:
     def _write(self, values: torch.Tensor) -> None:
         tensor = controlled_tensor(self.phi)
         if self.controlled is not None:  # prob form: Phi = row softmax of the logits
-            from ..losses.prob_form import phi_from_logits
-
             self.controlled.copy_(values)
-            values = phi_from_logits(values, torch.tensor(1.0, dtype=values.dtype))
+            # = losses.phi_from_logits(values, 1) bit for bit (0 * I + 1 * softmax), without its
+            # argument checks and the identity term: the logits are this target's own, finite
+            values = torch.softmax(values, dim=-1)
         elif self.bucketed:
             values = values / self.sizes
         with torch.no_grad():

@@ -137,6 +137,12 @@ def test_pair_features_errors():
         pair_features(C, phi, pairs=torch.tensor([[0, 3]]))
     with pytest.raises(ControllerError, match="value_scale=0"):
         pair_features(C, phi, value_scale=0)
+    # non-finite inputs are named (one check over the stacked matrices finds them)
+    with pytest.raises(ControllerError, match="confusion state C has 1 non-finite"):
+        pair_features(C.clone().fill_diagonal_(2.0).index_put_((torch.tensor(0), torch.tensor(1)),
+                                                              torch.tensor(math.nan)), phi)
+    with pytest.raises(ControllerError, match=r"history\[1\] has 9 non-finite"):
+        pair_features(C, phi, [C, torch.full((3, 3), math.inf)])
 
 
 def test_state_history_pads_then_rolls():

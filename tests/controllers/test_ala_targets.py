@@ -95,6 +95,8 @@ def test_prob_form_moves_logits_and_keeps_phi_non_negative():
     logits = target.values()
     assert logits[0, 1] == 0.0 and logits[1, 0] == -4.0 and logits[0, 2] == -4.0
     assert (phi.matrix >= 0).all() and phi.matrix[0, 1] == pytest.approx(phi.matrix[0, 0].item())
+    # Phi is phi_from_logits(L, 1) bit for bit (the target writes the row softmax directly)
+    assert torch.equal(phi.matrix, phi_from_logits(logits, torch.tensor(1.0, dtype=torch.float64)).float())
     torch.testing.assert_close(phi.matrix.sum(1), torch.ones(3))
     restored = PairTarget(build_phi("full", 3), history=0, form="prob", logit_init=-4.0, clamp=(0.0, 4.0))
     restored.load_state_dict(target.state_dict())
