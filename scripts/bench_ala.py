@@ -25,9 +25,10 @@ row), measured by wrapping those functions with the same clock; and, apart from 
 loss alone (``log_softmax`` + loss, forward and backward, at the training batch's shape) against
 cross-entropy.
 
-``--clock cpu`` times with the thread's CPU clock (``time.thread_time``) instead of the wall
-clock, in the trainer's epoch timer and the controller's phase timers alike: on a shared machine
-other processes then do not enter the ratio (training runs on this one thread, ``threads=1``).
+``--clock cpu`` times with the thread's CPU clock (``time.thread_time``; ``bench_clock.py``, as
+``bench_trainer.py``) instead of the wall clock, in the trainer's epoch timer, the controller's
+phase timers and ``--phases`` alike: on a shared machine other processes then do not enter the
+ratio (training runs on this one thread, ``threads=1``).
 """
 
 from __future__ import annotations
@@ -41,13 +42,13 @@ import platform
 import statistics
 import sys
 import tempfile
-import time
 from typing import Dict, List, Optional
 
 import torch
 from hydra import compose, initialize_config_module
 from hydra.errors import ConfigCompositionException
 
+from bench_clock import CLOCKS, clock, now
 from fairseq_dynloss.trainer import train
 
 PHASES = ("metric", "state", "policy")
@@ -72,29 +73,6 @@ def config(overrides: List[str]):
         return compose("dynloss_train", overrides=overrides)
 
 
-class _CpuClock:
-    """``time`` with ``perf_counter`` reading this thread's CPU time (``--clock cpu``)."""
-
-    def __getattr__(self, name):
-        return time.thread_time if name == "perf_counter" else getattr(time, name)
-
-
-@contextlib.contextmanager
-def clock(kind: str):
-    """Times inside the trainer's loop and the ALA controller come from ``kind`` (wall | cpu)."""
-    if kind == "wall":
-        yield
-        return
-    from fairseq_dynloss.trainer import ala, loop
-
-    saved = loop.time, ala.time
-    loop.time = ala.time = _CpuClock()
-    try:
-        yield
-    finally:
-        loop.time, ala.time = saved
-
-
 POLICY_PARTS = ("features", "learn", "act", "apply")
 UPDATE_PARTS = ("forward", "backward")
 
@@ -110,7 +88,7 @@ def phase_timers(kind: str, totals: Dict[str, float]):
     from fairseq_dynloss.controllers import reinforce, targets, window
     from fairseq_dynloss.trainer import objectives
 
-    now = time.thread_time if kind == "cpu" else time.perf_counter
+    timer = now(kind)
     inside_learn = [False]
 
     def timed(name, function):
@@ -119,11 +97,11 @@ def phase_timers(kind: str, totals: Dict[str, float]):
                 return function(*args, **kwargs)
             if name == "learn":
                 inside_learn[0] = True
-            started = now()
+            started = timer()
             try:
                 return function(*args, **kwargs)
             finally:
-                totals[name] = totals.get(name, 0.0) + now() - started
+                totals[name] = totals.get(name, 0.0) + timer() - started
                 if name == "learn":
                     inside_learn[0] = False
         return wrapper
@@ -163,7 +141,7 @@ def loss_alone(kind: str, batch: int = 100, classes: int = 10, rounds: int = 30)
 
     from fairseq_dynloss.losses import build_phi, dynamic_loss, phi_from_logits
 
-    now = time.thread_time if kind == "cpu" else time.perf_counter
+    timer = now(kind)
     generator = torch.Generator().manual_seed(0)
     logits = torch.randn(batch, classes, generator=generator, requires_grad=True)
     target = torch.randint(0, classes, (batch,), generator=generator)
@@ -184,10 +162,10 @@ def loss_alone(kind: str, batch: int = 100, classes: int = 10, rounds: int = 30)
         for name, step in (("ce", ce), ("prob", prob)):
             for _ in range(10):
                 step()
-            started = now()
+            started = timer()
             for _ in range(100):
                 step()
-            best[name] = min(best[name], 1e4 * (now() - started))
+            best[name] = min(best[name], 1e4 * (timer() - started))
     return best
 
 
@@ -204,7 +182,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=700, help="student updates per run (35 per epoch)")
     parser.add_argument("--repeats", type=int, default=3, help="best of N runs per variant")
     parser.add_argument("--variants", nargs="+", default=None)
-    parser.add_argument("--clock", choices=["wall", "cpu"], default="wall",
+    parser.add_argument("--clock", choices=CLOCKS, default="wall",
                         help="wall seconds, or this thread's CPU seconds (robust on a shared machine)")
     parser.add_argument("--phases", action="store_true",
                         help="also time the objective's forward, the student's backward and the policy "
