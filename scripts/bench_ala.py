@@ -247,9 +247,12 @@ def print_phases(results, runnable, steps: int, window: int, kind: str) -> None:
         totals = best["phases"]
         windows = max(1, len(best["rows"]))
         cells = [f"{1000 * totals.get(part, 0.0) / steps:.3f}" for part in UPDATE_PARTS]
-        cells += [f"{1000 * totals.get(part, 0.0) / windows:.2f}" if best["rows"] else "-" for part in POLICY_PARTS]
-        policy = sum(float(row["time_policy"]) for row in best["rows"]) if best["rows"] else None
-        rest = "-" if policy is None else             f"{1000 * (policy - sum(totals.get(part, 0.0) for part in POLICY_PARTS)) / windows:.2f}"
+        cells += [f"{1000 * totals.get(part, 0.0) / windows:.2f}" if best["rows"] else "-"
+                  for part in POLICY_PARTS]
+        rest = "-"
+        if best["rows"]:  # the policy phase's time outside the four wrapped parts
+            policy = sum(float(row["time_policy"]) for row in best["rows"])
+            rest = f"{1000 * (policy - sum(totals.get(part, 0.0) for part in POLICY_PARTS)) / windows:.2f}"
         print(f"| {'ce (baseline)' if name == 'none' else name} | {' | '.join(cells)} | {rest} |")
     alone = loss_alone(kind)
     print(f"# loss alone (log_softmax + loss, forward and backward, N = 100, C = 10, best of 30 x 100): "
