@@ -118,13 +118,10 @@ def dynamic_loss(
         safe_target, mask = target, None
 
     dynamic, sigmoid_arg = _phi_term(lprobs, safe_target, phi, form, scale, phi_tensors)
-    if nll_weight == 0.0:
-        # The NLL terms are reported, not trained: no autograd graph for them (the loss's
-        # gradient is the same; at N = 100, C = 10 every node costs about as much as its math).
-        with torch.no_grad():
-            nll, smoothed_nll = _nll_terms(lprobs, safe_target, label_smoothing)
-    else:
-        nll, smoothed_nll = _nll_terms(lprobs, safe_target, label_smoothing)
+    # With nll_weight = 0 the NLL terms are reported, not trained: no autograd graph for them (the
+    # loss's gradient is the same; at N = 100, C = 10 every node costs about as much as its math).
+    nll, smoothed_nll = _nll_terms(lprobs.detach() if nll_weight == 0.0 else lprobs, safe_target,
+                                   label_smoothing)
     if mask is not None:
         dynamic, sigmoid_arg, nll, smoothed_nll = (
             t * mask for t in (dynamic, sigmoid_arg, nll, smoothed_nll))

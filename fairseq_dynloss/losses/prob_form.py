@@ -99,7 +99,6 @@ def log_column(column: torch.Tensor, lprobs: torch.Tensor, target: torch.Tensor,
     return torch.where(ok, normal, fallback)
 
 
-@torch.no_grad()
 def check_prob_tensors(phi: Phi, tensors: Optional[Dict[str, torch.Tensor]] = None) -> None:
     """Raise PhiError unless the Phi tensors make ``M = phi.prob_matrix()`` usable by the prob form.
 
@@ -123,7 +122,13 @@ def check_prob_tensors(phi: Phi, tensors: Optional[Dict[str, torch.Tensor]] = No
         tensors = phi.tensors()
         key = tuple((id(t), t._version) for t in tensors.values())
         if getattr(phi, "_prob_checked_key", None) == key:
-            return
+            return  # before any no_grad context: this is every update's path
+    _check_prob_values(phi, tensors, key)
+
+
+@torch.no_grad()
+def _check_prob_values(phi: Phi, tensors: Dict[str, torch.Tensor], key: Optional[tuple]) -> None:
+    """``check_prob_tensors`` on the values; remembers ``key`` on ``phi`` when they pass."""
     bad = [~torch.isfinite(t).all() | (t < 0).any() for t in tensors.values()]
     columns = phi.prob_column_sums(tensors)
     if not bool(torch.stack(bad + [~(columns > 0).all()]).any()):
