@@ -2,6 +2,7 @@
 tables generated from them (so the two cannot drift)."""
 
 import dataclasses
+import re
 from pathlib import Path
 
 import pytest
@@ -57,3 +58,24 @@ def test_command_line(capsys):
     assert "translation_l2t" in capsys.readouterr().out
     with pytest.raises(SystemExit, match="unknown component 'dynamic'"):
         dynloss_help.main(["dynamic"])
+
+
+def test_help_strings_cite_sections_and_files_that_exist():
+    # A help string that sends the user to "README, 'Loss forms'" when no such heading exists (or
+    # to a docs/ file that is not there) is a dead end; every citation must resolve.
+    root = README.parent
+    headings, fenced = set(), False
+    for line in README.read_text().splitlines():
+        fenced ^= line.startswith("```")  # "# ..." inside a code block is a shell comment
+        if not fenced and re.match(r"#{1,6} ", line):
+            headings.add(line.lstrip("#").strip())
+    cited = 0
+    for name in dynloss_help.COMPONENTS:
+        for option, _, text in dynloss_help.options(name):
+            for section in re.findall(r"README, '([^']+)'", text):
+                assert section in headings, f"{name} {option} cites README section '{section}'"
+                cited += 1
+            for path in re.findall(r"\b(docs/[\w./-]+\.md)\b", text):
+                assert (root / path).is_file(), f"{name} {option} cites missing file {path}"
+                cited += 1
+    assert cited >= 2  # --dynamic-form and --phi-scale cite their explanations

@@ -38,8 +38,8 @@ class DynamicLossConfig(FairseqDataclass):
         default="paper",
         metadata={"help": "paper: l = -sigmoid(s * Phi[y] . log p), the L2T-DLF/ALA papers' form; "
                   "prob: l = -log sum_j p_j Phi[j, y] with Phi >= 0 (cross-entropy at Phi = I, "
-                  "forward correction at Phi = the noise matrix T; no --phi-scale). README, "
-                  "'Loss forms'"},
+                  "forward correction at Phi = the noise matrix T; no --phi-scale). "
+                  "docs/loss_forms.md"},
     )
     phi_parametrisation: ChoiceEnum(PARAMETRISATIONS) = field(
         default="diag_lowrank",
@@ -54,7 +54,8 @@ class DynamicLossConfig(FairseqDataclass):
     phi_scale: Optional[float] = field(
         default=None,
         metadata={"help": "scale s inside the sigmoid, l = -sigmoid(s * Phi[y] . log p); "
-                  "default 1/sqrt(|V|), which keeps the sigmoid out of saturation (README); "
+                  "default 1/sqrt(|V|), which keeps the sigmoid out of saturation (README, "
+                  "'Choosing the scale s'); "
                   "paper form only"},
     )
     phi_grad_interval: int = field(
