@@ -22,7 +22,7 @@ the clamp mean the same whatever |V| and G. Both the generic trainer and ``trans
 use this one target.
 
 **The prob form** (``l = -log sum_j p_j Phi[j, y]``, ``losses/prob_form.py``) needs Phi >= 0.
-There the controller moves logits ``L`` (C, C) and Phi is ``phi_from_logits(L, 1) = softmax``
+For a full Phi the controller moves logits ``L`` (C, C) and Phi is ``phi_from_logits(L, 1) = softmax``
 of each row: non-negative by construction. ``L_ii = 0`` and ``L_ij = logit_init`` (default -9.2:
 ``Phi_ij ~ 1e-4``, i.e. cross-entropy up to 0.1 %) at the start; a step of beta on ``L_ij``
 multiplies ``Phi_ij / Phi_ii`` by ``exp(beta)``, the same relative change whatever its size. The
@@ -32,6 +32,24 @@ student (MNIST-1D: a policy that drove every entry there left the student at 81-
 error; the best-validation checkpoint was unharmed). ``logit_max = -2`` excludes that corner (its
 all-"+" corner is ``Phi_ii = 0.45, Phi_ij = 0.061``, a fixed robust loss measured better than
 cross-entropy) but was worse on validation in the pilot than the default 0 (README).
+
+**The prob form with a bucketed Phi.** There ``M[j, y] = d_j [j = y] + B[g(j), g(y)] / |g(j)|``:
+``B[g, h]`` already weighs the *mean* probability of bucket g for a label of bucket h, so B
+itself is the controlled weight (no ``|h|`` factor). The controller moves G x G logits ``L`` and
+``B = exp(L)``: non-negative by construction, each entry on its own, and a step of beta
+multiplies ``B[g, h] / d`` by ``exp(beta)``, the same relative change as the full target's
+``Phi_ij / Phi_ii``. ``L = logit_init`` everywhere at the start (``d`` stays as the Phi had it;
+the target overwrites B, as the full target overwrites Phi), so per token
+
+    l = -log(d_y p_y) - log(1 + e^logit_init X / (d_y p_y)),   X = sum_g mean_{j in g} p_j <= 1:
+
+with ``d = 1`` (identity) cross-entropy minus at most ``e^logit_init X / p_y`` (``G e^logit_init``
+for a uniform student, 4e-4 at G = 4; larger only for tokens with ``p_y`` far below ``X``).
+The clamp bounds L into ``[logit_init, logit_max]`` unless one is given, so ``B <= 1``: at the
+corner ``B = 1`` every bucket's mean probability counts fully for every label, and the loss
+still depends on ``p_y``. Not the teacher's map ``b_g softmax(B_logits_g)``
+(``teacher/prob_tensors.py``): its row sums are a separate mixing vector, so G x G logits alone
+could not take B from ~0 (cross-entropy) to a bucket weight.
 
 **Clamp around the start.** The clamp bounds the controlled values' change from their initial
 values (Phi = I: the off-diagonal into ``[low, high]``, a controlled diagonal into
@@ -66,9 +84,11 @@ class PairTarget:
         history: H earlier states in each row's features.
         clamp: optional ``(low, high)`` for the change of the controlled values from their start.
         diagonal: also control a full Phi's diagonal ``Phi[i, i]`` (prob form: ``L_ii``).
-        form: the loss form, ``paper`` or ``prob`` (module docstring).
-        logit_init: prob form: the off-diagonal logits at the start (< logit_max).
-        logit_max: prob form: the largest off-diagonal logit (<= 0) when no clamp is given.
+        form: the loss form, ``paper`` or ``prob`` (module docstring; prob: a full Phi through
+            row-softmax logits, a bucketed Phi through ``B = exp(L)``).
+        logit_init: prob form: the off-diagonal logits (bucketed: every logit) at the start
+            (< logit_max).
+        logit_max: prob form: the largest of those logits (<= 0) when no clamp is given.
     """
 
     def __init__(self, phi, history: int, clamp: Optional[Tuple[float, float]] = None,
@@ -86,14 +106,11 @@ class PairTarget:
         self.form = form
         self.controlled = None
         if form == "prob":
-            if self.bucketed:
-                raise ControllerError("ALA with form=prob controls a full Phi through its logits; "
-                                      "a bucketed Phi is controlled under form=paper only")
-            if not (math.isfinite(logit_init) and math.isfinite(logit_max) and logit_init < logit_max <= 0):
-                raise ControllerError(f"logit_init={logit_init!r}, logit_max={logit_max!r}; expected finite "
-                                      "numbers with logit_init < logit_max <= 0")
-            self.controlled = torch.full((self.num_classes, self.num_classes), float(logit_init),
-                                         dtype=torch.float64).fill_diagonal_(0.0)
+            check_logit_box(logit_init, logit_max)
+            n = phi.num_buckets if self.bucketed else self.num_classes
+            self.controlled = torch.full((n, n), float(logit_init), dtype=torch.float64)
+            if not self.bucketed:  # full: L_ii = 0; bucketed: B[g, g] is an off-diagonal weight too
+                self.controlled.fill_diagonal_(0.0)
             if clamp is None:
                 clamp = (0.0, float(logit_max) - float(logit_init))  # L_ij in [logit_init, logit_max]
         self.buckets = phi.bucket_of.cpu() if self.bucketed else None
@@ -133,11 +150,12 @@ class PairTarget:
 
     def _write(self, values: torch.Tensor) -> None:
         tensor = controlled_tensor(self.phi)
-        if self.controlled is not None:  # prob form: Phi = row softmax of the logits
+        if self.controlled is not None:  # prob form: Phi (or B) from the logits
             self.controlled.copy_(values)
-            # = losses.phi_from_logits(values, 1) bit for bit (0 * I + 1 * softmax), without its
-            # argument checks and the identity term: the logits are this target's own, finite
-            values = torch.softmax(values, dim=-1)
+            # Full: = losses.phi_from_logits(values, 1) bit for bit (0 * I + 1 * softmax), without
+            # its argument checks and the identity term: the logits are this target's own, finite.
+            # Bucketed: B = exp(L) (module docstring).
+            values = torch.exp(values) if self.bucketed else torch.softmax(values, dim=-1)
         elif self.bucketed:
             values = values / self.sizes
         with torch.no_grad():
@@ -178,7 +196,8 @@ class PairTarget:
         return new
 
     def summary(self) -> Dict[str, float]:
-        """Bucketed: mean |W|, min and max; full: mean |Phi_ij| over the controlled i != j (and the
+        """Bucketed: mean |W|, min and max of the per-bucket mean weights (paper: W = |h| B; prob:
+        B itself); full: mean |Phi_ij| over the controlled i != j (and the
         mean diagonal when it is controlled)."""
         values = controlled_tensor(self.phi).detach().cpu().double() if self.form == "prob" else self.values()
         if self.bucketed:
@@ -189,6 +208,15 @@ class PairTarget:
         if self.summary_index[1].numel():
             out["phi_diag_mean"] = flat.index_select(0, self.summary_index[1]).mean().item()
         return out
+
+
+def check_logit_box(logit_init: float, logit_max: float) -> None:
+    """Raise ControllerError unless ``logit_init < logit_max <= 0`` (both finite): the prob form's
+    start and default upper bound of the controlled logits."""
+    numbers = all(isinstance(v, (int, float)) and math.isfinite(v) for v in (logit_init, logit_max))
+    if not (numbers and logit_init < logit_max <= 0):
+        raise ControllerError(f"logit_init={logit_init!r}, logit_max={logit_max!r}; expected finite "
+                              "numbers with logit_init < logit_max <= 0")
 
 
 def element_feature_size(history: int, num_elements: int,

@@ -3,7 +3,8 @@
 Use with ``--criterion dynamic_loss --phi-source ala --phi-parametrisation bucketed``. The
 criterion owns Phi, a ``BucketedPhi`` ``Phi_ij = d_i [i = j] + B[g(i), g(j)]`` over G frequency
 buckets of the target dictionary; this task's controller moves the G x G matrix ``B`` in place
-(``d`` stays as ``--phi-init`` set it).
+(``d`` stays as ``--phi-init`` set it). Both loss forms work: ``--dynamic-form paper`` (step 4)
+and ``--dynamic-form prob`` (below).
 
 After every optimiser step (``optimizer_step``) the student ``w^u`` is measured on a fixed
 validation subset (``--ala-val-batches`` batches of ``--ala-val-max-sentences`` sentences drawn
@@ -41,6 +42,14 @@ diagonal: with the toy's 424 types and G = 4, B = 0.075 already saturated the si
 the tokens. ``W_gh`` weighs the *mean* log-probability of bucket h, ``u = d_y log p_y +
 sum_h W_{g(y) h} mean_{j in h} log p_j``, so beta and the clamp mean the same whatever |V| and G:
 ``W`` = 0.1 is a label-smoothing-sized pull towards (W > 0) or away from (W < 0) bucket h.
+
+**--dynamic-form prob** (``l = -log (p^T M)_y``, ``M[j, y] = d_j [j = y] + B[g(j), g(y)] / |g(j)|``)
+needs ``B >= 0``, and there B already weighs a bucket's *mean* probability. The actions move G x G
+logits instead, ``L += beta a`` with ``B = exp(L)`` (non-negative by construction); L starts at
+``--ala-logit-init`` (B ~ 1e-4: cross-entropy up to about G 1e-4 nats per token; a B from
+``--phi-init`` is replaced, its ``d`` kept) and stays in
+``[--ala-logit-init, --ala-logit-max]`` (``controllers/targets.py``). ``--ala-clamp`` (a bound on
+W) is for the paper form and refused here. The logits are saved with the controller state.
 
 The maths and the window bookkeeping are ``fairseq_dynloss.controllers`` (``WindowController``
 with the bucketed ``PairTarget``, shared with ``dynloss-train``); this file is the fairseq
@@ -89,6 +98,7 @@ from ..controllers import (
     check_gamma, check_window, controlled_tensor, load_controller,
 )
 from ..controllers.errors import check_number, check_positive_int
+from ..controllers.targets import check_logit_box
 from ..criterions.dynamic_loss import DynamicLossCriterion
 from ..losses import PhiError
 from ..metrics import BleuStats, bleu_stats, corpus_bleu_from_stats
@@ -111,11 +121,20 @@ class TranslationALAConfig(TranslationConfig):
     ala_gamma: float = field(
         default=0.9, metadata={"help": "discount of the window metric M = sum_j gamma^(K-j) M_j, in (0, 1]"})
     ala_beta: float = field(
-        default=0.1, metadata={"help": "base step size (> 0): each entry W[g, h] = |h| B[g, h] moves "
-                               "by beta = base / sqrt(G^2) per window"})
-    ala_clamp: float = field(
-        default=0.1, metadata={"help": "clamp the entries W[g, h] = |h| B[g, h] into [-c, c] after "
-                               "each step (>= 0; 0: no clamp)"})
+        default=0.1, metadata={"help": "base step size (> 0): each entry W[g, h] = |h| B[g, h] "
+                               "(--dynamic-form prob: each logit L[g, h] of B = exp(L)) moves by "
+                               "beta = base / sqrt(G^2) per window"})
+    ala_clamp: Optional[float] = field(
+        default=None, metadata={"help": "--dynamic-form paper: clamp the entries W[g, h] = |h| B[g, h] "
+                                "into [-c, c] after each step (>= 0; 0: no clamp; default 0.1). Not "
+                                "with --dynamic-form prob, whose logits stay in [--ala-logit-init, "
+                                "--ala-logit-max]"})
+    ala_logit_init: float = field(
+        default=-9.2, metadata={"help": "--dynamic-form prob: the controlled logits L (B = exp(L)) at "
+                                "the start; -9.2: B ~ 1e-4, cross-entropy up to ~G 1e-4 nats per token"})
+    ala_logit_max: float = field(
+        default=0.0, metadata={"help": "--dynamic-form prob: the largest logit (> --ala-logit-init, "
+                               "<= 0; 0: B <= 1, each bucket's mean probability counts at most fully)"})
     ala_history: int = field(
         default=2, metadata={"help": "H: earlier states in each entry's features (>= 0)"})
     ala_val_batches: int = field(
@@ -185,9 +204,12 @@ def check_ala_options(cfg: TranslationALAConfig) -> None:
                 raise ControllerError(f"{name}: {err}") from None
         return run
 
+    def optional(check):  # None: the form's default
+        return lambda name, value: None if value is None else check(name, value)
+
     checks = {
         "ala_interval": named(check_window), "ala_gamma": named(check_gamma),
-        "ala_beta": named(check_beta), "ala_clamp": non_negative_float, "ala_history": at_least(0),
+        "ala_beta": named(check_beta), "ala_clamp": optional(non_negative_float), "ala_history": at_least(0),
         "ala_val_batches": at_least(1), "ala_val_max_sentences": at_least(1),
         "ala_max_len_a": non_negative_float, "ala_max_len_b": at_least(1), "ala_hidden": at_least(1),
         "ala_lr": positive_float, "ala_baseline_decay": unit_interval,
@@ -196,16 +218,32 @@ def check_ala_options(cfg: TranslationALAConfig) -> None:
     }
     for name, check in checks.items():
         check("--" + name.replace("_", "-"), getattr(cfg, name))
+    named(lambda box: check_logit_box(*box))("--ala-logit-init/--ala-logit-max",
+                                             (cfg.ala_logit_init, cfg.ala_logit_max))
     if str(cfg.ala_reward) not in REWARDS:  # argparse checks the choice; yaml configs do not
         raise ControllerError(f"--ala-reward={cfg.ala_reward!r}; expected one of {list(REWARDS)}")
     if str(cfg.ala_state) not in STATE_SOURCES:
         raise ControllerError(f"--ala-state={cfg.ala_state!r}; expected one of {list(STATE_SOURCES)}")
 
 
-def build_controller(cfg: TranslationALAConfig, phi) -> WindowController:
-    """The window controller over the bucketed Phi's ``W = |h| B`` (``controllers.targets``)."""
-    clamp = (-cfg.ala_clamp, cfg.ala_clamp) if cfg.ala_clamp > 0 else None
-    target = PairTarget(phi, cfg.ala_history, clamp)
+PAPER_CLAMP = 0.1  # --ala-clamp's default under --dynamic-form paper
+
+
+def build_controller(cfg: TranslationALAConfig, phi, form: str = "paper") -> WindowController:
+    """The window controller over the bucketed Phi's ``W = |h| B`` (paper form) or the logits of
+    ``B = exp(L)`` (prob form) (``controllers.targets``)."""
+    if form == "prob":
+        if cfg.ala_clamp is not None:
+            raise ControllerError(
+                f"--ala-clamp={cfg.ala_clamp} bounds W = |h| B under --dynamic-form paper; under "
+                "--dynamic-form prob the controlled logits stay in [--ala-logit-init, --ala-logit-max] "
+                f"(now [{cfg.ala_logit_init}, {cfg.ala_logit_max}]): set those instead")
+        clamp = None  # PairTarget's logit box
+    else:
+        c = PAPER_CLAMP if cfg.ala_clamp is None else cfg.ala_clamp
+        clamp = (-c, c) if c > 0 else None
+    target = PairTarget(phi, cfg.ala_history, clamp, form=form, logit_init=float(cfg.ala_logit_init),
+                        logit_max=float(cfg.ala_logit_max))
     policy = None
     if cfg.ala_policy:
         policy = load_controller(os.path.expanduser(cfg.ala_policy), expected_feature_size=target.feature_size).policy
@@ -251,16 +289,13 @@ class TranslationALATask(TranslationTask):
         if str(criterion.cfg.phi_source) != "ala":
             raise PhiError(f"--task translation_ala moves Phi itself; use --phi-source ala "
                            f"(got --phi-source {criterion.cfg.phi_source})")
-        if getattr(criterion, "form", "paper") != "paper":
-            raise PhiError("translation_ala moves a bucketed Phi under --dynamic-form paper only (its W may "
-                           f"turn negative, which the prob form refuses); got --dynamic-form {criterion.form}")
         if criterion.phi.parametrisation != "bucketed":
             raise PhiError(
                 f"translation_ala controls a bucketed Phi (its G x G matrix B); got "
                 f"--phi-parametrisation {criterion.phi.parametrisation}. Use --phi-parametrisation "
                 "bucketed --phi-buckets G (a full |V| x |V| Phi makes |V|^2 controlled pairs)"
             )
-        self.controller = build_controller(self.cfg, criterion.phi)
+        self.controller = build_controller(self.cfg, criterion.phi, str(getattr(criterion, "form", "paper")))
         self.horizon = horizon
         self.criterion = criterion
         return criterion

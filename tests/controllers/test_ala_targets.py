@@ -107,8 +107,98 @@ def test_prob_form_moves_logits_and_keeps_phi_non_negative():
     assert default.values()[~torch.eye(3, dtype=torch.bool)].max().item() == pytest.approx(-2.0)  # L_ij <= -2
     with pytest.raises(ControllerError, match="logit_init < logit_max <= 0"):
         PairTarget(build_phi("full", 3), history=0, form="prob", logit_max=0.5)
-    with pytest.raises(ControllerError, match="bucketed Phi is controlled under form=paper only"):
-        PairTarget(build_phi("bucketed", 4, num_buckets=2), history=0, form="prob")
+    with pytest.raises(ControllerError, match=r"logit_init=nan, logit_max=0.0; expected finite"):
+        PairTarget(build_phi("bucketed", 4, num_buckets=2), history=0, form="prob", logit_init=float("nan"))
+
+
+def bucketed_phi_4_2():
+    """A bucketed Phi over 6 classes in buckets of sizes 4 and 2."""
+    phi = build_phi("bucketed", 6, counts=[9, 8, 7, 6, 5, 4], num_buckets=2)
+    phi.bucket_of.copy_(torch.tensor([0, 0, 0, 0, 1, 1]))
+    phi.bucket_onehot.copy_(torch.nn.functional.one_hot(phi.bucket_of, 2).float())
+    return phi
+
+
+def test_bucketed_prob_target_moves_logits_of_b():
+    """B = exp(L): hand values after clamped steps, the logit box by default, exact state_dict."""
+    phi = bucketed_phi_4_2()
+    phi.diag.fill_(0.7)  # d is not the target's: it stays
+    target = PairTarget(phi, history=0, form="prob", logit_init=-4.0)  # box [-4, 0]
+    assert target.num_elements == 4 and target.description == "bucketed:prob"
+    torch.testing.assert_close(phi.B, torch.full((2, 2), math.exp(-4.0)))
+    target.apply(torch.tensor([1, 0, -1, 1]), 1.5)  # -1 on L = -4 stays at -4 (the box)
+    target.apply(torch.tensor([1, 0, 0, 1]), 1.5)
+    logits = torch.tensor([[-1.0, -4.0], [-4.0, -1.0]], dtype=torch.float64)
+    torch.testing.assert_close(target.values(), logits)
+    torch.testing.assert_close(phi.B, torch.tensor([[math.exp(-1.0), math.exp(-4.0)], [math.exp(-4.0), math.exp(-1.0)]]))
+    torch.testing.assert_close(phi.diag, torch.full((6,), 0.7))
+    # the value feature: the change of L from the start over the box width
+    state = torch.rand(2, 2) + 1.0
+    torch.testing.assert_close(target.features(state, [], 0.5),
+                               pair_features(state, logits + 4.0, [], 0.5, target.elements, value_scale=4.0))
+    assert target.summary() == pytest.approx({"W_mean_abs": (2 * math.exp(-1.0) + 2 * math.exp(-4.0)) / 4,
+                                              "W_min": math.exp(-4.0), "W_max": math.exp(-1.0)}, rel=1e-6)
+    for _ in range(5):  # +1.5 from -1: at the box's top, B = 1
+        target.apply(torch.tensor([1, 1, 1, 1]), 1.5)
+    torch.testing.assert_close(phi.B, torch.ones(2, 2))
+    # exact resume: the logits travel in the state dict, the future steps agree bit for bit
+    other = bucketed_phi_4_2()
+    restored = PairTarget(other, history=0, form="prob", logit_init=-4.0)
+    target.apply(torch.tensor([-1, 0, -1, 1]), 0.3)
+    restored.load_state_dict(target.state_dict())
+    other.load_tensors({name: t.clone() for name, t in phi.tensors().items()})
+    for t in (target, restored):
+        t.apply(torch.tensor([-1, -1, 0, 1]), 0.7)
+    assert torch.equal(restored.values(), target.values()) and torch.equal(other.B, phi.B)
+    with pytest.raises(ControllerError, match=r"checkpoint logits have shape \(3, 3\); expected \(2, 2\)"):
+        restored.load_state_dict({"logits": torch.zeros(3, 3)})
+
+
+@pytest.mark.parametrize("sign", [-1, 1])
+def test_bucketed_prob_b_stays_non_negative_after_extreme_actions(sign):
+    """Even without the logit box (a clamp of +-1000 on L), B = exp(L) is >= 0 and finite
+    (exp(-1009) underflows to 0, never below), and the prob form accepts it."""
+    from fairseq_dynloss.losses import check_prob_tensors
+
+    phi = bucketed_phi_4_2()
+    target = PairTarget(phi, history=0, form="prob", clamp=(-1000.0, 0.0 if sign > 0 else 1000.0))
+    for _ in range(40):
+        target.apply(torch.full((4,), sign), 50.0)
+        assert (phi.B >= 0).all() and torch.isfinite(phi.B).all()
+    if sign > 0:  # this clamp allows no rise: L stays at -9.2; the default box stops at L = 0, B = 1
+        torch.testing.assert_close(phi.B, torch.full((2, 2), math.exp(-9.2)))
+        phi_top = bucketed_phi_4_2()
+        top = PairTarget(phi_top, history=0, form="prob")
+        for _ in range(40):
+            top.apply(torch.ones(4, dtype=torch.long), 50.0)
+        torch.testing.assert_close(phi_top.B, torch.ones(2, 2))
+    else:  # L = -1009.2: exp underflows to exactly 0
+        assert torch.equal(phi.B, torch.zeros(2, 2))
+    check_prob_tensors(phi)  # finite, >= 0, every column sum > 0 (d = 1)
+
+
+def test_bucketed_prob_loss_at_the_start_is_cross_entropy_within_exp_logit_init():
+    """l = -log(p_y + e^L0 X), X = sum_g mean_{j in g} p_j (d = 1): by hand, and
+    0 <= CE - l <= e^L0 X / p_y; for a near-uniform student that is about G e^L0."""
+    from fairseq_dynloss.losses import dynamic_loss
+
+    phi = bucketed_phi_4_2()
+    PairTarget(phi, history=0, form="prob")  # logit_init = -9.2
+    generator = torch.Generator().manual_seed(0)
+    for spread in (0.1, 3.0):  # near-uniform and confident students
+        lprobs = torch.log_softmax(spread * torch.randn(64, 6, generator=generator, dtype=torch.float64), -1)
+        target = torch.randint(0, 6, (64,), generator=generator)
+        out = dynamic_loss(lprobs, target, phi, form="prob", reduce=False)
+        p = lprobs.exp()
+        X = p[:, :4].mean(1) + p[:, 4:].mean(1)
+        p_y = p.gather(1, target[:, None]).squeeze(1)
+        small = math.exp(-9.2)
+        torch.testing.assert_close(out.dynamic, -torch.log(p_y + small * X), rtol=1e-5, atol=1e-6)
+        gap = -torch.log(p_y) - out.dynamic
+        assert (gap >= -1e-6).all() and (gap <= small * X / p_y + 1e-6).all()
+    uniform = torch.full((1, 6), -math.log(6.0), dtype=torch.float64)
+    gap = math.log(6.0) - dynamic_loss(uniform, torch.tensor([0]), phi, form="prob", reduce=False).dynamic.item()
+    assert gap == pytest.approx(math.log(1 + 2 * math.exp(-9.2)), rel=1e-3)  # G e^L0 = 2e-4 nats
 
 
 def test_pair_target_refuses_a_phi_it_cannot_control():

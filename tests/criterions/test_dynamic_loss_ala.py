@@ -60,7 +60,7 @@ def test_registered_names():
     (["--max-update", "0"], "needs --max-update > 0 \\(got 0\\) or --ala-horizon"),
     (["--ala-horizon", "-1"], "--ala-horizon=-1; expected an integer >= 0"),
     (["--ala-replay-capacity", "-1"], "--ala-replay-capacity=-1; expected an integer >= 0"),
-    (["--dynamic-form", "prob"], "under --dynamic-form paper only"),
+    (["--dynamic-form", "prob", "--ala-clamp", "0.1"], "--ala-clamp=0.1 bounds W = .* under --dynamic-form paper"),
     (["--ala-entropy-bonus", "-1"], r"--ala-entropy-bonus=-1.0; expected a value in \[0.0, inf\]"),
 ])
 def test_bad_options_fail_clearly(toy_data_bin, extra, message):

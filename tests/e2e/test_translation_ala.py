@@ -76,11 +76,14 @@ def test_phi_moves_and_rewards_follow_the_window_metric(toy_data_bin, tmp_path, 
     assert policy.extra["reward_metric"] == reward and policy.extra["num_elements"] == 16
 
 
-def test_resume_reproduces_the_uninterrupted_run(toy_data_bin, tmp_path):
-    """Stop after 8 updates (inside the third window of K=3), resume to 16."""
+@pytest.mark.parametrize("form", ["paper", "prob"])
+def test_resume_reproduces_the_uninterrupted_run(toy_data_bin, tmp_path, form):
+    """Stop after 8 updates (inside the third window of K=3), resume to 16. Under the prob form
+    the controller moves the logits of B = exp(L) (base beta 4: a step of 1 per window, so B
+    moves visibly); Phi stays finite and non-negative, and the logits resume exactly too."""
     data = toy_data_bin / "data-bin"
     # The same horizon, so that both runs see the same progress feature u / T.
-    common = ["--ala-horizon", "16"]
+    common = ["--ala-horizon", "16", "--dynamic-form", form] + (["--ala-beta", "4"] if form == "prob" else [])
     fairseq("train", *ala_args(data, tmp_path / "straight", *common, "--max-update", "16"))
     fairseq("train", *ala_args(data, tmp_path / "resumed", *common, "--max-update", "8"))
     proc = fairseq("train", *ala_args(data, tmp_path / "resumed", *common, "--max-update", "16",
@@ -93,6 +96,13 @@ def test_resume_reproduces_the_uninterrupted_run(toy_data_bin, tmp_path):
         torch.testing.assert_close(resumed["model"][key], value, rtol=0, atol=1e-6, msg=key)
     for name, value in straight["task_state"]["ala"]["phi"].items():
         assert torch.equal(resumed["task_state"]["ala"]["phi"][name], value), name
+    if form == "prob":
+        logits = straight["task_state"]["ala"]["target"]["logits"]
+        assert torch.equal(resumed["task_state"]["ala"]["target"]["logits"], logits)
+        B = straight["task_state"]["ala"]["phi"]["B"]
+        assert torch.isfinite(B).all() and (B >= 0).all()
+        torch.testing.assert_close(B, torch.exp(logits).float())
+        assert ((logits >= -9.2) & (logits <= 0)).all() and (logits > -9.2).any(), "some B moved up"
     drop_time = lambda rows: [{k: v for k, v in r.items() if k != "seconds"} for r in rows]
     rows = read_rows(tmp_path / "straight" / "ala_log.csv")
     assert len(rows) == 5
