@@ -20,12 +20,12 @@ import os
 import statistics
 import sys
 import tempfile
-import time
 
 import torch
 
 import fairseq  # noqa: F401  (before the plugin, so that it registers)
 import fairseq_dynloss  # noqa: F401
+from bench_clock import CLOCKS, now
 from fairseq import options, tasks
 from fairseq.dataclass.utils import convert_namespace_to_omegaconf
 
@@ -94,7 +94,7 @@ def main():
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--parametrisations", default="full,diag_lowrank,bucketed",
                         help="comma-separated subset of dynamic_loss parametrisations")
-    parser.add_argument("--clock", choices=("wall", "cpu"), default="wall",
+    parser.add_argument("--clock", choices=CLOCKS, default="wall",
                         help="wall: perf_counter; cpu: this thread's CPU time (needs --threads 1)")
     parser.add_argument("--forms", default="paper,prob",
                         help="comma-separated subset of dynamic_loss forms (paper, prob)")
@@ -102,7 +102,7 @@ def main():
     torch.set_num_threads(args.threads)
     if args.clock == "cpu" and args.threads != 1:
         parser.error("--clock cpu measures one thread: use it with --threads 1")
-    clock = time.thread_time if args.clock == "cpu" else time.perf_counter
+    clock = now(args.clock)
     wanted, forms = set(args.parametrisations.split(",")), set(args.forms.split(","))
 
     def chosen(name):

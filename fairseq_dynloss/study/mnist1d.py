@@ -83,9 +83,10 @@ NOTES = {
 
 
 def cells(args) -> List[Tuple[str, str, List[str]]]:
-    """The tables to make, as (setting, model, methods): ``PLAN`` unless the arguments name
-    settings, models or methods (``None`` = not given), then their product (a missing one taken
-    from the plan). Forward correction is the identity without noise, so clean has no oracle row."""
+    """The tables to make, as (setting, model, methods): ``PLAN``'s tables unless the arguments
+    name settings or models (``None`` = not given), then their product (a missing one taken from
+    the plan); named methods replace every table's rows. Forward correction is the identity
+    without noise, so clean has no oracle row."""
     settings, models, methods = args.mnist1d_settings, args.mnist1d_models, args.mnist1d_methods
     if settings is None and models is None:
         chosen = list(PLAN)
