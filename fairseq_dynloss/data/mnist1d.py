@@ -1,7 +1,8 @@
 """MNIST-1D (Greydanus 2020): procedural 1-D digits of length 40, generated offline and cached.
 
-Generated with ``mnist1d.data.make_dataset`` and explicit arguments (its ``get_dataset`` tries an
-HTTP download first and is never called). ``num_samples=5000, data_seed=42`` is the public
+Generated as ``mnist1d.data.make_dataset`` does, bit for bit (``mnist1d_generate.py``), from
+explicit arguments (the package's ``get_dataset`` tries an HTTP download first and is never
+called). ``num_samples=5000, data_seed=42`` is the public
 4000 train / 1000 test set; 50000 samples give 40000 / 10000. The package standardises the signals
 over all samples (train and test together), as the published set does.
 
@@ -69,13 +70,14 @@ def generation_args(num_samples: int, data_seed: int) -> Dict:
 
 
 def generate(args: Dict) -> Dict[str, np.ndarray]:
-    """``make_dataset(args)``: x (N_train, 40) float64, y (N_train,) int64, and the test arrays.
+    """The package's ``make_dataset(args)``: x (N_train, 40) float64, y (N_train,) int64, and the test arrays.
 
     The package seeds numpy's and Python's global generators; their states are restored after,
     so generating data does not change any other random draw of the process.
     """
-    from mnist1d.data import make_dataset
     from mnist1d.utils import ObjectView
+
+    from .mnist1d_generate import make_dataset  # the package's arrays, bit for bit, ~10x faster
 
     numpy_state, python_state = np.random.get_state(), random.getstate()
     try:
