@@ -32,8 +32,8 @@ Parts:
 
 Every table is paired (the methods run the same seeds): the per-seed difference from CE, its
 bootstrap CI, paired t and Wilcoxon p-values, the minimum detectable difference, and time
-relative to CE (digits: training time incl. controller / teacher work; toy, toy_hard: job wall
-time). Jobs run two at a time with one thread each (two cores); finished jobs
+relative to CE (digits, mnist1d: training CPU time incl. controller / teacher work; toy, toy_hard:
+job wall time). Jobs run two at a time with one thread each (two cores); finished jobs
 are recorded under ``--work`` and skipped when the study is run again (delete it to redo).
 Plots go to ``--plots`` (default ``docs/img/study``).
 """
@@ -386,14 +386,14 @@ PAIRED = ("Every method ran the same seeds, so the tables are paired: Δ = per-s
           "signed-rank p-values, and MDD = the smallest true difference these seeds detect with "
           "80 % power (paired t, two-sided alpha 0.05): a 'n.s.' row whose MDD exceeds the "
           "effect you care about says nothing either way. 'gap closed' = (method - CE) / "
-          "(forward-correction oracle - CE). time = training time (teacher and controller "
-          "work included) over CE's.")
+          "(forward-correction oracle - CE). time = training CPU time (teacher and controller "
+          "work included; wall time for runs made before the trainer recorded CPU time) over CE's.")
 REFERENCE = ("Every model: CE, seeds 1..N, test accuracy after the last update (nothing "
              "selected: there is no validation split); the bar is the published accuracy "
              f"± {mnist1d_reference.TOLERANCE:g} points.")
 PAIRED_NO_ORACLE = PAIRED.split(" 'gap closed'")[0]
 PART_STATISTICS = {
-    "digits": PAIRED_NO_ORACLE + " time = training time including controller and teacher-training "
+    "digits": PAIRED_NO_ORACLE + " time = training CPU time including controller and teacher-training "
               "work (not process start-up) over CE's.",
     "toy": PAIRED_NO_ORACLE + " " + toy_hard.TIME_NOTE,
     "mnist1d": PAIRED, "mnist1d_reference": REFERENCE,

@@ -18,7 +18,7 @@ class MethodRow:
     Attributes:
         name: the row label.
         values: the metric per seed (same seeds as the baseline row).
-        seconds: wall time per seed (everything the method needs: teacher training included).
+        seconds: time per seed (CPU time for trainer runs, job wall time for fairseq ones) (everything the method needs: teacher training included).
         note: free text for the last column.
     """
 

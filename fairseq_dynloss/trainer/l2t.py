@@ -443,13 +443,14 @@ def train_teacher(cfg, splits, objective, device: torch.device, out_dir: str) ->
         starts = load_or_train_trajectory(cfg, splits, device, out_dir, settings, total_updates(cfg, splits))
     bar = tqdm(total=t.steps, initial=len(rows), disable=not cfg.progress, leave=False, unit="teacher step")
     for episode in range(len(rows), t.steps):
-        started = time.perf_counter()
+        started, started_cpu = time.perf_counter(), time.process_time()
         start = None if starts is None else episode_start(starts, episode)
         result, _ = run_episode(cfg, splits, objective, learner, episode, device, start)
         rows.append({"step": episode + 1, "dev_objective": result.dev_objective, "grad_norm": result.grad_norm,
                      "skipped": int(result.skipped), "penalty": result.penalty,
                      "inner_loss_first": result.inner_losses[0].item(),
-                     "inner_loss_last": result.inner_losses[-1].item(), "time": time.perf_counter() - started})
+                     "inner_loss_last": result.inner_losses[-1].item(), "time": time.perf_counter() - started,
+                     "cpu_time": time.process_time() - started_cpu})
         if start is not None:
             rows[-1]["start_update"] = start["update"]
         atomic_torch_save({"learner": learner.state_dict(), "rows": rows, "trained_with": settings},

@@ -325,7 +325,7 @@ def _train(cfg: DictConfig, out_dir: str, stop_request: StopRequest) -> List[Dic
             done, batch_losses, local_sizes, seen = restore_position(position, augment_rng, context.device)
             ala_rows_before = position.get("ala_rows_before", ala_rows_before)
             position = None
-        started = time.perf_counter()
+        started, started_cpu = time.perf_counter(), time.process_time()
         bar.total = bar.n + len(global_batches) * (stop - epoch) - done
         bar.set_description(f"epoch {epoch + 1}/{epochs}", refresh=False)
         for batch in global_batches[done:]:
@@ -365,6 +365,9 @@ def _train(cfg: DictConfig, out_dir: str, stop_request: StopRequest) -> List[Dic
         if context.device.type == "cuda":
             torch.cuda.synchronize(context.device)
         train_time = time.perf_counter() - started
+        # the process's CPU seconds of the same phase: what the wall clock would read on an idle
+        # machine for single-threaded work, so a cost ratio survives a loaded machine
+        train_cpu_time = time.process_time() - started_cpu
         loss_sum = torch.zeros((), dtype=torch.float64, device=context.device)
         if batch_losses:
             sizes = torch.tensor(local_sizes, dtype=torch.float64, device=context.device)
@@ -392,7 +395,7 @@ def _train(cfg: DictConfig, out_dir: str, stop_request: StopRequest) -> List[Dic
         row.update({f"val_{m}": val.get(m, float("nan")) for m in metrics})
         row["test_loss"] = test["loss"]
         row.update({f"test_{m}": test[m] for m in metrics})
-        row.update({"lr": lr, "time": train_time})
+        row.update({"lr": lr, "time": train_time, "cpu_time": train_cpu_time})
         if ala is not None:
             row.update(ala.epoch_summary(ala_rows_before))
         if l2t is not None:  # the next updates see this epoch's validation loss and error

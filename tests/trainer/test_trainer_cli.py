@@ -34,7 +34,11 @@ def test_each_loss_trains_and_writes_its_run_folder(tmp_path, loss):
     assert (tmp_path / "phi.png").exists() == (loss == "dynamic")
     rows = read_rows(tmp_path)
     assert len(rows) == epochs
-    assert {"epoch", "train_loss", "val_loss", "val_error", "test_error", "lr", "time"} <= set(rows[0])
+    assert {"epoch", "train_loss", "val_loss", "val_error", "test_error", "lr", "time", "cpu_time"} <= set(rows[0])
+    # the training phase's CPU seconds: positive, and at most its wall seconds times the threads
+    # (plus the clocks' resolution)
+    threads = torch.get_num_threads()
+    assert all(0 < float(r["cpu_time"]) <= float(r["time"]) * threads + 0.05 for r in rows)
     assert f"name: {loss}" in (tmp_path / "config.yaml").read_text()
     assert not list(tmp_path.glob("*.tmp")) and not list(tmp_path.glob(".*.tmp"))
 
@@ -45,7 +49,7 @@ def test_resume_equals_an_uninterrupted_run(tmp_path):
     train(compose_config(*common, "stop_after_epoch=2"), str(tmp_path / "split"))
     assert len(read_rows(tmp_path / "split")) == 2
     resumed = train(compose_config(*common, "resume=true"), str(tmp_path / "split"))
-    strip = lambda rows: [{k: v for k, v in row.items() if k != "time"} for row in rows]
+    strip = lambda rows: [{k: v for k, v in row.items() if k not in ("time", "cpu_time")} for row in rows]
     assert strip(resumed) == strip(full)
     a = torch.load(tmp_path / "full/checkpoint_last.pt", weights_only=True)["student"]
     b = torch.load(tmp_path / "split/checkpoint_last.pt", weights_only=True)["student"]
@@ -70,7 +74,7 @@ def test_checkpoints_written_at_an_interval_equal_those_written_every_epoch(tmp_
     assert writes == [1, 2, 3, 4]
     writes.clear()
     spaced = train(compose_config(*common, "checkpoint_interval_s=1e9"), str(tmp_path / "spaced"))
-    strip = lambda rows: [{k: v for k, v in row.items() if k != "time"} for row in rows]
+    strip = lambda rows: [{k: v for k, v in row.items() if k not in ("time", "cpu_time")} for row in rows]
     assert strip(every) == strip(spaced)
     best_epoch = min(every, key=lambda row: row["val_error"])["epoch"]  # the first minimum
     assert best_epoch < 4, "this test needs a best epoch before the last"

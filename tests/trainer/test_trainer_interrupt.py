@@ -17,7 +17,7 @@ import fairseq_dynloss.trainer.loop as loop
 from fairseq_dynloss.trainer import train
 from fairseq_dynloss.trainer.interrupt import StopRequest, TrainingInterrupted
 
-STRIP = lambda rows: [{k: v for k, v in row.items() if k != "time"} for row in rows]
+STRIP = lambda rows: [{k: v for k, v in row.items() if k not in ("time", "cpu_time")} for row in rows]
 
 
 def read_rows(folder):
