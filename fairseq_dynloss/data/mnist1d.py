@@ -70,7 +70,8 @@ def generation_args(num_samples: int, data_seed: int) -> Dict:
 
 
 def generate(args: Dict) -> Dict[str, np.ndarray]:
-    """The package's ``make_dataset(args)``: x (N_train, 40) float64, y (N_train,) int64, and the test arrays.
+    """The package's ``make_dataset(args)``: x (N_train, 40) float64, y (N_train,) int64, and the
+    test arrays.
 
     The package seeds numpy's and Python's global generators; their states are restored after,
     so generating data does not change any other random draw of the process.

@@ -18,7 +18,8 @@ class MethodRow:
     Attributes:
         name: the row label.
         values: the metric per seed (same seeds as the baseline row).
-        seconds: time per seed (CPU time for trainer runs, job wall time for fairseq ones) (everything the method needs: teacher training included).
+        seconds: time per seed, everything the method needs (teacher training included): CPU
+            time for dynloss-train runs, job wall time for fairseq ones.
         note: free text for the last column.
     """
 
