@@ -41,6 +41,7 @@ Plots go to ``--plots`` (default ``docs/img/study``).
 from __future__ import annotations
 
 import argparse
+import collections
 import csv
 import datetime
 import json
@@ -447,6 +448,10 @@ def main(argv: Sequence[str] = None) -> None:
     parser.add_argument("--workers", type=int, default=2, help="jobs at a time (one thread each)")
     parser.add_argument("--work", default=os.path.join(REPO, "work", "study"))
     parser.add_argument("--out", default=os.path.join(REPO, "RESULTS.md"))
+    parser.add_argument("--archive", default=None, metavar="DIR",
+                        help="job records with the runs' results, kept across checkouts (default: "
+                             "results/runs/ beside --out; commit it): an archived job is "
+                             "restored instead of run. 'none' keeps nothing")
     parser.add_argument("--plots", default="docs/img/study",
                         help="folder for PNGs, relative to the folder of --out")
     parser.add_argument("--digits-models", nargs="+", default=["mlp", "lenet"])
@@ -530,24 +535,34 @@ def main(argv: Sequence[str] = None) -> None:
         # phase 1: everything but the gridded baselines' chosen values on the later seeds
         mnist1d.write_sparse_matrix(work)
         jobs += mnist1d.jobs(args, work, PYTHON, ONE_THREAD)
-    run_jobs(jobs, os.path.join(work, "state"), workers=args.workers)
+    out_dir = os.path.dirname(os.path.abspath(args.out))
+    archive = (None if args.archive == "none" else
+               os.path.abspath(args.archive or os.path.join(out_dir, "results", "runs")))
+    # records name these folders by placeholder, so a record matches its job in any checkout
+    roots = {"<work>": work, "<repo>": REPO, "<python>": PYTHON,
+             "<venv-bin>": os.path.dirname(PYTHON)}
+    run = lambda some: run_jobs(some, os.path.join(work, "state"), workers=args.workers,
+                                roots=roots, archive=archive)
+    run(jobs)
     if "mnist1d" in args.parts:  # phase 2: the validation-chosen baselines on every seed
         grid_choice = mnist1d.choose_grid(args, work)
         more = mnist1d.jobs(args, work, PYTHON, ONE_THREAD, grid_choice)
         more = [job for job in more if job.name not in {j.name for j in jobs}]
         jobs += more
-        run_jobs(more, os.path.join(work, "state"), workers=args.workers)
+        run(more)
     elapsed = time.perf_counter() - started
 
-    out_dir = os.path.dirname(os.path.abspath(args.out))
     plot_lines = make_plots(args, work, os.path.join(out_dir, args.plots))
     command = "python scripts/study.py " + " ".join(sys.argv[1:] if argv is None else argv)
     tables = {"digits": lambda: digits_tables(args, work), "toy": lambda: toy_tables(args, work),
               "toy_hard": lambda: toy_hard.tables(args, work, TOY_FINETUNED),
               "mnist1d_reference": lambda: [mnist1d_reference.table(
                   args.mnist1d_reference_seed_list, work)]}
-    job_minutes = sum(seconds_of(work, job.name) for job in jobs
-                      if load_record(os.path.join(work, "state"), job.name)) / 60
+    records = [load_record(os.path.join(work, "state"), job.name) for job in jobs]
+    records = [record for record in records if record is not None]
+    job_minutes = sum(record.seconds for record in records) / 60
+    cpus = collections.Counter(record.cpu or "CPU not recorded" for record in records)
+    made_on = "; ".join(f"{cpu}: {count} jobs" for cpu, count in cpus.most_common())
     for part in args.parts:
         seeds = {"mnist1d": args.mnist1d_seed_list,
                  "toy_hard": args.toy_hard_seed_list,
@@ -557,7 +572,8 @@ def main(argv: Sequence[str] = None) -> None:
                   f"({os.cpu_count()} cores), torch {torch.__version__}; {len(jobs)} jobs, "
                   f"{args.workers} at a time with one thread each, {job_minutes:.0f} min of job "
                   f"wall time in all; this invocation ran for {elapsed / 60:.1f} min (jobs "
-                  f"finished earlier were reused). Seeds "
+                  f"finished earlier, or archived in results/runs/, were reused). Runs made on "
+                  f"{made_on}. Seeds "
                   f"{seeds[0]}..{seeds[-1]}. {PART_STATISTICS[part]}")
         if part == "mnist1d":  # one file per table: runs of other settings keep theirs
             pieces = [(f"mnist1d--{setting}--{model}", [section])

@@ -26,9 +26,9 @@ from __future__ import annotations
 import os
 from typing import Dict, List, Sequence, Tuple
 
-from .jobs import Job
+from .jobs import Job, summary_of
 from .report import MethodRow, paired_table, versus_paired
-from .runs import best_val_accuracy, best_val_row, teacher_seconds, training_seconds
+from .runs import run_summary
 
 # setting -> task.label_noise overrides ({matrix} is the CSV written by the study)
 NOISE: Dict[str, List[str]] = {
@@ -105,6 +105,11 @@ def run_dir(work: str, setting: str, model: str, method: str, seed: int) -> str:
     return os.path.join(work, "mnist1d", setting, f"{model}_{method}_seed{seed}")
 
 
+def job_name(setting: str, model: str, name: str, seed: int) -> str:
+    """The job of one run (``name``: a method, or a gridded baseline's ``grid_name``)."""
+    return f"mnist1d_{setting}_{model}_{name}_seed{seed}"
+
+
 def method_overrides(method: str, value=None) -> List[str]:
     """The overrides of ``method``; a gridded baseline gets its value (and a folder suffix)."""
     overrides = list(METHODS[method])
@@ -151,8 +156,9 @@ def jobs(args, work: str, python: str, env: Dict[str, str], grid_choice: Dict = 
                     command = train_command(python, work, setting, model,
                                             method_overrides(method, value), seed, folder,
                                             args.mnist1d_steps, args.mnist1d_lr)
-                    out.append(Job(f"mnist1d_{setting}_{model}_{name}_seed{seed}", command,
-                                   [os.path.join(folder, "metrics.csv")], env=env))
+                    out.append(Job(job_name(setting, model, name, seed), command,
+                                   [os.path.join(folder, "metrics.csv")], env=env,
+                                   summary=lambda folder=folder: run_summary(folder)))
     return out
 
 
@@ -170,6 +176,7 @@ def write_sparse_matrix(work: str) -> None:
 def choose_grid(args, work: str) -> Dict:
     """{(setting, model, method): value} with the best mean best-validation error over the
     first ``GRID_SEEDS`` seeds (first grid value on ties)."""
+    state = os.path.join(work, "state")
     choice = {}
     for setting, model, methods in cells(args):
         for method in GRIDS:
@@ -177,9 +184,8 @@ def choose_grid(args, work: str) -> Dict:
                 continue
             scores = []
             for value in GRIDS[method][1]:
-                errors = [best_val_row(os.path.join(run_dir(work, setting, model,
-                                                            grid_name(method, value), seed),
-                                                    "metrics.csv"), "error")["val_error"]
+                errors = [summary_of(state, job_name(setting, model, grid_name(method, value),
+                                                     seed))["val_error"]
                           for seed in args.mnist1d_seed_list[:GRID_SEEDS]]
                 scores.append((sum(errors) / len(errors), value))
             choice[(setting, model, method)] = min(scores, key=lambda s: s[0])[1]
@@ -188,7 +194,9 @@ def choose_grid(args, work: str) -> Dict:
 
 def tables(args, work: str, grid_choice: Dict) -> List[Tuple[Tuple[str, str], str]]:
     """One paired table per (setting, model): test accuracy % at the best-validation epoch, as
-    ((setting, model), markdown) pairs."""
+    ((setting, model), markdown) pairs. Reads the runs' summaries (``run_summary``) from the job
+    records, so archived runs report without their folders."""
+    state = os.path.join(work, "state")
     sections = []
     for setting, model, methods in cells(args):
         rows = []
@@ -197,9 +205,9 @@ def tables(args, work: str, grid_choice: Dict) -> List[Tuple[Tuple[str, str], st
             name = method if value is None else grid_name(method, value)
             values, seconds = [], []
             for seed in args.mnist1d_seed_list:
-                folder = run_dir(work, setting, model, name, seed)
-                values.append(best_val_accuracy(folder, "test"))
-                seconds.append(training_seconds(folder) + teacher_seconds(folder))
+                summary = summary_of(state, job_name(setting, model, name, seed))
+                values.append(100.0 - summary["test_error"])
+                seconds.append(summary["training_seconds"] + summary["teacher_seconds"])
             note = NOTES.get(method, "")
             if value is not None:
                 note = f"eps = {value:g}, chosen on validation from {list(GRIDS[method][1])}"

@@ -15,7 +15,7 @@ import math
 import os
 from typing import Dict, List
 
-from .jobs import Job
+from .jobs import Job, summary_of
 from .mnist1d import train_command
 from .stats import summarize
 
@@ -37,6 +37,10 @@ def run_dir(work: str, model: str, seed: int) -> str:
     return os.path.join(work, "mnist1d_reference", f"{model}_seed{seed}")
 
 
+def job_name(model: str, seed: int) -> str:
+    return f"mnist1d_reference_{model}_seed{seed}"
+
+
 def jobs(seeds: List[int], work: str, python: str, env: Dict[str, str]) -> List[Job]:
     """One CE run per (model, seed) under the reference schedule."""
     out = []
@@ -45,8 +49,10 @@ def jobs(seeds: List[int], work: str, python: str, env: Dict[str, str]) -> List[
             folder = run_dir(work, model, seed)
             command = train_command(python, work, "clean", model, OVERRIDES, seed, folder,
                                     STEPS, LR)
-            out.append(Job(f"mnist1d_reference_{model}_seed{seed}", command,
-                           [os.path.join(folder, "metrics.csv")], env=env))
+            metrics = os.path.join(folder, "metrics.csv")
+            out.append(Job(job_name(model, seed), command, [metrics], env=env,
+                           summary=lambda metrics=metrics: {
+                               "last_test_accuracy": last_test_accuracy(metrics)}))
     return out
 
 
@@ -68,7 +74,7 @@ def table(seeds: List[int], work: str) -> str:
              f"within ±{TOLERANCE:g}? | reference code's own logs |",
              "|---|---:|---:|---:|---:|:---:|---:|"]
     for model in MODELS:
-        values = [last_test_accuracy(os.path.join(run_dir(work, model, s), "metrics.csv"))
+        values = [summary_of(os.path.join(work, "state"), job_name(model, s))["last_test_accuracy"]
                   for s in seeds]
         summary = summarize(values)
         diff = summary.mean - PUBLISHED[model]

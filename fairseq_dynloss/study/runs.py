@@ -57,3 +57,14 @@ def teacher_seconds(run_dir: str) -> float:
         return 0.0
     with open(path) as handle:
         return _seconds(list(csv.DictReader(handle)))
+
+
+def run_summary(run_dir: str, metric: str = "error") -> dict:
+    """What a study reports of a finished run, small enough to archive (``jobs.Job.summary``):
+    the best-validation epoch's validation and test values of ``metric`` and the run's training
+    and teacher-training seconds (``training_seconds``, ``teacher_seconds``)."""
+    row = best_val_row(os.path.join(run_dir, "metrics.csv"), metric)
+    return {"epoch": int(row["epoch"]), f"val_{metric}": row[f"val_{metric}"],
+            f"test_{metric}": row[f"test_{metric}"],
+            "training_seconds": training_seconds(run_dir),
+            "teacher_seconds": teacher_seconds(run_dir)}

@@ -21,7 +21,7 @@ import json
 import os
 from typing import Dict, List
 
-from .jobs import Job, load_record
+from .jobs import Job, load_record, summary_of
 from .report import MethodRow, paired_table
 
 ARCH = "transformer"  # the toy transformer of recipes/toy/common.sh
@@ -78,10 +78,11 @@ def jobs(args, work: str, repo: str, env: Dict[str, str], toy: Dict[str, object]
                   f"{criterion} {extra} && bash {toy_recipes}/evaluate.sh {name}")
         # a changed command must not resume the old checkpoint (train.sh resumes a finished one)
         return Job(f"toy_hard_{name}", ["bash", "-c", script], [result_path(work, name)],
-                   tuple(after), env, clean=[os.path.join(part_work, "checkpoints", name)])
+                   tuple(after), env, clean=[os.path.join(part_work, "checkpoints", name)],
+                   summary=lambda: bleu_summary(result_path(work, name)))
 
     prepare = Job("toy_hard_prepare", ["bash", os.path.join(repo, "recipes", "toy_hard", "prepare.sh")],
-                  [os.path.join(part_work, "data-bin", ".done")], env=env)
+                  [os.path.join(part_work, "data-bin", ".done")], env=env, summary=dict)
     out = [prepare]
     teacher_dir = os.path.join(part_work, "checkpoints", TEACHER)
     if "l2t" in methods:  # one teacher, trained once, then frozen
@@ -90,7 +91,7 @@ def jobs(args, work: str, repo: str, env: Dict[str, str], toy: Dict[str, object]
                   f"{toy_recipes}/train.sh {TEACHER} {ARCH} dynamic_loss {extra}")
         out.append(Job(f"toy_hard_{TEACHER}", ["bash", "-c", script],
                        [os.path.join(teacher_dir, "teacher.pt")], (prepare.name,), env,
-                       clean=[teacher_dir]))
+                       clean=[teacher_dir], summary=dict))  # its record: the students' time share
     for seed in args.toy_hard_seed_list:
         ce = run_name("ce", seed)
         if "ce" in methods or finetuned:
@@ -116,6 +117,12 @@ def jobs(args, work: str, repo: str, env: Dict[str, str], toy: Dict[str, object]
     return out
 
 
+def bleu_summary(path: str) -> dict:
+    """The archived result of a scored run: ``evaluate.sh``'s sacrebleu score."""
+    with open(path) as handle:
+        return {"score": float(json.load(handle)["score"])}
+
+
 def seconds_of(work: str, job: str) -> float:
     record = load_record(os.path.join(work, "state"), job)
     return record.seconds if record else float("nan")
@@ -132,8 +139,7 @@ def tables(args, work: str, finetuned_methods) -> List[str]:
         values, seconds = [], []
         for seed in seeds:
             name = run_name(method, seed)
-            with open(result_path(work, name)) as handle:
-                values.append(json.load(handle)["score"])
+            values.append(summary_of(os.path.join(work, "state"), f"toy_hard_{name}")["score"])
             spent = seconds_of(work, f"toy_hard_{name}")
             if method in finetuned_methods:
                 spent += seconds_of(work, f"toy_hard_{run_name('ce', seed)}")

@@ -95,3 +95,83 @@ def test_legacy_record_without_command_is_reused(tmp_path):
     (tmp_path / "a.json").write_text('{"seconds": 1.5, "returncode": 0}')
     records = run_jobs([python_job("a", "raise SystemExit(1)")], str(tmp_path), progress=False)
     assert records["a"].seconds == 1.5 and records["a"].command is None
+
+
+def archived_pair(work, trace, version="1"):
+    """Job a writes <work>/a.out and summarises it; job b reads it (a fine-tune of a's model)."""
+    append = lambda tag: f"open({str(trace)!r}, 'a').write({tag!r} + '\\n')"
+    a_out, b_out = work / "a.out", work / "b.out"
+    a = python_job("a", append("a" + version) + f"; open({str(a_out)!r}, 'w').write('{version}')",
+                   [a_out])
+    a.summary = lambda: {"value": float(a_out.read_text())}
+    b = python_job("b", append("b") + f"; open({str(b_out)!r}, 'w').write(open({str(a_out)!r}).read())",
+                   [b_out], ["a"])
+    b.summary = lambda: {"value": float(b_out.read_text()) + 10}
+    return [a, b]
+
+
+def test_archived_jobs_are_restored_in_another_work_folder(tmp_path):
+    trace, archive = tmp_path / "trace.txt", str(tmp_path / "archive")
+    first, second = tmp_path / "first", tmp_path / "second"
+    first.mkdir(), second.mkdir()
+    run_jobs(archived_pair(first, trace), str(first / "state"), progress=False,
+             roots={"<work>": str(first)}, archive=archive)
+    assert trace.read_text().split() == ["a1", "b"]
+    saved = load_record(archive, "b")
+    assert saved.summary == {"value": 11.0} and saved.cpu
+    assert all(str(first) not in part for part in saved.command)  # portable: <work> instead
+    # Another checkout, nothing in its work folder: both restored from the archive, none run.
+    records = run_jobs(archived_pair(second, trace), str(second / "state"), progress=False,
+                       roots={"<work>": str(second)}, archive=archive)
+    assert trace.read_text().split() == ["a1", "b"]
+    assert records["b"].summary == {"value": 11.0} and not (second / "b.out").exists()
+    assert load_record(str(second / "state"), "a").summary == {"value": 1.0}
+
+
+def test_a_restored_job_runs_again_when_a_job_that_runs_needs_its_outputs(tmp_path):
+    trace, archive = tmp_path / "trace.txt", str(tmp_path / "archive")
+    first, second = tmp_path / "first", tmp_path / "second"
+    first.mkdir(), second.mkdir()
+    run_jobs(archived_pair(first, trace), str(first / "state"), progress=False,
+             roots={"<work>": str(first)}, archive=archive)
+    os.remove(os.path.join(archive, "b.json"))  # b was never archived: it must run
+    run_jobs(archived_pair(second, trace), str(second / "state"), progress=False,
+             roots={"<work>": str(second)}, archive=archive)
+    assert trace.read_text().split() == ["a1", "b", "a1", "b"]  # a again: b reads a.out
+
+
+def test_a_changed_archived_command_runs_again_with_everything_after_it(tmp_path):
+    trace, archive = tmp_path / "trace.txt", str(tmp_path / "archive")
+    first, second = tmp_path / "first", tmp_path / "second"
+    first.mkdir(), second.mkdir()
+    run_jobs(archived_pair(first, trace), str(first / "state"), progress=False,
+             roots={"<work>": str(first)}, archive=archive)
+    records = run_jobs(archived_pair(second, trace, version="2"), str(second / "state"),
+                       progress=False, roots={"<work>": str(second)}, archive=archive)
+    assert trace.read_text().split() == ["a1", "b", "a2", "b"]
+    assert records["b"].summary == {"value": 12.0} and load_record(archive, "b").summary == {"value": 12.0}
+
+
+def test_a_record_made_before_summaries_is_summarised_and_archived(tmp_path):
+    trace, archive = tmp_path / "trace.txt", str(tmp_path / "archive")
+    jobs = archived_pair(tmp_path, trace)
+    summaries = [job.summary for job in jobs]
+    for job in jobs:
+        job.summary = None
+    run_jobs(jobs, str(tmp_path / "state"), progress=False)  # no summaries, no archive
+    assert load_record(str(tmp_path / "state"), "b").summary is None
+    for job, summary in zip(jobs, summaries):
+        job.summary = summary
+    assert not os.path.exists(archive)
+    run_jobs(jobs, str(tmp_path / "state"), progress=False, archive=archive)
+    assert trace.read_text().split() == ["a1", "b"]  # nothing ran again
+    assert load_record(archive, "b").summary == {"value": 11.0}
+
+
+def test_a_summary_that_fails_fails_the_job(tmp_path):
+    job = python_job("j", "pass")
+    job.summary = lambda: {"value": float(open(tmp_path / "missing.txt").read())}
+    with pytest.raises(JobFailed, match="summary failed.*missing.txt"):
+        run_jobs([job], str(tmp_path / "state"), progress=False, archive=str(tmp_path / "archive"))
+    assert load_record(str(tmp_path / "state"), "j") is None
+    assert not os.path.exists(tmp_path / "archive" / "j.json")

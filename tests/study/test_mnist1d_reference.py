@@ -8,6 +8,7 @@ import os
 import pytest
 
 from fairseq_dynloss.study import mnist1d_reference as ref
+from fairseq_dynloss.study.jobs import JobRecord, write_record
 
 
 def write_metrics(folder, test_errors):
@@ -39,6 +40,8 @@ def test_table_reports_the_last_update_against_the_published_numbers(tmp_path):
     for model, errors in finals.items():
         for seed, error in zip((1, 2), errors):
             write_metrics(ref.run_dir(work, model, seed), [50.0, 1.0, error])
+    for job in ref.jobs([1, 2], work, "python", {}):  # the records the study keeps of the runs
+        write_record(os.path.join(work, "state"), JobRecord(job.name, 1.0, 0, summary=job.summary()))
     text = ref.table([1, 2], work)
     rows = {line.split("|")[1].strip(): line for line in text.splitlines() if line.startswith("| `")}
     mlp = [c.strip() for c in rows["`mnist1d_mlp`"].split("|")]

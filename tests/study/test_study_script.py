@@ -48,14 +48,19 @@ def test_study_digits_tiny_grid(tmp_path):
 
 def test_study_mnist1d_part_tiny(tmp_path):
     """The mnist1d part: paired rows computed from the runs' own metrics.csv, the oracle's gap,
-    and RESULTS.md assembled from its table's own file in results/."""
-    command = [sys.executable, os.path.join(REPO, "scripts", "study.py"), "--parts", "mnist1d",
-               "--mnist1d-seeds", "2", "--mnist1d-steps", "20", "--mnist1d-settings", "pairflip40",
-               "--mnist1d-models", "mnist1d_mlp", "--mnist1d-methods", "ce", "forward_corrected",
-               "--work", str(tmp_path / "work"), "--out", str(tmp_path / "RESULTS.md")]
-    done = subprocess.run(command, capture_output=True, text=True,
-                          env=dict(os.environ, OMP_NUM_THREADS="1", DYNLOSS_DATA=str(tmp_path / "data")))
-    assert done.returncode == 0, done.stderr[-3000:]
+    and RESULTS.md assembled from its table's own file in results/; then, from another work
+    folder (a new checkout), the same table from the archive in results/runs/ without a run."""
+    def study(work):
+        command = [sys.executable, os.path.join(REPO, "scripts", "study.py"), "--parts", "mnist1d",
+                   "--mnist1d-seeds", "2", "--mnist1d-steps", "20", "--mnist1d-settings",
+                   "pairflip40", "--mnist1d-models", "mnist1d_mlp", "--mnist1d-methods", "ce",
+                   "forward_corrected", "--work", str(work), "--out", str(tmp_path / "RESULTS.md")]
+        done = subprocess.run(command, capture_output=True, text=True, env=dict(
+            os.environ, OMP_NUM_THREADS="1", DYNLOSS_DATA=str(tmp_path / "data")))
+        assert done.returncode == 0, done.stderr[-3000:]
+        return done
+
+    study(tmp_path / "work")
     accuracy = {}
     for method in ("ce", "forward_corrected"):
         values = []
@@ -73,3 +78,9 @@ def test_study_mnist1d_part_tiny(tmp_path):
     diffs = [b - a for a, b in zip(accuracy["ce"], accuracy["forward_corrected"])]
     assert f"{s.mean:.2f} ± {s.std:.2f}" in line
     assert f"{sum(diffs) / 2:+.2f} ± {summarize(diffs).std:.2f}" in line and "| 100 % |" in line
+    archived = (tmp_path / "results" / "runs" / "mnist1d_pairflip40_mnist1d_mlp_ce_seed1.json").read_text()
+    assert str(tmp_path / "work") not in archived and "<work>" in archived
+    again = study(tmp_path / "elsewhere")
+    assert ": done in" not in again.stdout + again.stderr
+    assert not (tmp_path / "elsewhere" / "mnist1d" / "pairflip40").exists()
+    assert line in (tmp_path / "RESULTS.md").read_text().splitlines()

@@ -7,7 +7,7 @@ import math
 
 import pytest
 import torch
-from trainer_helpers import compose_config
+from trainer_helpers import compose_config, without_clocks
 
 from fairseq_dynloss.hypergrad import SGD, Adam
 from fairseq_dynloss.teacher import STATE_FEATURES
@@ -112,8 +112,7 @@ def test_episodes_cycle_through_the_points_and_phase_a_resumes_exactly(tmp_path,
     continued = phase_a(tmp_path / "split", "teacher.steps=3")
     for key, value in whole.state_dict().items():
         assert torch.equal(value, continued.state_dict()[key]), key
-    strip = lambda rs: [{k: v for k, v in r.items() if k not in ("time", "cpu_time")} for r in rs]
-    assert strip(l2t.read_complete_rows(str(tmp_path / "split" / l2t.LOG_FILE))) == strip(rows)
+    assert without_clocks(l2t.read_complete_rows(str(tmp_path / "split" / l2t.LOG_FILE))) == without_clocks(rows)
     # other points: the file is not reused
     monkeypatch.setattr(l2t_trajectory, "train_ce_trajectory", real)
     phase_a(tmp_path / "split", "teacher.trajectory_points=[0.5]", "overwrite=true")

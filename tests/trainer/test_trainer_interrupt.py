@@ -11,13 +11,12 @@ import time
 
 import pytest
 import torch
-from trainer_helpers import REPO, compose_config
+from trainer_helpers import REPO, compose_config, without_clocks
 
 import fairseq_dynloss.trainer.loop as loop
 from fairseq_dynloss.trainer import train
 from fairseq_dynloss.trainer.interrupt import StopRequest, TrainingInterrupted
 
-STRIP = lambda rows: [{k: v for k, v in row.items() if k not in ("time", "cpu_time")} for row in rows]
 
 
 def read_rows(folder):
@@ -67,8 +66,8 @@ def test_a_signal_inside_an_epoch_checkpoints_there_and_resume_is_exact(tmp_path
     assert signal.getsignal(signal.SIGINT) is before  # handlers restored
     monkeypatch.undo()  # the real progress bar again
     resumed = train(compose_config(*common, "resume=true"), str(tmp_path / "split"))
-    assert STRIP(resumed) == STRIP(full)
-    assert STRIP(read_rows(tmp_path / "split")) == STRIP(read_rows(tmp_path / "full"))
+    assert without_clocks(resumed) == without_clocks(full)
+    assert without_clocks(read_rows(tmp_path / "split")) == without_clocks(read_rows(tmp_path / "full"))
     assert_same_weights(tmp_path / "full/checkpoint_last.pt", tmp_path / "split/checkpoint_last.pt")
     assert_same_weights(tmp_path / "full/checkpoint_best.pt", tmp_path / "split/checkpoint_best.pt")
 
@@ -83,7 +82,7 @@ def test_a_signal_in_the_last_update_of_an_epoch_finishes_the_epoch_first(tmp_pa
     assert state["epoch"] == 1 and "position" not in state
     assert len(read_rows(tmp_path / "split")) == 1
     monkeypatch.undo()  # the real progress bar again
-    assert STRIP(train(compose_config(*common, "resume=true"), str(tmp_path / "split"))) == STRIP(full)
+    assert without_clocks(train(compose_config(*common, "resume=true"), str(tmp_path / "split"))) == without_clocks(full)
 
 
 def test_a_signal_during_the_epochs_logging_still_writes_checkpoint_last(tmp_path, monkeypatch):
@@ -105,7 +104,7 @@ def test_a_signal_during_the_epochs_logging_still_writes_checkpoint_last(tmp_pat
     assert state["epoch"] == 1 and "position" not in state
     assert torch.load(tmp_path / "split/checkpoint_best.pt", weights_only=True)["epoch"] == 1
     monkeypatch.undo()
-    assert STRIP(train(compose_config(*common, "resume=true"), str(tmp_path / "split"))) == STRIP(full)
+    assert without_clocks(train(compose_config(*common, "resume=true"), str(tmp_path / "split"))) == without_clocks(full)
 
 
 def test_a_second_signal_stops_at_once_and_handlers_are_restored():
@@ -160,5 +159,5 @@ def test_ctrl_c_on_the_command_line_then_resume_equals_an_uninterrupted_run(tmp_
     full = subprocess.run(command + [f"hydra.run.dir={tmp_path / 'full'}"], cwd=REPO, env=env,
                           capture_output=True, text=True, timeout=240)
     assert full.returncode == 0, full.stderr[-3000:]
-    assert STRIP(read_rows(tmp_path / "split")) == STRIP(read_rows(tmp_path / "full"))
+    assert without_clocks(read_rows(tmp_path / "split")) == without_clocks(read_rows(tmp_path / "full"))
     assert_same_weights(tmp_path / "full/checkpoint_last.pt", tmp_path / "split/checkpoint_last.pt")

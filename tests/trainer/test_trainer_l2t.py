@@ -11,7 +11,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from torch.func import functional_call
-from trainer_helpers import compose_config
+from trainer_helpers import compose_config, without_clocks
 
 from fairseq_dynloss.losses import PhiError, build_phi, dynamic_loss
 from fairseq_dynloss.teacher import (
@@ -174,10 +174,9 @@ def test_resume_equals_the_uninterrupted_run_and_reuses_the_teacher(run, tmp_pat
 
     monkeypatch.setattr(l2t, "run_episode", no_teacher_steps)
     resumed = train(compose_config(*L2T, "resume=true"), str(tmp_path))
-    strip = lambda rows: [{k: v for k, v in r.items() if k not in ("time", "cpu_time")} for r in rows]
-    assert strip(resumed) == strip(run["history"])
+    assert without_clocks(resumed) == without_clocks(run["history"])
     assert read_csv(tmp_path / "teacher_states.csv") == read_csv(run["out"] / "teacher_states.csv")
-    assert strip(read_csv(tmp_path / "teacher_log.csv")) == strip(read_csv(run["out"] / "teacher_log.csv"))
+    assert without_clocks(read_csv(tmp_path / "teacher_log.csv")) == without_clocks(read_csv(run["out"] / "teacher_log.csv"))
 
 
 def test_teacher_path_skips_phase_a(run, tmp_path, monkeypatch):
@@ -200,8 +199,7 @@ def test_more_teacher_steps_continue_from_the_checkpoint(run, tmp_path):
     assert len(read_csv(tmp_path / "teacher_log.csv")) == 2
     assert torch.load(tmp_path / "teacher.pt", weights_only=True)["config"]["teacher_steps"] == 2
     teacher = phase_a("teacher.steps=3")
-    strip = lambda rows: [{k: v for k, v in r.items() if k not in ("time", "cpu_time")} for r in rows]
-    assert strip(read_csv(tmp_path / "teacher_log.csv")) == strip(read_csv(run["out"] / "teacher_log.csv"))
+    assert without_clocks(read_csv(tmp_path / "teacher_log.csv")) == without_clocks(read_csv(run["out"] / "teacher_log.csv"))
     reference = load_teacher(str(run["out"] / "teacher.pt"), "full", C).state_dict()
     for key, value in teacher.state_dict().items():
         assert torch.equal(value, reference[key]), key
@@ -325,8 +323,7 @@ def test_online_resume_equals_the_uninterrupted_run(tmp_path, unroll, every):
     full = train(compose_config(*online), str(tmp_path / "full"))
     train(compose_config(*online, "stop_after_epoch=1"), str(tmp_path / "split"))
     resumed = train(compose_config(*online, "resume=true"), str(tmp_path / "split"))
-    strip = lambda rows: [{k: v for k, v in r.items() if k not in ("time", "cpu_time")} for r in rows]
-    assert strip(resumed) == strip(full)
+    assert without_clocks(resumed) == without_clocks(full)
     assert read_csv(tmp_path / "split" / "teacher_states.csv") == read_csv(tmp_path / "full" / "teacher_states.csv")
     steps = [int(r["update"]) for r in read_csv(tmp_path / "split" / "teacher_log.csv")]
     assert steps == list(range(0, 2 * UPDATES_PER_EPOCH, every))
