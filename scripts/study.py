@@ -58,7 +58,7 @@ sys.path.insert(0, REPO)
 
 from fairseq_dynloss.study import mnist1d, mnist1d_reference, toy_hard  # noqa: E402
 from fairseq_dynloss.study.jobs import Job, load_record, run_jobs  # noqa: E402
-from fairseq_dynloss.study.report import MethodRow, paired_table, versus_paired  # noqa: E402
+from fairseq_dynloss.study.report import MethodRow, paired_table, verdict, versus_paired  # noqa: E402
 from fairseq_dynloss.study.runs import best_val_row, teacher_seconds, training_seconds  # noqa: E402
 
 PYTHON = sys.executable
@@ -254,7 +254,8 @@ def digits_tables(args, work: str) -> List[str]:
             rows.append(row)
         sections.append(f"### digits, {model}: test error % at the best-validation epoch "
                         f"({args.digits_epochs} epochs)\n\n"
-                        + paired_table(rows, "ce", "test error %", lower_is_better=True))
+                        + paired_table(rows, "ce", "test error %", lower_is_better=True)
+                        + "\n\n" + verdict(rows, "ce", lower_is_better=True))
     if args.aucpr:
         rows = []
         for name in AUCPR_METHODS:
@@ -265,7 +266,8 @@ def digits_tables(args, work: str) -> List[str]:
                 seconds.append(training_seconds(run_dir))
             rows.append(MethodRow(name, values, seconds))
         sections.append("### digits, mlp: test AUCPR (one-vs-rest, macro) at the best-validation "
-                        "epoch\n\n" + paired_table(rows, "ce", "AUCPR %", lower_is_better=False))
+                        "epoch\n\n" + paired_table(rows, "ce", "AUCPR %", lower_is_better=False)
+                        + "\n\n" + verdict(rows, "ce", lower_is_better=False))
     return sections
 
 
@@ -301,7 +303,8 @@ def toy_tables(args, work: str) -> List[str]:
             rows.append(row)
         sections.append(f"### toy translation, {arch} ({args.toy_updates[arch]} updates): "
                         "sacrebleu BLEU on test\n\n"
-                        + paired_table(rows, "ce", "BLEU", lower_is_better=False))
+                        + paired_table(rows, "ce", "BLEU", lower_is_better=False)
+                        + "\n\n" + verdict(rows, "ce", lower_is_better=False))
     return sections
 
 

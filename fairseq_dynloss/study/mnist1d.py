@@ -27,7 +27,7 @@ import os
 from typing import Dict, List, Sequence, Tuple
 
 from .jobs import Job, summary_of
-from .report import MethodRow, paired_table, versus_paired
+from .report import MethodRow, paired_table, verdict, versus_paired
 from .runs import run_summary
 
 # setting -> task.label_noise overrides ({matrix} is the CSV written by the study)
@@ -222,5 +222,6 @@ def tables(args, work: str, grid_choice: Dict) -> List[Tuple[Tuple[str, str], st
             f"### mnist1d, {setting}, {model}: test accuracy % at the best-validation epoch "
             f"({args.mnist1d_steps} updates)\n\n"
             + paired_table(rows, "ce", "test accuracy %", lower_is_better=False,
-                           oracle=oracle)))
+                           oracle=oracle)
+            + "\n\n" + verdict(rows, "ce", lower_is_better=False, oracle=oracle)))
     return sections

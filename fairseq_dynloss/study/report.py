@@ -8,7 +8,7 @@ import math
 from dataclasses import dataclass, field
 from typing import List, Sequence
 
-from .stats import paired_comparison, summarize
+from .stats import ALPHA, paired_comparison, summarize
 
 
 @dataclass
@@ -96,3 +96,44 @@ def versus_paired(row: MethodRow, control: MethodRow) -> str:
     MDD (a learned loss must beat its controls, not only the baseline)."""
     r = paired_comparison(control.values, row.values)
     return f"vs {control.name}: Δ {r.mean_diff:+.2f}, p = {r.p_t:.2g} (MDD {r.mdd:.2f})"
+
+
+def verdict(rows: Sequence[MethodRow], baseline: str, lower_is_better: bool, oracle: str = "",
+            digits: int = 2) -> str:
+    """The table in plain words: which method wins against ``baseline`` and by how much.
+
+    The winner is the row (neither the baseline nor the ``oracle``, which knows what the methods
+    may not) with the best mean difference; it "wins" only where the paired t-test gives
+    p < 0.05, else no method beats the baseline. Then every row better and worse than the
+    baseline (p < 0.05), each with its 95 % bootstrap CI, and the largest MDD of the rest: the
+    size of effect this table could have missed.
+    """
+    by_name, base, _, _ = _baseline(rows, baseline)
+    sign = -1.0 if lower_is_better else 1.0
+    results = {row.name: paired_comparison(base.values, row.values)
+               for row in rows if row is not base}
+    cell = lambda name: (f"{name} {results[name].mean_diff:+.{digits}f} "
+                         f"[{results[name].ci_low:+.{digits}f}, {results[name].ci_high:+.{digits}f}]")
+    better = [n for n, r in results.items() if r.p_t < ALPHA and sign * r.mean_diff > 0]
+    worse = [n for n, r in results.items() if r.p_t < ALPHA and sign * r.mean_diff < 0]
+    unclear = [n for n in results if n not in better + worse]
+    contenders = [n for n in results if n != oracle]
+    text = []
+    if contenders:
+        best = max(contenders, key=lambda n: sign * results[n].mean_diff)
+        if best in better:
+            text.append(f"**{best} wins**: {cell(best)} against {baseline} "
+                        f"(p = {_p_cell(results[best].p_t)}).")
+        else:
+            text.append(f"**No method beats {baseline}** (paired t, p < {ALPHA:g}); the best "
+                        f"mean is {cell(best)}, p = {_p_cell(results[best].p_t)}.")
+    if oracle in results:
+        text.append(f"The oracle: {cell(oracle)}.")
+    listed = lambda names: "; ".join(cell(n) for n in names) if names else "none"
+    text.append(f"Better than {baseline}: {listed([n for n in better if n != oracle])}. "
+                f"Worse: {listed(worse)}.")
+    if unclear:
+        mdd = max(results[n].mdd for n in unclear)
+        text.append(f"Not distinguishable from {baseline}: {', '.join(unclear)} (these seeds "
+                    f"detect differences of {mdd:.{digits}f} or more with 80 % power).")
+    return " ".join(text)

@@ -22,7 +22,7 @@ import os
 from typing import Dict, List
 
 from .jobs import Job, load_record, summary_of
-from .report import MethodRow, paired_table
+from .report import MethodRow, paired_table, verdict
 
 ARCH = "transformer"  # the toy transformer of recipes/toy/common.sh
 TEACHER = f"{ARCH}_l2t_teacher"
@@ -153,4 +153,5 @@ def tables(args, work: str, finetuned_methods) -> List[str]:
             note = f"fine-tuned {args.toy_hard_seq_updates} updates from CE (compare ce_continued)"
         rows.append(MethodRow(method, values, seconds, note))
     return [f"### toy_hard translation, {ARCH} ({args.toy_hard_updates} updates): sacrebleu "
-            f"BLEU on test\n\n" + paired_table(rows, "ce", "BLEU", lower_is_better=False)]
+            f"BLEU on test\n\n" + paired_table(rows, "ce", "BLEU", lower_is_better=False)
+            + "\n\n" + verdict(rows, "ce", lower_is_better=False)]

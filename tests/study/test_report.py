@@ -56,3 +56,39 @@ def test_paired_table_refuses_unpaired_rows():
     with pytest.raises(ValueError, match="same seeds"):
         paired_table([MethodRow("ce", [1.0, 2.0, 3.0]), MethodRow("m", [1.0, 2.0])], "ce", "x",
                      lower_is_better=True)
+
+
+def verdict_rows():
+    ce = [40.0, 42.0, 38.0, 41.0, 39.0]
+    return [MethodRow("ce", ce),
+            MethodRow("oracle", [v + 20 + 0.1 * i for i, v in enumerate(ce)]),
+            MethodRow("good", [v + 5 + 0.3 * (-1) ** i for i, v in enumerate(ce)]),
+            MethodRow("bad", [v - 3 + 0.2 * (-1) ** i for i, v in enumerate(ce)]),
+            MethodRow("noise", [v + d for v, d in zip(ce, [1.5, -2.0, 0.5, -1.0, 0.8])])]
+
+
+def test_verdict_names_the_winner_without_the_oracle_and_lists_the_rest():
+    from fairseq_dynloss.study.report import verdict
+    from fairseq_dynloss.study.stats import paired_comparison
+
+    rows = verdict_rows()
+    text = verdict(rows, "ce", lower_is_better=False, oracle="oracle")
+    good = paired_comparison(rows[0].values, rows[2].values)
+    assert text.startswith(f"**good wins**: good {good.mean_diff:+.2f} "
+                           f"[{good.ci_low:+.2f}, {good.ci_high:+.2f}] against ce")
+    assert "The oracle: oracle +20.20" in text
+    assert "Better than ce: good +5.06" in text and "Worse: bad -2.96" in text
+    noise = paired_comparison(rows[0].values, rows[4].values)
+    assert noise.p_t > 0.05
+    assert f"Not distinguishable from ce: noise (these seeds detect differences of {noise.mdd:.2f}" in text
+
+
+def test_verdict_says_when_nothing_wins_and_respects_the_direction():
+    from fairseq_dynloss.study.report import verdict
+
+    rows = [r for r in verdict_rows() if r.name in ("ce", "bad", "noise")]
+    text = verdict(rows, "ce", lower_is_better=False)
+    assert text.startswith("**No method beats ce** (paired t, p < 0.05); the best mean is noise -0.04")
+    # the same numbers as errors (lower is better): "bad" is now better
+    flipped = verdict(rows, "ce", lower_is_better=True)
+    assert flipped.startswith("**bad wins**: bad -2.96")
