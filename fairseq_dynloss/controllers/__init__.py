@@ -24,7 +24,7 @@ from .policy import (
 from .reinforce import LoadedController, ReinforceLearner, load_controller, save_controller
 from .reward import (
     METRIC_DIRECTION, WindowReward, check_gamma, check_window, discounted_window_metric,
-    higher_is_better, reward,
+    higher_is_better, measures_metric, reward, sampled_window,
 )
 from .state import (
     ConfusionAccumulator, StateHistory, confusion_state, controlled_pairs, distance_statistics,
@@ -37,7 +37,7 @@ __all__ = [
     "ACTIONS", "PRIORS", "prior_policy", "METRIC_DIRECTION", "STATE_SOURCES", "WindowController", "write_rows", "ConfusionAccumulator", "ControllerError", "ElementTarget",
     "LoadedController", "PairPolicy", "PairTarget", "ReinforceLearner", "ReplayMemory",
     "StateHistory", "Transition", "WindowReward", "apply_actions", "beta_for", "check_beta",
-    "check_gamma", "check_window", "confusion_state", "controlled_pairs", "controlled_tensor",
+    "check_gamma", "check_window", "measures_metric", "sampled_window", "confusion_state", "controlled_pairs", "controlled_tensor",
     "discounted_window_metric", "distance_statistics", "element_feature_size", "element_features",
     "gather_transitions", "higher_is_better", "load_controller", "pair_distances",
     "pair_feature_size", "pair_features", "reward", "sample_actions", "save_controller",

@@ -16,7 +16,7 @@ reference). ``a = 0`` is the slides' reward.
 from __future__ import annotations
 
 import math
-from typing import Dict, Optional, Sequence, Union
+from typing import Dict, Optional, Sequence, Tuple, Union
 
 from .errors import ControllerError, check_positive_int
 
@@ -49,6 +49,28 @@ def check_gamma(gamma) -> float:
     if isinstance(gamma, bool) or not isinstance(gamma, (int, float)) or not (0.0 < gamma <= 1.0):
         raise ControllerError(f"gamma={gamma!r}; expected a discount in (0, 1]")
     return float(gamma)
+
+
+def sampled_window(window, every, gamma) -> Tuple[int, float]:
+    """The (window, gamma) of a ``WindowReward`` fed the metric of every ``every``-th update only.
+
+    Measuring after updates j = n, 2n, ..., K of each K-update window (n = ``every``, a divisor
+    of K) and weighting them ``gamma^(K-j)`` as the full sum does is a window of K / n values with
+    discount gamma^n between consecutive ones: a cheaper estimate of the slides' M (n = 1: the
+    slides' own). ``measures_metric`` says which updates are measured.
+
+    Raises ControllerError unless n is an integer >= 1 that divides K.
+    """
+    K, n = check_window(window), check_positive_int("metric_every", every)
+    if K % n:
+        raise ControllerError(f"metric_every={n} does not divide window K={K}; expected a divisor of K")
+    return K // n, check_gamma(gamma) ** n
+
+
+def measures_metric(update: int, every: int) -> bool:
+    """Whether the metric is measured after ``update`` (counted from 1 at the start of training):
+    the n-th, 2n-th, ... update of every window, n = ``every`` (``sampled_window``)."""
+    return update % every == 0
 
 
 def _check_value(name: str, value) -> float:

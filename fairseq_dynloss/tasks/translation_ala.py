@@ -6,7 +6,8 @@ buckets of the target dictionary; this task's controller moves the G x G matrix 
 (``d`` stays as ``--phi-init`` set it). Both loss forms work: ``--dynamic-form paper`` (step 4)
 and ``--dynamic-form prob`` (below).
 
-After every optimiser step (``optimizer_step``) the student ``w^u`` is measured on a fixed
+After every optimiser step (``optimizer_step``; every ``--ala-metric-every``-th with the window
+metric over those updates, ``controllers.reward.sampled_window``) the student ``w^u`` is measured on a fixed
 validation subset (``--ala-val-batches`` batches of ``--ala-val-max-sentences`` sentences drawn
 at random with ``--seed``; eval mode, no grad): the reward metric is the dev NLL per target token
 (``--ala-reward loss``) or the corpus BLEU of greedy translations on token ids
@@ -95,7 +96,7 @@ from omegaconf import II
 
 from ..controllers import (
     STATE_SOURCES, ConfusionAccumulator, ControllerError, PairTarget, WindowController, check_beta,
-    check_gamma, check_window, controlled_tensor, load_controller,
+    check_gamma, check_window, controlled_tensor, load_controller, measures_metric, sampled_window,
 )
 from ..controllers.errors import check_number, check_positive_int
 from ..controllers.targets import check_logit_box
@@ -114,6 +115,13 @@ REWARDS = ("loss", "bleu")
 class TranslationALAConfig(TranslationConfig):
     ala_interval: int = field(
         default=20, metadata={"help": "K: student updates per controller step (>= 1)"})
+    ala_metric_every: int = field(
+        default=1, metadata={"help": "measure the reward metric after every n-th update only (a "
+                             "divisor of --ala-interval; 1: every update, the slides' reward). The "
+                             "window metric then sums updates n, 2n, ..., K with the same weights "
+                             "gamma^(K-j); n = K measures at the window's end only, which "
+                             "dynloss-train does by default. With --ala-reward bleu each measurement "
+                             "decodes the validation subset, so n sets most of ALA's cost"})
     ala_reward: ChoiceEnum(REWARDS) = field(
         default="bleu", metadata={"help": "reward metric on the validation subset: bleu (corpus BLEU "
                                   "of greedy translations on token ids, higher is better; the "
@@ -218,6 +226,8 @@ def check_ala_options(cfg: TranslationALAConfig) -> None:
     }
     for name, check in checks.items():
         check("--" + name.replace("_", "-"), getattr(cfg, name))
+    named(lambda n: sampled_window(cfg.ala_interval, n, cfg.ala_gamma))("--ala-metric-every",
+                                                                        cfg.ala_metric_every)
     named(lambda box: check_logit_box(*box))("--ala-logit-init/--ala-logit-max",
                                              (cfg.ala_logit_init, cfg.ala_logit_max))
     if str(cfg.ala_reward) not in REWARDS:  # argparse checks the choice; yaml configs do not
@@ -247,8 +257,9 @@ def build_controller(cfg: TranslationALAConfig, phi, form: str = "paper") -> Win
     policy = None
     if cfg.ala_policy:
         policy = load_controller(os.path.expanduser(cfg.ala_policy), expected_feature_size=target.feature_size).policy
+    window, gamma = sampled_window(cfg.ala_interval, cfg.ala_metric_every, cfg.ala_gamma)
     return WindowController(
-        target, metric=str(cfg.ala_reward), window=cfg.ala_interval, gamma=cfg.ala_gamma,
+        target, metric=str(cfg.ala_reward), window=window, gamma=gamma,
         base_beta=cfg.ala_beta, seed=cfg.seed, history=cfg.ala_history, hidden=cfg.ala_hidden, lr=cfg.ala_lr,
         baseline_decay=cfg.ala_baseline_decay, entropy_bonus=cfg.ala_entropy_bonus,
         replay_capacity=cfg.ala_replay_capacity, replay_batch=cfg.ala_replay_batch,
@@ -363,7 +374,10 @@ class TranslationALATask(TranslationTask):
 
     # ---- the controller step ----------------------------------------------------------------
     def after_update(self, model, update: int) -> Optional[Dict]:
-        """Measure the student after ``update`` updates; at a window end the controller acts."""
+        """Measure the student after ``update`` updates (every ``--ala-metric-every``-th); at a
+        window end the controller acts."""
+        if not measures_metric(update, self.cfg.ala_metric_every):
+            return None
         started = time.perf_counter()
         device = next(model.parameters()).device
         end = self.controller.window_ends()

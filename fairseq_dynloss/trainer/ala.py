@@ -35,8 +35,8 @@ import torch
 
 from fairseq_dynloss.controllers import (
     PRIORS, STATE_SOURCES, ControllerError, ElementTarget, PairTarget, Transition, WindowController,
-    check_beta, check_gamma, check_window, higher_is_better, load_controller, pair_feature_size,
-    prior_policy,
+    check_beta, check_gamma, check_window, higher_is_better, load_controller, measures_metric,
+    pair_feature_size, prior_policy, sampled_window,
 )
 from fairseq_dynloss.controllers.errors import check_number, check_positive_int
 from fairseq_dynloss.metrics.classification import aucpr_one_vs_rest
@@ -90,9 +90,7 @@ def check_ala_config(ctrl, loss) -> None:
             f"reward_metric={ctrl.reward_metric!r} is not available for classification in this "
             f"trainer; expected one of {list(REWARD_METRICS)}"
         )
-    every = check_positive_int("metric_every", ctrl.metric_every)
-    if window % every:
-        raise ControllerError(f"metric_every={every} does not divide window K={window}; expected a divisor of K")
+    sampled_window(window, ctrl.metric_every, ctrl.gamma)
     if ctrl.clamp is not None and ctrl.clamp != "auto":
         if len(ctrl.clamp) != 2 or not float(ctrl.clamp[0]) <= float(ctrl.clamp[1]):
             raise ControllerError(f"clamp={list(ctrl.clamp)}; expected [low, high] with low <= high")
@@ -185,9 +183,9 @@ class ALATrainerController:
             policy = prior_policy(target.feature_size, hidden=ctrl.hidden, prior=ctrl.policy_prior,
                                   seed=int(ctrl.seed))
         # the window metric over the sampled updates j = n, 2n, ..., K: weights gamma^(K-j)
+        window, gamma = sampled_window(self.window, self.metric_every, ctrl.gamma)
         self.controller = WindowController(
-            target, metric=self.metric, window=self.window // self.metric_every,
-            gamma=check_gamma(ctrl.gamma) ** self.metric_every, base_beta=ctrl.base_beta, seed=int(ctrl.seed),
+            target, metric=self.metric, window=window, gamma=gamma, base_beta=ctrl.base_beta, seed=int(ctrl.seed),
             history=ctrl.history, hidden=ctrl.hidden, lr=ctrl.lr, baseline_decay=ctrl.baseline_decay,
             entropy_bonus=ctrl.entropy_bonus, replay_capacity=ctrl.replay_capacity,
             replay_batch=ctrl.replay_batch, train_policy=ctrl.train_policy, policy=policy,
@@ -254,15 +252,14 @@ class ALATrainerController:
         """Call after every optimiser step; at the end of a window, act (returns its log row)."""
         started = time.perf_counter()
         self.step += 1
-        position = (self.step - 1) % self.window + 1  # j = 1..K within the window
-        if position % self.metric_every:
+        if not measures_metric(self.step, self.metric_every):
             return None
         raw = self._validate(student)
         with torch.no_grad():
             outputs = student.objective.predict(raw)
         self.metric_values.append(self._metric(student, raw, outputs))
         clock = self._tick("metric", started)
-        if position < self.window:
+        if self.step % self.window:  # not the window's last update
             return None
 
         state = self.target.state(outputs, self.val_labels)

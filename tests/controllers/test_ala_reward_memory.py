@@ -147,3 +147,15 @@ def test_window_reward_against_a_moving_average_by_hand():
 def test_expected_accuracy_is_a_higher_is_better_metric():
     assert higher_is_better("expected_accuracy") and not higher_is_better("loss")
     assert reward(50.0, 51.0, "expected_accuracy") == 1.0
+def test_sampled_window_keeps_the_slides_weights_on_the_measured_updates():
+    from fairseq_dynloss.controllers import discounted_window_metric, measures_metric, sampled_window
+
+    values, gamma, K, n = [3.0, 1.0, 4.0, 1.0, 5.0, 9.0], 0.7, 6, 3
+    window, discount = sampled_window(K, n, gamma)
+    measured = [v for j, v in enumerate(values, 1) if measures_metric(j, n)]
+    assert (window, measured) == (2, [4.0, 9.0])
+    # sum over j = n, 2n, ..., K of gamma^(K-j) M_j, by hand: gamma^3 * 4 + 9
+    assert discounted_window_metric(measured, discount) == pytest.approx(0.7 ** 3 * 4 + 9)
+    assert sampled_window(K, 1, gamma) == (K, gamma)  # n = 1: the slides' own
+    with pytest.raises(ControllerError, match="metric_every=4 does not divide window K=6"):
+        sampled_window(K, 4, gamma)

@@ -62,6 +62,9 @@ def test_registered_names():
     (["--ala-replay-capacity", "-1"], "--ala-replay-capacity=-1; expected an integer >= 0"),
     (["--dynamic-form", "prob", "--ala-clamp", "0.1"], "--ala-clamp=0.1 bounds W = .* under --dynamic-form paper"),
     (["--ala-entropy-bonus", "-1"], r"--ala-entropy-bonus=-1.0; expected a value in \[0.0, inf\]"),
+    (["--ala-interval", "4", "--ala-metric-every", "3"],
+     "--ala-metric-every: metric_every=3 does not divide window K=4; expected a divisor of K"),
+    (["--ala-metric-every", "0"], "--ala-metric-every: metric_every=0; expected an integer >= 1"),
 ])
 def test_bad_options_fail_clearly(toy_data_bin, extra, message):
     with pytest.raises((ControllerError, PhiError), match=message):
@@ -186,6 +189,30 @@ def test_windows_move_w_and_record_rewards(toy_data_bin, tmp_path):
     for name, value in controller.policy.state_dict().items():
         assert torch.equal(saved.policy.state_dict()[name], value)
     assert saved.extra["num_elements"] == 16
+
+
+def test_metric_every_measures_every_nth_update_and_discounts_by_gamma_to_the_n(toy_data_bin):
+    """K = 4, n = 2: the student is measured after updates 2, 4, 6, 8 only; the window metric of
+    updates 5-8 is gamma^2 M_6 + M_8 (the slides' weights gamma^(K-j) at j = 6, 8)."""
+    task, model, _ = build(toy_data_bin / "data-bin", "--ala-reward", "loss", "--ala-interval", "4",
+                           "--ala-metric-every", "2", "--ala-gamma", "0.5", "--ala-val-batches", "1")
+    measured, state = [], torch.rand(4, 4) + 1.0
+    task.dev_samples = []  # no subset to load: measure is replaced below
+
+    def measure(model, with_state):
+        measured.append((task_update[0], with_state))
+        return float(task_update[0]), (state if with_state else None)
+
+    task.measure, task_update = measure, [0]
+    rows = []
+    for u in range(1, 9):
+        task_update[0] = u
+        rows.append(task.after_update(model, u))
+    assert measured == [(2, False), (4, True), (6, False), (8, True)]
+    assert [r is None for r in rows] == [True] * 3 + [False] + [True] * 3 + [False]
+    assert rows[3]["window_metric"] == pytest.approx(0.25 * 2 + 4)
+    assert rows[7]["window_metric"] == pytest.approx(0.25 * 6 + 8)
+    assert rows[7]["reward"] == -1.0  # the dev loss rose: lower is better
 
 
 def test_clamp_bounds_w(toy_data_bin):
