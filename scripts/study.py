@@ -126,7 +126,10 @@ L2T_TEACHER = ("--task translation_l2t {phi} --teacher-mode episodic --unroll-st
                "--inner-optimizer twin --teacher-lr 0.005 "
                "--teacher-horizon {updates} --teacher-dev-batches 2 "
                "--teacher-dev-max-sentences 32 --disable-validation --max-tokens 1000")
-ALA_TOY = "--task translation_ala --phi-source ala {phi}"
+# The BLEU reward measured at each window's end only (--ala-metric-every = --ala-interval = 20),
+# as dynloss-train's default: measuring after every update decoded the dev subset 1000 times per
+# toy_hard run, 2.6-3.7x CE's cost (recipes/toy_hard/README.md), the part's largest row.
+ALA_TOY = "--task translation_ala --phi-source ala --ala-metric-every 20 {phi}"
 
 
 def child_dir(run_dir: str, method: str) -> str:
