@@ -110,44 +110,44 @@ def archived_pair(work, trace, version="1"):
     return [a, b]
 
 
-def test_archived_jobs_are_restored_in_another_work_folder(tmp_path):
+def two_checkouts(tmp_path):
+    """(trace file, archive folder, run(folder, version)): the pair run in a work folder of its
+    own, one per checkout, all sharing one archive; the first checkout has already run it."""
     trace, archive = tmp_path / "trace.txt", str(tmp_path / "archive")
-    first, second = tmp_path / "first", tmp_path / "second"
-    first.mkdir(), second.mkdir()
-    run_jobs(archived_pair(first, trace), str(first / "state"), progress=False,
-             roots={"<work>": str(first)}, archive=archive)
+
+    def run(name, version="1"):
+        work = tmp_path / name
+        work.mkdir(exist_ok=True)
+        return run_jobs(archived_pair(work, trace, version), str(work / "state"), progress=False,
+                        roots={"<work>": str(work)}, archive=archive)
+
+    run("first")
+    return trace, archive, run
+
+
+def test_archived_jobs_are_restored_in_another_work_folder(tmp_path):
+    trace, archive, run = two_checkouts(tmp_path)
     assert trace.read_text().split() == ["a1", "b"]
     saved = load_record(archive, "b")
     assert saved.summary == {"value": 11.0} and saved.cpu
-    assert all(str(first) not in part for part in saved.command)  # portable: <work> instead
+    assert all(str(tmp_path / "first") not in part for part in saved.command)  # <work> instead
     # Another checkout, nothing in its work folder: both restored from the archive, none run.
-    records = run_jobs(archived_pair(second, trace), str(second / "state"), progress=False,
-                       roots={"<work>": str(second)}, archive=archive)
+    records = run("second")
     assert trace.read_text().split() == ["a1", "b"]
-    assert records["b"].summary == {"value": 11.0} and not (second / "b.out").exists()
-    assert load_record(str(second / "state"), "a").summary == {"value": 1.0}
+    assert records["b"].summary == {"value": 11.0} and not (tmp_path / "second" / "b.out").exists()
+    assert load_record(str(tmp_path / "second" / "state"), "a").summary == {"value": 1.0}
 
 
 def test_a_restored_job_runs_again_when_a_job_that_runs_needs_its_outputs(tmp_path):
-    trace, archive = tmp_path / "trace.txt", str(tmp_path / "archive")
-    first, second = tmp_path / "first", tmp_path / "second"
-    first.mkdir(), second.mkdir()
-    run_jobs(archived_pair(first, trace), str(first / "state"), progress=False,
-             roots={"<work>": str(first)}, archive=archive)
+    trace, archive, run = two_checkouts(tmp_path)
     os.remove(os.path.join(archive, "b.json"))  # b was never archived: it must run
-    run_jobs(archived_pair(second, trace), str(second / "state"), progress=False,
-             roots={"<work>": str(second)}, archive=archive)
+    run("second")
     assert trace.read_text().split() == ["a1", "b", "a1", "b"]  # a again: b reads a.out
 
 
 def test_a_changed_archived_command_runs_again_with_everything_after_it(tmp_path):
-    trace, archive = tmp_path / "trace.txt", str(tmp_path / "archive")
-    first, second = tmp_path / "first", tmp_path / "second"
-    first.mkdir(), second.mkdir()
-    run_jobs(archived_pair(first, trace), str(first / "state"), progress=False,
-             roots={"<work>": str(first)}, archive=archive)
-    records = run_jobs(archived_pair(second, trace, version="2"), str(second / "state"),
-                       progress=False, roots={"<work>": str(second)}, archive=archive)
+    trace, archive, run = two_checkouts(tmp_path)
+    records = run("second", version="2")
     assert trace.read_text().split() == ["a1", "b", "a2", "b"]
     assert records["b"].summary == {"value": 12.0} and load_record(archive, "b").summary == {"value": 12.0}
 
