@@ -57,7 +57,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
 from fairseq_dynloss.study import mnist1d, mnist1d_reference, toy_hard  # noqa: E402
-from fairseq_dynloss.study.jobs import Job, load_record, run_jobs  # noqa: E402
+from fairseq_dynloss.study.jobs import Job, forget_records, load_record, run_jobs  # noqa: E402
 from fairseq_dynloss.study.report import MethodRow, paired_table, verdict, versus_paired  # noqa: E402
 from fairseq_dynloss.study.runs import best_val_row, teacher_seconds, training_seconds  # noqa: E402
 
@@ -458,6 +458,10 @@ def main(argv: Sequence[str] = None) -> None:
                         help="job records with the runs' results, kept across checkouts (default: "
                              "results/runs/ beside --out; commit it): an archived job is "
                              "restored instead of run. 'none' keeps nothing")
+    parser.add_argument("--forget", nargs="+", default=[], metavar="GLOB",
+                        help="job names (shell patterns, e.g. 'mnist1d_*_ala_seed*') whose records, "
+                             "archived and local, are dropped so they run again: for a code change "
+                             "that alters results without changing the command line")
     parser.add_argument("--plots", default="docs/img/study",
                         help="folder for PNGs, relative to the folder of --out")
     parser.add_argument("--digits-models", nargs="+", default=["mlp", "lenet"])
@@ -547,6 +551,9 @@ def main(argv: Sequence[str] = None) -> None:
     # records name these folders by placeholder, so a record matches its job in any checkout
     roots = {"<work>": work, "<repo>": REPO, "<python>": PYTHON,
              "<venv-bin>": os.path.dirname(PYTHON)}
+    if args.forget:
+        gone = forget_records([os.path.join(work, "state"), archive], args.forget)
+        print(f"[study] forgot {len(gone)} job records matching {args.forget}")
     run = lambda some: run_jobs(some, os.path.join(work, "state"), workers=args.workers,
                                 roots=roots, archive=archive)
     run(jobs)

@@ -22,6 +22,8 @@ to fine-tune from): then it runs again.
 
 from __future__ import annotations
 
+import fnmatch
+import glob
 import json
 import os
 import platform
@@ -167,6 +169,21 @@ def write_record(folder: str, record: JobRecord) -> None:
         json.dump(record.to_json(), handle, indent=1)
         handle.write("\n")
     os.replace(tmp, path)
+
+
+def forget_records(folders: Sequence[Optional[str]], patterns: Sequence[str]) -> List[str]:
+    """Delete the records (``<name>.json``) whose job name matches a shell pattern of
+    ``patterns`` in each of ``folders`` (None skipped), so those jobs run again: the way to
+    redo runs after a code change that alters results without changing a command line.
+    Returns the paths deleted."""
+    gone = []
+    for folder in filter(None, folders):
+        for path in sorted(glob.glob(os.path.join(folder, "*.json"))):
+            name = os.path.basename(path)[:-len(".json")]
+            if any(fnmatch.fnmatchcase(name, pattern) for pattern in patterns):
+                os.remove(path)
+                gone.append(path)
+    return gone
 
 
 def _keep(record: JobRecord, state_dir: str, archive: Optional[str]) -> None:

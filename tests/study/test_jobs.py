@@ -3,7 +3,7 @@ import sys
 
 import pytest
 
-from fairseq_dynloss.study.jobs import Job, JobFailed, load_record, run_jobs
+from fairseq_dynloss.study.jobs import Job, JobFailed, forget_records, load_record, run_jobs
 
 
 def python_job(name, code, outputs=(), after=()):
@@ -175,3 +175,11 @@ def test_a_summary_that_fails_fails_the_job(tmp_path):
         run_jobs([job], str(tmp_path / "state"), progress=False, archive=str(tmp_path / "archive"))
     assert load_record(str(tmp_path / "state"), "j") is None
     assert not os.path.exists(tmp_path / "archive" / "j.json")
+
+
+def test_forgotten_records_run_again_everywhere(tmp_path):
+    trace, archive, run = two_checkouts(tmp_path)
+    gone = forget_records([str(tmp_path / "first" / "state"), archive, None], ["b*"])
+    assert sorted(os.path.basename(p) for p in gone) == ["b.json", "b.json"]
+    run("first")
+    assert trace.read_text().split() == ["a1", "b", "b"]  # b only: a's record is kept
