@@ -191,11 +191,12 @@ def test_windows_move_w_and_record_rewards(toy_data_bin, tmp_path):
     assert saved.extra["num_elements"] == 16
 
 
-def test_metric_every_measures_every_nth_update_and_discounts_by_gamma_to_the_n(toy_data_bin):
+def test_metric_every_measures_every_nth_update_and_discounts_by_gamma_to_the_n(toy_data_bin, tmp_path):
     """K = 4, n = 2: the student is measured after updates 2, 4, 6, 8 only; the window metric of
     updates 5-8 is gamma^2 M_6 + M_8 (the slides' weights gamma^(K-j) at j = 6, 8)."""
     task, model, _ = build(toy_data_bin / "data-bin", "--ala-reward", "loss", "--ala-interval", "4",
-                           "--ala-metric-every", "2", "--ala-gamma", "0.5", "--ala-val-batches", "1")
+                           "--ala-metric-every", "2", "--ala-gamma", "0.5", "--ala-val-batches", "1",
+                           save_dir=tmp_path)
     measured, state = [], torch.rand(4, 4) + 1.0
     task.dev_samples = []  # no subset to load: measure is replaced below
 
