@@ -292,7 +292,7 @@ def run_jobs(jobs: Sequence[Job], state_dir: str, workers: int = 2, progress: bo
     """
     if workers < 1:
         raise ValueError(f"workers={workers}; expected >= 1")
-    by_name = _check_names(jobs)
+    _check_names(jobs)
     os.makedirs(state_dir, exist_ok=True)
     records, restored, stale = _done_records(jobs, state_dir, roots, archive)
     for job in jobs:  # records made before summaries (or without the archive): keep them now
@@ -301,6 +301,9 @@ def run_jobs(jobs: Sequence[Job], state_dir: str, workers: int = 2, progress: bo
             continue
         if record.summary is None and all(os.path.exists(p) for p in job.outputs):
             record.summary = job.summary()
+            if record.command is not None:  # older records hold absolute paths
+                record.command = portable(record.command, roots)
+                record.env = portable_env(record.env or {}, roots)
             _keep(record, state_dir, archive)
         elif archive and record.summary is not None and load_record(archive, job.name) != record:
             write_record(archive, record)

@@ -163,9 +163,12 @@ def test_a_record_made_before_summaries_is_summarised_and_archived(tmp_path):
     for job, summary in zip(jobs, summaries):
         job.summary = summary
     assert not os.path.exists(archive)
-    run_jobs(jobs, str(tmp_path / "state"), progress=False, archive=archive)
+    run_jobs(jobs, str(tmp_path / "state"), progress=False, archive=archive,
+             roots={"<work>": str(tmp_path)})
     assert trace.read_text().split() == ["a1", "b"]  # nothing ran again
-    assert load_record(archive, "b").summary == {"value": 11.0}
+    archived = load_record(archive, "b")
+    assert archived.summary == {"value": 11.0}
+    assert "<work>" in archived.command[-1] and str(tmp_path) not in archived.command[-1]
 
 
 def test_a_summary_that_fails_fails_the_job(tmp_path):
