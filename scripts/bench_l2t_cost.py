@@ -34,6 +34,7 @@ VARIANTS: Dict[str, List[str]] = {
     "ce": METHODS["ce"],
     "l2t": METHODS["l2t"],
     "l2t_every1": [*METHODS["l2t"], "teacher.online_every=1"],
+    "l2t_unroll4": [*METHODS["l2t"], "teacher.unroll=4"],
     "ala": METHODS["ala"],
 }
 
