@@ -44,7 +44,6 @@ import argparse
 import collections
 import csv
 import datetime
-import json
 import os
 import platform
 import sys
@@ -57,7 +56,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
 from fairseq_dynloss.study import mnist1d, mnist1d_reference, toy_hard  # noqa: E402
-from fairseq_dynloss.study.jobs import Job, forget_records, load_record, run_jobs  # noqa: E402
+from fairseq_dynloss.study.jobs import Job, forget_records, load_record, run_jobs, summary_of  # noqa: E402
 from fairseq_dynloss.study.report import MethodRow, paired_table, verdict, versus_paired  # noqa: E402
 from fairseq_dynloss.study.runs import best_val_row, teacher_seconds, training_seconds  # noqa: E402
 
@@ -183,10 +182,11 @@ def toy_jobs(args, work: str) -> List[Job]:
                   f"{criterion} {TOY_ARCH_ARGS[arch]} {extra} && bash {recipes}/evaluate.sh {name}")
         # a changed command must not resume the old checkpoint (train.sh resumes a finished one)
         return Job(f"toy_{name}", ["bash", "-c", script], [result(name)], tuple(after), env,
-                   clean=[os.path.join(toy_work, "checkpoints", name)])
+                   clean=[os.path.join(toy_work, "checkpoints", name)],
+                   summary=lambda: toy_hard.bleu_summary(result(name)))  # archived (results/runs)
 
     jobs = [Job("toy_prepare", ["bash", os.path.join(recipes, "prepare.sh")],
-                [os.path.join(toy_work, "data-bin", ".done")], env=env)]
+                [os.path.join(toy_work, "data-bin", ".done")], env=env, summary=dict)]
     for arch in args.toy_archs:
         updates = args.toy_updates[arch]
         methods = args.toy_methods
@@ -197,7 +197,7 @@ def toy_jobs(args, work: str) -> List[Job]:
                       f"{arch} dynamic_loss {TOY_ARCH_ARGS[arch]} {teacher}")
             jobs.append(Job(f"toy_{arch}_l2t_teacher", ["bash", "-c", script],
                             [os.path.join(teacher_dir, "teacher.pt")], ("toy_prepare",), env,
-                            clean=[teacher_dir]))
+                            clean=[teacher_dir], summary=dict))
         for seed in args.seed_list:
             ce = f"{arch}_ce_seed{seed}"
             if "ce" in methods or any(m in TOY_FINETUNED for m in methods):
@@ -275,7 +275,6 @@ def digits_tables(args, work: str) -> List[str]:
 
 
 def toy_tables(args, work: str) -> List[str]:
-    toy_work = os.path.join(work, "toy")
     sections = []
     for arch in args.toy_archs:
         rows = []
@@ -287,8 +286,7 @@ def toy_tables(args, work: str) -> List[str]:
             values, seconds = [], []
             for seed in args.seed_list:
                 name = f"{arch}_{method}_seed{seed}"
-                with open(os.path.join(toy_work, "results", f"{name}.bleu.json")) as handle:
-                    values.append(json.load(handle)["score"])
+                values.append(summary_of(os.path.join(work, "state"), f"toy_{name}")["score"])
                 spent = seconds_of(work, f"toy_{name}")
                 if method in TOY_FINETUNED:  # the CE model it starts from is part of its cost
                     spent += seconds_of(work, f"toy_{arch}_ce_seed{seed}")
