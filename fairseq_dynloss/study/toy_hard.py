@@ -29,7 +29,8 @@ TEACHER = f"{ARCH}_l2t_teacher"
 # Budget: the whole part (9 rows x 10 seeds, two single-threaded jobs at a time) must fit in
 # 150 minutes on 2 cores. 1000 updates (the recipe: 1200, 47.5 BLEU) put CE near 40 BLEU and the
 # part near 120 minutes by the estimate in recipes/toy_hard/README.md. Measured (session 7): ~30
-# min of wall time per seed with two workers, ~5 h for 10 seeds -- the part does not fit yet.
+# min of wall time per seed with two workers, ~5 h for 10 seeds -- the part does not fit yet; ALA
+# was a third of it, and since session 8 measures its reward at the window end only (ALA_TOY).
 UPDATES = 1000
 SEQ_UPDATES = 50
 TEACHER_STEPS = 60
