@@ -56,6 +56,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
 from fairseq_dynloss.study import mnist1d, mnist1d_reference, toy_hard  # noqa: E402
+from fairseq_dynloss.study.toy_hard import seconds_of  # noqa: E402  (the toy part's too)
 from fairseq_dynloss.study.jobs import Job, forget_records, load_record, run_jobs, summary_of  # noqa: E402
 from fairseq_dynloss.study.report import MethodRow, paired_table, verdict, versus_paired  # noqa: E402
 from fairseq_dynloss.study.runs import best_val_row, teacher_seconds, training_seconds  # noqa: E402
@@ -225,11 +226,6 @@ def toy_jobs(args, work: str) -> List[Job]:
 
 
 # -- results -----------------------------------------------------------------------------------
-def seconds_of(work: str, job: str) -> float:
-    record = load_record(os.path.join(work, "state"), job)
-    return record.seconds if record else float("nan")
-
-
 def digits_tables(args, work: str) -> List[str]:
     sections = []
     for model in args.digits_models:
