@@ -55,8 +55,7 @@ import torch
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
-from fairseq_dynloss.study import mnist1d, mnist1d_reference, toy_hard  # noqa: E402
-from fairseq_dynloss.study.toy_hard import seconds_of  # noqa: E402  (the toy part's too)
+from fairseq_dynloss.study import mnist1d, mnist1d_reference, toy_hard, translation  # noqa: E402
 from fairseq_dynloss.study.jobs import Job, forget_records, load_record, run_jobs, summary_of  # noqa: E402
 from fairseq_dynloss.study.report import MethodRow, paired_table, verdict, versus_paired  # noqa: E402
 from fairseq_dynloss.study.runs import best_val_row, teacher_seconds, training_seconds  # noqa: E402
@@ -92,44 +91,8 @@ AUCPR_METHODS: Dict[str, List[str]] = {
                   "controller.reward_metric=aucpr"],
 }
 
-# -- toy translation ---------------------------------------------------------------------------
+# -- toy translation: fairseq_dynloss/study/translation.py -----------------------------------
 TOY_UPDATES = {"transformer": 600, "lstm": 2000}
-# fairseq-train arguments of every job of an architecture, after recipes/toy/common.sh's (the
-# last occurrence of an option wins; the fine-tuning rows' own --lr/--warmup-updates/--max-tokens
-# come later still). LSTM (docs/investigation.md): with common.sh's lr 0.003, warmup 200,
-# max-tokens 2000 and 1000 updates, each seed stopped at a different point of the slow drop of
-# the validation loss (0.67..1.38) when attention learns the alignment: CE 37.0 +- 17.1 BLEU.
-# Twice as many updates of half the batch at lr 0.01 (warmup 100, gradients clipped at norm 1)
-# cost about the same and get every seed past it.
-TOY_ARCH_ARGS = {"transformer": "",
-                 "lstm": "--lr 0.01 --warmup-updates 100 --clip-norm 1.0 --max-tokens 1000"}
-STATE_DIM = {"transformer": 64, "lstm": 128}  # decoder output dims in recipes/toy/common.sh
-FINETUNE = "--lr 0.0005 --warmup-updates 1 --max-tokens 1000"
-# name -> (criterion, extra args); fine-tuned from the same seed's CE checkpoint.
-TOY_FINETUNED = {
-    "ce_continued": ("ce", ""),
-    "expected_bleu": ("expected_bleu", "--seq-candidates 8 --seq-alpha 0.2 --nll-weight 0.1"),
-    "reinforce": ("reinforce_bleu", "--seq-candidates 4 --reinforce-baseline learned "
-                                    "--decoder-state-dim {state_dim} --nll-weight 0.1"),
-    "actor_critic": ("actor_critic_bleu", "--seq-candidates 4 --decoder-state-dim {state_dim} "
-                                          "--nll-weight 0.3"),
-    "softmax_margin": ("softmax_margin", "--seq-candidates 4 --nll-weight 0.3"),
-}
-# The dynamic loss mixed with NLL (0.5) for L2T-DLF and ALA, as on digits: with the plain loss
-# both collapse on the toy corpus (recipes/toy/l2t.sh: taught students 0.0 BLEU; recipes/toy/ala.sh:
-# ALA 46.4 +- 27.5 vs CE 89.3) because negative off-diagonal entries push whole buckets down.
-L2T_PHI = "--phi-parametrisation bucketed --phi-buckets 8 --nll-weight 0.5"
-# The unroll steps with the student's own optimiser (--inner-optimizer twin: fairseq's Adam with
-# the recipe's betas, the scheduler's warm-up rates and --clip-norm), not a fresh Adam at another
-# lr: what the teacher learns about a step then transfers to the deployed student (issue 16).
-L2T_TEACHER = ("--task translation_l2t {phi} --teacher-mode episodic --unroll-steps 3 "
-               "--inner-optimizer twin --teacher-lr 0.005 "
-               "--teacher-horizon {updates} --teacher-dev-batches 2 "
-               "--teacher-dev-max-sentences 32 --disable-validation --max-tokens 1000")
-# The BLEU reward measured at each window's end only (--ala-metric-every = --ala-interval = 20),
-# as dynloss-train's default: measuring after every update decoded the dev subset 1000 times per
-# toy_hard run, 2.6-3.7x CE's cost (recipes/toy_hard/README.md), the part's largest row.
-ALA_TOY = "--task translation_ala --phi-source ala --ala-metric-every 20 {phi}"
 
 
 def child_dir(run_dir: str, method: str) -> str:
@@ -171,58 +134,12 @@ def digits_jobs(args, work: str) -> List[Job]:
 
 
 def toy_jobs(args, work: str) -> List[Job]:
-    toy_work = os.path.join(work, "toy")
-    recipes = os.path.join(REPO, "recipes", "toy")
     # BEST_METRIC=loss: the committed toy rows were selected by the criterion's loss (the
     # recipes now default to nll_loss); kept so that a re-run reproduces them.
-    env = dict(ONE_THREAD, WORK=toy_work, VENV_BIN=os.path.dirname(PYTHON), BEST_METRIC="loss")
-    result = lambda name: os.path.join(toy_work, "results", f"{name}.bleu.json")
-
-    def train_and_score(name, arch, criterion, updates, extra="", after=(), seed=1):
-        script = (f"MAX_UPDATE={updates} SEED={seed} bash {recipes}/train.sh {name} {arch} "
-                  f"{criterion} {TOY_ARCH_ARGS[arch]} {extra} && bash {recipes}/evaluate.sh {name}")
-        # a changed command must not resume the old checkpoint (train.sh resumes a finished one)
-        return Job(f"toy_{name}", ["bash", "-c", script], [result(name)], tuple(after), env,
-                   clean=[os.path.join(toy_work, "checkpoints", name)],
-                   summary=lambda: toy_hard.bleu_summary(result(name)))  # archived (results/runs)
-
-    jobs = [Job("toy_prepare", ["bash", os.path.join(recipes, "prepare.sh")],
-                [os.path.join(toy_work, "data-bin", ".done")], env=env, summary=dict)]
-    for arch in args.toy_archs:
-        updates = args.toy_updates[arch]
-        methods = args.toy_methods
-        teacher_dir = os.path.join(toy_work, "checkpoints", f"{arch}_l2t_teacher")
-        if "l2t" in methods:  # one teacher per architecture, trained once, then frozen
-            teacher = L2T_TEACHER.format(phi=L2T_PHI, updates=updates)
-            script = (f"MAX_UPDATE={args.teacher_steps * 3} SEED=1 bash {recipes}/train.sh {arch}_l2t_teacher "
-                      f"{arch} dynamic_loss {TOY_ARCH_ARGS[arch]} {teacher}")
-            jobs.append(Job(f"toy_{arch}_l2t_teacher", ["bash", "-c", script],
-                            [os.path.join(teacher_dir, "teacher.pt")], ("toy_prepare",), env,
-                            clean=[teacher_dir], summary=dict))
-        for seed in args.seed_list:
-            ce = f"{arch}_ce_seed{seed}"
-            if "ce" in methods or any(m in TOY_FINETUNED for m in methods):
-                jobs.append(train_and_score(ce, arch, "ce", updates, after=["toy_prepare"], seed=seed))
-            if "label_smoothing" in methods:
-                jobs.append(train_and_score(f"{arch}_label_smoothing_seed{seed}", arch,
-                                            "label_smoothed_cross_entropy", updates,
-                                            "--label-smoothing 0.1", ["toy_prepare"], seed))
-            for method, (criterion, extra) in TOY_FINETUNED.items():
-                if method not in methods:
-                    continue
-                start = os.path.join(toy_work, "checkpoints", ce, "checkpoint_best.pt")
-                extra = f"--finetune-from-model {start} {FINETUNE} " + extra.format(
-                    state_dim=STATE_DIM[arch])
-                jobs.append(train_and_score(f"{arch}_{method}_seed{seed}", arch, criterion,
-                                            args.seq_updates, extra, [f"toy_{ce}"], seed))
-            if "l2t" in methods:
-                extra = f"{L2T_PHI} --phi-source teacher --teacher-path {teacher_dir}/teacher.pt"
-                jobs.append(train_and_score(f"{arch}_l2t_seed{seed}", arch, "dynamic_loss",
-                                            updates, extra, [f"toy_{arch}_l2t_teacher"], seed))
-            if "ala" in methods:
-                jobs.append(train_and_score(f"{arch}_ala_seed{seed}", arch, "dynamic_loss", updates,
-                                            ALA_TOY.format(phi=L2T_PHI), ["toy_prepare"], seed))
-    return jobs
+    env = dict(ONE_THREAD, VENV_BIN=os.path.dirname(PYTHON), BEST_METRIC="loss")
+    archs = {arch: (translation.ARCH_ARGS[arch], args.toy_updates[arch]) for arch in args.toy_archs}
+    return translation.jobs("toy", work, REPO, env, "recipes/toy/prepare.sh", archs,
+                            args.toy_methods, args.seed_list, args.seq_updates, args.teacher_steps)
 
 
 # -- results -----------------------------------------------------------------------------------
@@ -271,38 +188,8 @@ def digits_tables(args, work: str) -> List[str]:
 
 
 def toy_tables(args, work: str) -> List[str]:
-    sections = []
-    for arch in args.toy_archs:
-        rows = []
-        teacher_seconds = seconds_of(work, f"toy_{arch}_l2t_teacher")
-        for method in ["ce", "label_smoothing", *TOY_FINETUNED, "l2t", "ala"]:
-            if method not in args.toy_methods and not (method == "ce" and any(
-                    m in TOY_FINETUNED for m in args.toy_methods)):
-                continue
-            values, seconds = [], []
-            for seed in args.seed_list:
-                name = f"{arch}_{method}_seed{seed}"
-                values.append(summary_of(os.path.join(work, "state"), f"toy_{name}")["score"])
-                spent = seconds_of(work, f"toy_{name}")
-                if method in TOY_FINETUNED:  # the CE model it starts from is part of its cost
-                    spent += seconds_of(work, f"toy_{arch}_ce_seed{seed}")
-                if method == "l2t":  # the shared teacher, spread over the seeds it teaches
-                    spent += teacher_seconds / len(args.seed_list)
-                seconds.append(spent)
-            note = {"ce_continued": f"control: CE fine-tuned {args.seq_updates} more updates",
-                    "l2t": "teacher time shared over seeds"}.get(method, "")
-            row = MethodRow(method, values, seconds, note)
-            if method in TOY_FINETUNED and method != "ce_continued":
-                row.note = f"fine-tuned {args.seq_updates} updates from CE"
-                control = next((r for r in rows if r.name == "ce_continued"), None)
-                if control is not None:  # the fair comparison: the same extra training with CE
-                    row.note += "; " + versus_paired(row, control)
-            rows.append(row)
-        sections.append(f"### toy translation, {arch} ({args.toy_updates[arch]} updates): "
-                        "sacrebleu BLEU on test\n\n"
-                        + paired_table(rows, "ce", "BLEU", lower_is_better=False)
-                        + "\n\n" + verdict(rows, "ce", lower_is_better=False))
-    return sections
+    return [translation.table("toy", work, arch, args.toy_updates[arch], args.toy_methods,
+                              args.seed_list, args.seq_updates) for arch in args.toy_archs]
 
 
 # -- plots -------------------------------------------------------------------------------------
@@ -396,9 +283,9 @@ PAIRED_NO_ORACLE = PAIRED.split(" 'gap closed'")[0]
 PART_STATISTICS = {
     "digits": PAIRED_NO_ORACLE + " time = training CPU time including controller and teacher-training "
               "work (not process start-up) over CE's.",
-    "toy": PAIRED_NO_ORACLE + " " + toy_hard.TIME_NOTE,
+    "toy": PAIRED_NO_ORACLE + " " + translation.TIME_NOTE,
     "mnist1d": PAIRED, "mnist1d_reference": REFERENCE,
-    "toy_hard": PAIRED_NO_ORACLE + " " + toy_hard.TIME_NOTE}
+    "toy_hard": PAIRED_NO_ORACLE + " " + translation.TIME_NOTE}
 PARTS = tuple(PART_TITLES)
 
 
@@ -467,8 +354,8 @@ def main(argv: Sequence[str] = None) -> None:
     parser.add_argument("--no-aucpr", dest="aucpr", action="store_false")
     parser.add_argument("--toy-archs", nargs="+", default=["transformer", "lstm"],
                         choices=list(TOY_UPDATES))
-    toy_choices = ["ce", "label_smoothing", *TOY_FINETUNED, "l2t", "ala"]
-    parser.add_argument("--toy-methods", nargs="+", default=toy_choices, choices=toy_choices)
+    parser.add_argument("--toy-methods", nargs="+", default=list(translation.METHODS),
+                        choices=list(translation.METHODS))
     parser.add_argument("--seq-updates", type=int, default=50,
                         help="fine-tuning updates of the sequence-level criteria")
     parser.add_argument("--toy-updates", type=int, nargs=2, metavar=("TRANSFORMER", "LSTM"),
@@ -527,10 +414,7 @@ def main(argv: Sequence[str] = None) -> None:
     jobs = (digits_jobs(args, work) if "digits" in args.parts else []) + \
            (toy_jobs(args, work) if "toy" in args.parts else [])
     if "toy_hard" in args.parts:
-        jobs += toy_hard.jobs(args, work, REPO, dict(ONE_THREAD, VENV_BIN=os.path.dirname(PYTHON)),
-                              dict(finetuned=TOY_FINETUNED, finetune=FINETUNE, l2t_phi=L2T_PHI,
-                                   l2t_teacher=L2T_TEACHER, ala=ALA_TOY,
-                                   state_dim=STATE_DIM["transformer"]))
+        jobs += toy_hard.jobs(args, work, REPO, dict(ONE_THREAD, VENV_BIN=os.path.dirname(PYTHON)))
     if "mnist1d_reference" in args.parts:
         jobs += mnist1d_reference.jobs(args.mnist1d_reference_seed_list, work, PYTHON, ONE_THREAD)
     started = time.perf_counter()
@@ -562,7 +446,7 @@ def main(argv: Sequence[str] = None) -> None:
     plot_lines = make_plots(args, work, os.path.join(out_dir, args.plots))
     command = "python scripts/study.py " + " ".join(sys.argv[1:] if argv is None else argv)
     tables = {"digits": lambda: digits_tables(args, work), "toy": lambda: toy_tables(args, work),
-              "toy_hard": lambda: toy_hard.tables(args, work, TOY_FINETUNED),
+              "toy_hard": lambda: toy_hard.tables(args, work),
               "mnist1d_reference": lambda: [mnist1d_reference.table(
                   args.mnist1d_reference_seed_list, work)]}
     records = [load_record(os.path.join(work, "state"), job.name) for job in jobs]

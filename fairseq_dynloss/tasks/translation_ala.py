@@ -160,7 +160,10 @@ class TranslationALAConfig(TranslationConfig):
     ala_baseline_decay: float = field(
         default=0.8, metadata={"help": "decay of the per-step REINFORCE baseline, in [0, 1)"})
     ala_entropy_bonus: float = field(
-        default=0.0, metadata={"help": "weight (>= 0) of the policy's mean entropy in its objective"})
+        default=0.01, metadata={"help": "weight (>= 0) of the policy's mean entropy in its objective; "
+                                "0.01 is dynloss-train's controller.entropy_bonus (MNIST-1D: better on "
+                                "validation than 0.05). Without it the toy LSTM's collapsed ALA seeds were "
+                                "those whose policy entropy fell to 0.2-0.3 (docs/investigation.md 4d)"})
     ala_replay_capacity: int = field(
         default=0, metadata={"help": "0: on-policy REINFORCE; > 0: importance-weighted replay from "
                              "this many transitions (oldest evicted)"})
