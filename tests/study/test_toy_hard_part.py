@@ -1,5 +1,6 @@
-"""The study's toy_hard part: its jobs (fine-tuned rows start from their own seed's CE model, one
-L2T teacher for every seed) and, end to end on a tiny corpus, a table whose numbers are the runs'
+"""The study's toy_hard part (``study/translation.py``'s jobs on the hard corpus): its jobs
+(fine-tuned rows start from their own seed's CE model, one L2T teacher per form for every seed,
+each row in its own loss form) and, end to end on a tiny corpus, a table whose numbers are the runs'
 own sacrebleu scores."""
 
 import json
@@ -10,19 +11,16 @@ from types import SimpleNamespace
 
 import pytest
 
-from fairseq_dynloss.study import toy_hard
+from fairseq_dynloss.study import toy_hard, translation
 from fairseq_dynloss.study.stats import summarize
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-TOY = dict(finetuned={"ce_continued": ("ce", ""), "reinforce": ("reinforce_bleu", "--dim {state_dim}")},
-           finetune="--lr 0.0005", l2t_phi="--phi-buckets 8", ala="--task translation_ala {phi}",
-           l2t_teacher="--task translation_l2t {phi} --teacher-horizon {updates}", state_dim=64)
 
 
 def make_jobs(methods, seeds=(1, 2)):
     args = SimpleNamespace(toy_hard_methods=methods, toy_hard_seed_list=list(seeds),
                            toy_hard_updates=700, toy_hard_seq_updates=30, toy_hard_teacher_steps=5)
-    return {job.name: job for job in toy_hard.jobs(args, "/w", REPO, {"OMP_NUM_THREADS": "1"}, TOY)}
+    return {job.name: job for job in toy_hard.jobs(args, "/w", REPO, {"OMP_NUM_THREADS": "1"})}
 
 
 def test_finetuned_rows_start_from_their_own_seeds_ce_model():
@@ -35,22 +33,34 @@ def test_finetuned_rows_start_from_their_own_seeds_ce_model():
         assert job.after == (f"toy_hard_transformer_ce_seed{seed}",)
         script = job.command[-1]
         assert f"--finetune-from-model /w/toy_hard/checkpoints/transformer_ce_seed{seed}/checkpoint_best.pt" in script
-        assert "MAX_UPDATE=30 " in script and f"SEED={seed} " in script and "--dim 64" in script
+        assert "MAX_UPDATE=30 " in script and f"SEED={seed} " in script
+        assert "--decoder-state-dim 64" in script  # the transformer's decoder output
         assert job.env["WORK"] == "/w/toy_hard"
 
 
-def test_one_teacher_trained_once_teaches_every_seed():
-    jobs = make_jobs(["l2t", "ala"])
-    teacher = jobs["toy_hard_transformer_l2t_teacher"]
-    assert [name for name in jobs if "teacher" in name] == [teacher.name]
-    assert teacher.after == ("toy_hard_prepare",)
-    assert "MAX_UPDATE=15 " in teacher.command[-1]  # 5 teacher steps x 3 unrolled updates
-    assert "--teacher-horizon 700" in teacher.command[-1]  # the students' length
-    for seed in (1, 2):
-        student = jobs[f"toy_hard_transformer_l2t_seed{seed}"]
-        assert student.after == (teacher.name,)
-        assert "--teacher-path /w/toy_hard/checkpoints/transformer_l2t_teacher/teacher.pt" in student.command[-1]
-        assert "--task translation_ala --phi-buckets 8" in jobs[f"toy_hard_transformer_ala_seed{seed}"].command[-1]
+def test_one_teacher_per_form_trained_once_teaches_every_seed_in_its_form():
+    jobs = make_jobs(["l2t", "l2t_paper", "ala", "ala_paper"])
+    teachers = [name for name in jobs if "teacher" in name]
+    assert teachers == ["toy_hard_transformer_l2t_teacher", "toy_hard_transformer_l2t_paper_teacher"]
+    for method in ("l2t", "l2t_paper"):
+        teacher = jobs[f"toy_hard_transformer_{method}_teacher"]
+        assert teacher.after == ("toy_hard_prepare",)
+        assert "MAX_UPDATE=15 " in teacher.command[-1]  # 5 teacher steps x 3 unrolled updates
+        assert "--teacher-horizon 700" in teacher.command[-1]  # the students' length
+        for seed in (1, 2):
+            student = jobs[f"toy_hard_transformer_{method}_seed{seed}"]
+            assert student.after == (teacher.name,)
+            assert (f"--teacher-path /w/toy_hard/checkpoints/transformer_{method}_teacher/teacher.pt"
+                    in student.command[-1])
+    for seed in (1, 2):  # the form: prob for l2t / ala, the papers' for the _paper rows
+        for method in ("l2t", "l2t_paper", "ala", "ala_paper"):
+            script = jobs[f"toy_hard_transformer_{method}_seed{seed}"].command[-1]
+            assert ("--dynamic-form prob" in script) == (not method.endswith("_paper")), method
+            assert translation.DYNAMIC_PHI in script
+        assert "--task translation_ala" in jobs[f"toy_hard_transformer_ala_seed{seed}"].command[-1]
+    for method in ("l2t", "l2t_paper"):  # a teacher is trained in the form it teaches
+        teacher = jobs[f"toy_hard_transformer_{method}_teacher"].command[-1]
+        assert ("--dynamic-form prob" in teacher) == (method == "l2t")
 
 
 @pytest.mark.slow

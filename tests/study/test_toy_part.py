@@ -6,7 +6,7 @@ import os
 import sys
 from types import SimpleNamespace
 
-from fairseq_dynloss.study.jobs import JobRecord, write_record
+from fairseq_dynloss.study.jobs import JobRecord, load_record, write_record
 from fairseq_dynloss.study.stats import summarize
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -36,3 +36,24 @@ def test_toy_table_reads_the_archived_summaries_not_the_run_folders(tmp_path):
     line = next(l for l in table.splitlines() if l.startswith("| ala |"))
     s = summarize([81.5, 86.5])
     assert f"{s.mean:.2f} ± {s.std:.2f}" in line and "| +2.00 ± 0.71 |" in line
+
+
+def test_every_archived_toy_record_is_of_a_job_the_part_defines_now():
+    """results/runs/ is what the toy tables are built from: a record whose command no longer
+    matches its job (a renamed row, a changed argument) would be silently re-run, and a record of
+    no job at all would be an orphan. Guards refactors of study/translation.py."""
+    args = SimpleNamespace(toy_archs=list(study.TOY_UPDATES), toy_methods=study.translation.METHODS,
+                           seed_list=list(range(1, 11)), toy_updates=study.TOY_UPDATES,
+                           teacher_steps=60, seq_updates=50)
+    work = "/nowhere/work"
+    jobs = {job.name: job for job in study.toy_jobs(args, work)}
+    roots = {"<work>": work, "<repo>": study.REPO, "<python>": study.PYTHON,
+             "<venv-bin>": os.path.dirname(study.PYTHON)}
+    archive = os.path.join(REPO, "results", "runs")
+    names = [f[:-len(".json")] for f in os.listdir(archive) if f.startswith("toy_") and
+             not f.startswith("toy_hard_")]
+    assert names, "no archived toy records"
+    for name in names:
+        assert name in jobs, f"{name}: archived, but no toy job has that name"
+        record = load_record(archive, name)
+        assert record.matches(jobs[name], roots), f"{name}: archived command differs from the job's"
