@@ -6,6 +6,7 @@ atomically after the process exits 0 and every declared output exists, so an int
 re-runs only what is missing. A job whose command line (or environment) has changed since its
 record was written -- a changed default -- is run again, after removing its ``clean`` paths (e.g.
 a checkpoint folder that would otherwise be resumed), and so is everything that runs after it.
+An interrupted job resumes its ``clean`` paths only if the same command started them.
 Records written before commands were recorded have no command and are taken as they are. Two
 cores: two single-threaded jobs at once use the machine better than one job with two threads
 (small models do not scale across threads).
@@ -49,7 +50,8 @@ class Job:
         after: names of jobs that must have succeeded first.
         env: extra environment variables.
         clean: files or folders to delete before the job is run again because its command
-            changed (not before a first run, so that an interrupted job can resume).
+            changed, and before a run that would find them left by another command (an
+            interrupted job resumes only what the same command started: ``_start``).
         summary: called after the job succeeded; returns what the report reads of its outputs
             (JSON-able, small). Kept in the record, which makes the job archivable: the report
             of a restored job reads the summary, not the outputs.
@@ -192,9 +194,40 @@ def _keep(record: JobRecord, state_dir: str, archive: Optional[str]) -> None:
         write_record(archive, record)
 
 
+def _remove(paths: Sequence[str]) -> None:
+    for path in paths:
+        if os.path.isdir(path) and not os.path.islink(path):
+            shutil.rmtree(path)
+        elif os.path.lexists(path):
+            os.remove(path)
+
+
+def _start(job: Job, state_dir: str, roots: Mapping[str, str]) -> str:
+    """Mark ``job`` as started (``<name>.started.json``: its portable command and environment)
+    and return the marker's path. What its ``clean`` paths hold is resumed only when the marker
+    left by an interrupted run is of this very command; otherwise (another command, or no marker:
+    a folder of unknown origin) they are removed first, so that a checkpoint of another
+    configuration is never resumed."""
+    marker = os.path.join(state_dir, f"{job.name}.started.json")
+    mine = {"command": portable(job.command, roots), "env": portable_env(job.env, roots)}
+    try:
+        with open(marker) as handle:
+            same = json.load(handle) == mine
+    except (OSError, ValueError):
+        same = False
+    if not same:
+        _remove(job.clean)
+        tmp = marker + ".tmp"
+        with open(tmp, "w") as handle:
+            json.dump(mine, handle, indent=1)
+        os.replace(tmp, marker)
+    return marker
+
+
 def _run_one(job: Job, state_dir: str, roots: Mapping[str, str],
              archive: Optional[str]) -> JobRecord:
     log_path = os.path.join(state_dir, f"{job.name}.log")
+    marker = _start(job, state_dir, roots)
     env = dict(os.environ, **job.env)
     started = time.perf_counter()
     with open(log_path, "w") as log:
@@ -217,6 +250,7 @@ def _run_one(job: Job, state_dir: str, roots: Mapping[str, str],
             record.returncode = 1
             return record
         _keep(record, state_dir, archive)
+        os.remove(marker)  # the record says what ran now
     return record
 
 
@@ -311,11 +345,7 @@ def run_jobs(jobs: Sequence[Job], state_dir: str, workers: int = 2, progress: bo
         if name in records:
             write_record(state_dir, records[name])
     for job in stale:
-        for path in job.clean:
-            if os.path.isdir(path) and not os.path.islink(path):
-                shutil.rmtree(path)
-            elif os.path.lexists(path):
-                os.remove(path)
+        _remove(job.clean)
     pending = [job for job in jobs if job.name not in records]
     failed: List[str] = []
     blocked: List[str] = []

@@ -81,14 +81,41 @@ def test_changed_command_reruns_job_and_dependants_after_cleaning(tmp_path):
 
     state = str(tmp_path / "state")
     run_jobs(jobs("1"), state, workers=1, progress=False)
-    assert leftover.exists()  # not cleaned before a first run
+    assert not leftover.exists()  # of unknown origin (no run of this command started it)
     assert load_record(state, "a").command[-1] == append("a1")
     run_jobs(jobs("1"), state, workers=1, progress=False)
     assert sorted(trace.read_text().split()) == ["a1", "b", "c"]
     # a's command changed: a runs again (its clean paths removed first), and b after it; c not.
+    leftover.mkdir()
     run_jobs(jobs("2"), state, workers=1, progress=False)
     assert not leftover.exists()
     assert sorted(trace.read_text().split()) == ["a1", "a2", "b", "b", "c"]
+
+
+def test_interrupted_job_resumes_only_what_its_own_command_started(tmp_path):
+    """A job that fails half-way leaves a checkpoint folder: the same command resumes it; another
+    command (a changed row, a changed default) must not, so it is removed before that run."""
+    ckpt = tmp_path / "ckpt"
+    seen = tmp_path / "seen.txt"
+
+    def job(version, fail):  # reports whether it found a checkpoint, then writes its own
+        code = (f"import os; open({str(seen)!r}, 'a').write(str(os.path.exists({str(ckpt / 'part.pt')!r})) + ' ');"
+                f"os.makedirs({str(ckpt)!r}, exist_ok=True); open({str(ckpt / 'part.pt')!r}, 'w').write({version!r});"
+                f"raise SystemExit({int(fail)})")
+        made = python_job("a", code)
+        made.clean = [str(ckpt)]
+        return made
+
+    state = str(tmp_path / "state")
+    with pytest.raises(JobFailed):  # interrupted: no record, its checkpoint stays
+        run_jobs([job("1", fail=True)], state, workers=1, progress=False)
+    with pytest.raises(JobFailed):  # the same command resumes it
+        run_jobs([job("1", fail=True)], state, workers=1, progress=False)
+    assert seen.read_text().split() == ["False", "True"]
+    run_jobs([job("2", fail=False)], state, workers=1, progress=False)  # another command
+    assert seen.read_text().split() == ["False", "True", "False"]
+    assert (ckpt / "part.pt").read_text() == "2"
+    assert not os.path.exists(os.path.join(state, "a.started.json"))  # the record replaced it
 
 
 def test_legacy_record_without_command_is_reused(tmp_path):
