@@ -9,6 +9,8 @@ summary (``study/jobs.py``) is that score, so a table is built from job records 
 Rows (``METHODS``):
 
 * ``ce``, ``label_smoothing`` (eps 0.1, not tuned);
+* ``dynamic_fixed``: the dynamic-loss criterion at a fixed Phi = I in the prob form (CE in exact
+  arithmetic): how far the taught rows' seeds move from CE's by rounding alone;
 * the sequence-level criteria fine-tuned from each seed's CE model (``FINETUNED``), with
   ``ce_continued`` (CE for the same extra updates) as their control;
 * ``l2t`` / ``l2t_paper``: L2T-DLF, one teacher per architecture and form (trained once with
@@ -55,8 +57,11 @@ FINETUNED = {
 # recipes/toy/ala.sh: ALA 46.4 +- 27.5 vs CE 89.3) because negative off-diagonal entries push
 # whole buckets down. The prob rows keep the same mix so that the two forms differ in one thing.
 DYNAMIC_PHI = "--phi-parametrisation bucketed --phi-buckets 8 --nll-weight 0.5"
-# row -> loss form of the L2T-DLF and ALA rows
-FORMS = {"l2t": "prob", "l2t_paper": "paper", "ala": "prob", "ala_paper": "paper"}
+# row -> loss form of the dynamic-loss rows. dynamic_fixed is their control: the prob form at
+# its --phi-init (Phi = I), which is cross-entropy in exact arithmetic, so the row differs from
+# CE only by rounding and by the criterion's code path.
+FORMS = {"dynamic_fixed": "prob", "l2t": "prob", "l2t_paper": "paper", "ala": "prob",
+         "ala_paper": "paper"}
 # The unroll steps with the student's own optimiser (--inner-optimizer twin: fairseq's Adam with
 # the recipe's betas, the scheduler's warm-up rates and --clip-norm), not a fresh Adam at another
 # lr: what the teacher learns about a step then transfers to the deployed student (issue 16).
@@ -70,6 +75,7 @@ L2T_TEACHER = ("--task translation_l2t {phi} --teacher-mode episodic --unroll-st
 ALA = "--task translation_ala --phi-source ala --ala-metric-every 20 {phi}"
 METHODS = ["ce", "label_smoothing", *FINETUNED, *FORMS]
 NOTES = {"label_smoothing": "eps 0.1 (not tuned)",
+         "dynamic_fixed": "control: prob form at Phi = I (= CE in exact arithmetic) + 0.5 NLL",
          "l2t": "prob form + 0.5 NLL; one teacher, its time shared over seeds",
          "l2t_paper": "paper form + 0.5 NLL; one teacher, its time shared over seeds",
          "ala": "prob form + 0.5 NLL", "ala_paper": "paper form + 0.5 NLL"}
@@ -168,6 +174,9 @@ def jobs(part: str, work: str, repo: str, env: Dict[str, str], prepare: str,
                              + extra.format(state_dim=STATE_DIM[arch]))
                     out.append(train_and_score(run(method), arch, criterion, seq_updates, extra,
                                                [f"{part}_{ce}"], seed))
+            if "dynamic_fixed" in methods:
+                out.append(train_and_score(run("dynamic_fixed"), arch, "dynamic_loss", updates,
+                                           phi_args("dynamic_fixed"), [prepare_job.name], seed))
             for method, path in teachers.items():
                 extra = f"{phi_args(method)} --phi-source teacher --teacher-path {path}"
                 out.append(train_and_score(run(method), arch, "dynamic_loss", updates, extra,
