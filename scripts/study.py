@@ -13,10 +13,12 @@ Parts:
   smoothing, L-Softmax, self-paced, L2T-DLF (teacher trained in the run), ALA single-network and
   ALA multi-network (2 processes); test error at the best-validation epoch. Plus AUCPR, CE vs
   ALA with the AUCPR reward (MLP).
-* ``toy`` (the toy translation corpus, ``fairseq-train`` through ``recipes/toy/``): Transformer
-  and LSTM students with CE, label-smoothed CE, the sequence-level criteria fine-tuned from each
-  seed's CE model (and CE fine-tuned the same way as their control), L2T-DLF (one teacher per
-  architecture, then students) and ALA (``--task translation_ala``); sacrebleu BLEU on test.
+* ``toy`` (the toy translation corpus, ``fairseq-train`` through ``recipes/toy/``;
+  ``fairseq_dynloss/study/translation.py``): Transformer and LSTM students with CE,
+  label-smoothed CE, the sequence-level criteria fine-tuned from each seed's CE model (and CE
+  fine-tuned the same way as their control), the fixed-Phi control, L2T-DLF (one teacher per
+  architecture and form, then students) and ALA (``--task translation_ala``), each in both loss
+  forms; 10 paired seeds, sacrebleu BLEU on test.
 * ``mnist1d`` (``fairseq_dynloss/study/mnist1d.py``): MNIST-1D clean and under three label-noise
   patterns, 10 paired seeds; CE, validation-tuned label smoothing and Poly-1, the fixed-Phi
   control, the forward-correction oracle, L2T-DLF and ALA, and in the development table both
@@ -27,8 +29,7 @@ Parts:
   reference models under the reference schedule (8000 updates, no validation split), 5 seeds,
   against the published test accuracies: the benchmark reproduces before it judges anything.
 * ``toy_hard`` (``fairseq_dynloss/study/toy_hard.py``): the hard synthetic translation corpus
-  (``recipes/toy_hard/``), transformer, 10 paired seeds; the toy part's rows; paired statistics
-  as mnist1d.
+  (``recipes/toy_hard/``), transformer, 10 paired seeds; the toy part's rows and jobs.
 
 Every table is paired (the methods run the same seeds): the per-seed difference from CE, its
 bootstrap CI, paired t and Wilcoxon p-values, the minimum detectable difference, and time
