@@ -57,7 +57,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
 from fairseq_dynloss.study import mnist1d, mnist1d_reference, toy_hard, translation  # noqa: E402
-from fairseq_dynloss.study.jobs import Job, forget_records, load_record, run_jobs, summary_of  # noqa: E402
+from fairseq_dynloss.study.jobs import Job, forget_records, load_record, run_jobs  # noqa: E402
 from fairseq_dynloss.study.report import MethodRow, paired_table, verdict, versus_paired  # noqa: E402
 from fairseq_dynloss.study.runs import best_val_row, teacher_seconds, training_seconds  # noqa: E402
 
