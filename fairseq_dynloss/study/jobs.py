@@ -203,25 +203,18 @@ def _remove(paths: Sequence[str]) -> None:
 
 
 def _start(job: Job, state_dir: str, roots: Mapping[str, str]) -> str:
-    """Mark ``job`` as started (``<name>.started.json``: its portable command and environment)
-    and return the marker's path. What its ``clean`` paths hold is resumed only when the marker
-    left by an interrupted run is of this very command; otherwise (another command, or no marker:
-    a folder of unknown origin) they are removed first, so that a checkpoint of another
-    configuration is never resumed."""
-    marker = os.path.join(state_dir, f"{job.name}.started.json")
-    mine = {"command": portable(job.command, roots), "env": portable_env(job.env, roots)}
-    try:
-        with open(marker) as handle:
-            same = json.load(handle) == mine
-    except (OSError, ValueError):
-        same = False
-    if not same:
+    """Mark ``job`` as started -- a record of its command in ``<state_dir>/started/`` -- and
+    return the marker's path. What its ``clean`` paths hold is resumed only when the marker left
+    by an interrupted run matches this job; otherwise (another command, or no marker: a folder
+    of unknown origin) they are removed first, so that a checkpoint of another configuration is
+    never resumed."""
+    started = os.path.join(state_dir, "started")
+    marker = load_record(started, job.name)
+    if marker is None or not marker.matches(job, roots):
         _remove(job.clean)
-        tmp = marker + ".tmp"
-        with open(tmp, "w") as handle:
-            json.dump(mine, handle, indent=1)
-        os.replace(tmp, marker)
-    return marker
+        write_record(started, JobRecord(job.name, 0.0, -1, portable(job.command, roots),
+                                        portable_env(job.env, roots)))
+    return os.path.join(started, f"{job.name}.json")
 
 
 def _run_one(job: Job, state_dir: str, roots: Mapping[str, str],

@@ -216,7 +216,6 @@ def table(part: str, work: str, arch: str, updates: int, methods: Sequence[str],
             if control is not None:  # the fair comparison: the same extra training with CE
                 row.note += "; " + versus_paired(row, control)
         rows.append(row)
-    title = "toy translation" if part == "toy" else f"{part} translation"
-    return (f"### {title}, {arch} ({updates} updates): sacrebleu BLEU on test\n\n"
+    return (f"### {part} translation, {arch} ({updates} updates): sacrebleu BLEU on test\n\n"
             + paired_table(rows, "ce", "BLEU", lower_is_better=False)
             + "\n\n" + verdict(rows, "ce", lower_is_better=False))

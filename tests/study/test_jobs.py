@@ -115,7 +115,7 @@ def test_interrupted_job_resumes_only_what_its_own_command_started(tmp_path):
     run_jobs([job("2", fail=False)], state, workers=1, progress=False)  # another command
     assert seen.read_text().split() == ["False", "True", "False"]
     assert (ckpt / "part.pt").read_text() == "2"
-    assert not os.path.exists(os.path.join(state, "a.started.json"))  # the record replaced it
+    assert not os.path.exists(os.path.join(state, "started", "a.json"))  # the record replaced it
 
 
 def test_legacy_record_without_command_is_reused(tmp_path):
