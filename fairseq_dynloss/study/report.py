@@ -8,6 +8,8 @@ import math
 from dataclasses import dataclass, field
 from typing import List, Sequence
 
+from scipy.stats import fisher_exact
+
 from .stats import ALPHA, paired_comparison, summarize
 
 
@@ -137,3 +139,37 @@ def verdict(rows: Sequence[MethodRow], baseline: str, lower_is_better: bool, ora
         text.append(f"Not distinguishable from {baseline}: {', '.join(unclear)} (these seeds "
                     f"detect differences of {mdd:.{digits}f} or more with 80 % power).")
     return " ".join(text)
+
+
+def collapses(rows: Sequence[MethodRow], baseline: str, seeds: Sequence[int],
+              lower_is_better: bool, digits: int = 2) -> str:
+    """The issues' per-seed criterion in plain words: a seed *collapses* when its value is more
+    than 2 std of the baseline's seeds worse than the baseline's mean (the "collapse line").
+
+    Per row: the seeds past the line, and Fisher's exact test (two-sided) of that count against
+    the baseline's own count over the same seeds -- whether a row collapses more often than the
+    baseline, and how weak that test is with few seeds (with 10 seeds per row and none past the
+    line for the baseline, 5 collapses are needed for p < 0.05).
+    """
+    by_name, base, base_mean, _ = _baseline(rows, baseline)
+    for row in rows:
+        if len(row.values) != len(seeds):
+            raise ValueError(f"row {row.name!r} has {len(row.values)} values for "
+                             f"{len(seeds)} seeds {list(seeds)}")
+    sign = -1.0 if lower_is_better else 1.0
+    line = base_mean - sign * 2.0 * summarize(base.values).std
+    past = {row.name: [s for s, v in zip(seeds, row.values) if sign * (v - line) < 0]
+            for row in rows}
+    n_base = len(past[baseline])
+    cells = []
+    for row in rows:
+        k = len(past[row.name])
+        cell = f"{row.name} {k}/{len(seeds)}"
+        if k:
+            cell += f" (seed{'s' if k > 1 else ''} {', '.join(map(str, past[row.name]))})"
+        if row is not base and (k or n_base):
+            _, p = fisher_exact([[k, len(seeds) - k], [n_base, len(seeds) - n_base]])
+            cell += f", Fisher p = {_p_cell(p)}"
+        cells.append(cell)
+    return (f"Collapse line ({baseline}'s mean {'+' if lower_is_better else '-'} 2 std = "
+            f"{line:.{digits}f}); seeds past it: " + "; ".join(cells) + ".")

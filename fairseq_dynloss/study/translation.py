@@ -29,7 +29,7 @@ import os
 from typing import Dict, List, Sequence, Tuple
 
 from .jobs import Job, load_record, summary_of
-from .report import MethodRow, paired_table, verdict, versus_paired
+from .report import MethodRow, collapses, paired_table, verdict, versus_paired
 
 # fairseq-train arguments of every job of an architecture, after recipes/toy/common.sh's (the
 # last occurrence of an option wins; the fine-tuning rows' own --lr/--warmup-updates/--max-tokens
@@ -218,4 +218,5 @@ def table(part: str, work: str, arch: str, updates: int, methods: Sequence[str],
         rows.append(row)
     return (f"### {part} translation, {arch} ({updates} updates): sacrebleu BLEU on test\n\n"
             + paired_table(rows, "ce", "BLEU", lower_is_better=False)
-            + "\n\n" + verdict(rows, "ce", lower_is_better=False))
+            + "\n\n" + verdict(rows, "ce", lower_is_better=False)
+            + "\n\n" + collapses(rows, "ce", seeds, lower_is_better=False))

@@ -92,3 +92,30 @@ def test_verdict_says_when_nothing_wins_and_respects_the_direction():
     # the same numbers as errors (lower is better): "bad" is now better
     flipped = verdict(rows, "ce", lower_is_better=True)
     assert flipped.startswith("**bad wins**: bad -2.96")
+
+
+def test_collapses_hand_line_seeds_and_fisher_against_scipy():
+    from fairseq_dynloss.study.report import collapses
+
+    # ce: mean 84, sample std sqrt(10) -> line 84 - 2 sqrt(10) = 77.68; "m" passes it on
+    # seeds 12 (10.0) and 14 (77.0, just under), "ok" never.
+    seeds = [11, 12, 13, 14, 15]
+    text = collapses([MethodRow("ce", [80.0, 82.0, 84.0, 86.0, 88.0]),
+                      MethodRow("m", [85.0, 10.0, 78.0, 77.0, 90.0]),
+                      MethodRow("ok", [80.0, 79.0, 78.0, 81.0, 82.0])],
+                     "ce", seeds, lower_is_better=False)
+    p = scipy_stats.fisher_exact([[2, 3], [0, 5]])[1]
+    assert text.startswith("Collapse line (ce's mean - 2 std = 77.68); seeds past it: ce 0/5; ")
+    assert f"m 2/5 (seeds 12, 14), Fisher p = {p:.3f}; ok 0/5." in text
+
+
+def test_collapses_lower_is_better_and_unpaired_rows():
+    from fairseq_dynloss.study.report import collapses
+
+    # error %: mean 2.4, std sqrt(0.1) -> line 3.03; 3.1 and 3.5 are past it, 2.0 is not
+    text = collapses([MethodRow("ce", [2.0, 2.2, 2.4, 2.6, 2.8]),
+                      MethodRow("m", [2.0, 3.1, 2.5, 3.5, 2.4])], "ce", [1, 2, 3, 4, 5], True)
+    assert "(ce's mean + 2 std = 3.03)" in text and "m 2/5 (seeds 2, 4)" in text
+    with pytest.raises(ValueError, match="row 'm' has 2 values for 3 seeds"):
+        collapses([MethodRow("ce", [1.0, 2.0, 3.0]), MethodRow("m", [1.0, 2.0])], "ce",
+                  [1, 2, 3], False)
