@@ -289,15 +289,17 @@ class ALATrainerController:
                 "ala_mean_reward": sum(rewards) / len(rewards) if rewards else float("nan")}
 
     # -- files and checkpoints ----------------------------------------------------------------
-    def write_files(self, out_dir: str) -> None:
-        """``ala_log.csv`` (every call) and ``ala_controller.pt``: on the first call, once training
-        is complete, and otherwise at most every ``POLICY_SAVE_INTERVAL_S`` seconds.
+    def write_files(self, out_dir: str, final: bool = False) -> None:
+        """``ala_log.csv`` (every call) and ``ala_controller.pt``: on the first call, after the
+        run's last update (``final``: the trainer knows it; a step count does not, because
+        ``task.max_steps`` cuts the last epoch short of ``total_updates``), and otherwise at most
+        every ``POLICY_SAVE_INTERVAL_S`` seconds.
 
         The trainer calls this every epoch; an fsynced policy file cost 15-25 ms, half a short
         MNIST-1D epoch's updates. The file is for policy transfer; resume reads the checkpoint.
         """
         now = time.monotonic()
-        due = (self.policy_saved is None or self.step >= self.total_updates
+        due = (final or self.policy_saved is None
                or now - self.policy_saved >= POLICY_SAVE_INTERVAL_S)
         save = bool(self.ctrl.save_policy) and due
         self.controller.write_files(out_dir, save_policy=save,

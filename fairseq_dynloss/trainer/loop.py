@@ -422,7 +422,7 @@ def _train(cfg: DictConfig, out_dir: str, stop_request: StopRequest) -> List[Dic
             if improved:
                 best_state = state if due else map_tensors(lambda t: t.detach().clone(), state)
         if ala is not None:
-            ala.write_files(out_dir)  # ala_log.csv and ala_controller.pt
+            ala.write_files(out_dir, final=epoch + 1 == epochs)  # ala_log.csv, ala_controller.pt
             for window_row in ala.rows[ala_rows_before:]:  # once, when the policy stops exploring
                 for message in ala_health.check(window_row["update"], float(window_row["entropy"])):
                     log.warning(message)

@@ -59,6 +59,19 @@ def test_ala_run_logs_rewards_moves_phi_and_writes_its_files(tmp_path):
         assert torch.equal(saved[key], value), key
 
 
+def test_the_policy_file_is_the_final_policy_when_max_steps_cuts_the_last_epoch(tmp_path):
+    """40 updates = 2 epochs of 17 and 6 of the third: the run ends short of epochs x 17 updates,
+    and its ala_controller.pt (for policy transfer) must still be the policy it ended with, not
+    the first epoch's (a short run never reaches the 30 s save interval)."""
+    train(compose_config(*ALA, "+task.max_steps=40"), str(tmp_path))
+    assert int(read_csv(tmp_path / "ala_log.csv")[-1]["update"]) == 40
+    final = torch.load(tmp_path / "checkpoint_last.pt", weights_only=True)["controller"]["controller"]
+    saved = load_controller(str(tmp_path / "ala_controller.pt")).policy.state_dict()
+    assert final["learner"]["num_updates"] >= 8  # the policy learned after the first epoch
+    for key, value in final["learner"]["policy"].items():
+        assert torch.equal(saved[key], value), key
+
+
 @pytest.mark.parametrize("replay", [0, 6])
 def test_ala_resume_equals_an_uninterrupted_run(tmp_path, replay):
     # window 5 does not divide the 17 updates of an epoch: the checkpoint falls mid-window;
