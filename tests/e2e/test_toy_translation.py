@@ -47,3 +47,35 @@ def test_train_resume_generate_score(toy_data_bin, tmp_path, arch):
     assert len(hyps) == len(refs) == 40
     bleu = sacrebleu.corpus_bleu([h for _, h in hyps], [refs])
     assert 0.0 <= bleu.score <= 100.0
+
+
+def test_evaluate_script_scores_the_validation_set_apart_from_test(toy_data_bin, tmp_path):
+    """recipes/toy/evaluate.sh with SUBSET=valid (choices made on validation): it writes
+    NAME.valid.* only, scored by sacrebleu against raw/valid.tgt; a bad SUBSET is refused."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    work = tmp_path / "work"
+    (work / "checkpoints").mkdir(parents=True)
+    for folder in ("data-bin", "raw"):
+        (work / folder).symlink_to(toy_data_bin / folder)
+    fairseq("train", *train_args(work / "data-bin", work / "checkpoints/m", "transformer"),
+            "--max-update", "4")
+    script = os.path.join(os.path.dirname(USER_DIR), "recipes", "toy", "evaluate.sh")
+    env = dict(os.environ, WORK=str(work), VENV_BIN=os.path.dirname(sys.executable),
+               OMP_NUM_THREADS="1")
+    run = lambda subset: subprocess.run(["bash", script, "m"], env=dict(env, SUBSET=subset),
+                                        capture_output=True, text=True)
+    done = run("valid")
+    assert done.returncode == 0, done.stderr
+    results = work / "results"
+    assert sorted(p.name for p in results.iterdir() if not p.name.startswith("m.valid.")) == []
+    hyps = (results / "m.valid.hyp").read_text().splitlines()
+    refs = (toy_data_bin / "raw/valid.tgt").read_text().splitlines()
+    assert len(hyps) == len(refs) == 40
+    score = json.loads((results / "m.valid.bleu.json").read_text())["score"]
+    assert score == pytest.approx(sacrebleu.corpus_bleu(hyps, [refs]).score, abs=0.05)
+    bad = run("dev")
+    assert bad.returncode == 2 and "SUBSET='dev'; expected test or valid" in bad.stderr
