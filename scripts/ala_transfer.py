@@ -11,9 +11,9 @@ study's settings.
 
 The method must not know the benchmark's noise pattern: the pre-training runs alternate clean
 labels and a *random* one-target flip (40 %, ``data.label_noise.random_sparse_noise_matrix``
-with matrix seed 100 + r on the even runs r: 102, 104, ...; never the study's pair-flip i -> i+1 nor its sparse matrix,
-seed 0), with student seeds 1001, 1002, ... (never an evaluation seed). Symmetric noise is a
-family the policy never saw.
+with matrix seed 100 + r on the even runs r: 102, 104, ...; never the study's pair-flip
+i -> i+1 nor its sparse matrix, seed 0), with student seeds 1001, 1002, ... (never an
+evaluation seed). Symmetric noise is a family the policy never saw.
 
 Every run is the study's MNIST-1D MLP command (``study/mnist1d.py``, ALA's overrides) plus the
 policy file, so its rows pair with the study's archived ``ce`` and ``ala`` records
