@@ -57,9 +57,9 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
 from fairseq_dynloss.study import mnist1d, mnist1d_reference, toy_hard, translation  # noqa: E402
-from fairseq_dynloss.study.jobs import Job, forget_records, load_record, run_jobs  # noqa: E402
+from fairseq_dynloss.study.jobs import Job, forget_records, load_record, run_jobs, summary_of  # noqa: E402
 from fairseq_dynloss.study.report import MethodRow, paired_table, verdict, versus_paired  # noqa: E402
-from fairseq_dynloss.study.runs import best_val_row, teacher_seconds, training_seconds  # noqa: E402
+from fairseq_dynloss.study.runs import run_summary  # noqa: E402
 
 PYTHON = sys.executable
 ONE_THREAD = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
@@ -110,6 +110,7 @@ def digits_jobs(args, work: str) -> List[Job]:
     grids += [("mlp", "aucpr_" + name, overrides, ["task.metrics=[aucpr,error]"])
               for name, overrides in AUCPR_METHODS.items()] if args.aucpr else []
     for model, name, overrides, metrics in grids:
+        metric = "aucpr" if name.startswith("aucpr_") else "error"
         for seed in args.seed_list:
             run_dir = os.path.join(work, "digits", f"{model}_{name}_seed{seed}")
             command = ["-m", "fairseq_dynloss.trainer", "task=digits", f"model={model}",
@@ -128,9 +129,10 @@ def digits_jobs(args, work: str) -> List[Job]:
             if processes > 1:
                 command = ["-m", "torch.distributed.run", "--standalone",
                            f"--nproc_per_node={processes}", "-m", *command[1:]]
+            child = child_dir(run_dir, name.replace("aucpr_", ""))
             jobs.append(Job(f"digits_{model}_{name}_seed{seed}", [PYTHON, *command],
-                            outputs=[os.path.join(child_dir(run_dir, name), "metrics.csv")],
-                            after=after, env=ONE_THREAD))
+                            outputs=[os.path.join(child, "metrics.csv")], after=after, env=ONE_THREAD,
+                            summary=lambda child=child, metric=metric: run_summary(child, metric)))
     return jobs
 
 
@@ -145,23 +147,24 @@ def toy_jobs(args, work: str) -> List[Job]:
 
 # -- results -----------------------------------------------------------------------------------
 def digits_tables(args, work: str) -> List[str]:
+    """The digits tables, from the runs' summaries (``run_summary``) in the job records: a run
+    restored from the archive (results/runs/) reports without its folder."""
+    state = os.path.join(work, "state")
+    summary = lambda model, name, seed: summary_of(state, f"digits_{model}_{name}_seed{seed}")
     sections = []
     for model in args.digits_models:
         rows = []
         for name in DIGITS_METHODS:
             if name not in args.digits_methods:
                 continue
-            values, seconds = [], []
-            for seed in args.seed_list:
-                run_dir = child_dir(os.path.join(work, "digits", f"{model}_{name}_seed{seed}"), name)
-                values.append(best_val_row(os.path.join(run_dir, "metrics.csv"), "error")["test_error"])
-                # Compute, not wall time: every child of a multi-network run costs as much.
-                seconds.append(training_seconds(run_dir) * MULTI_PROCESS.get(name, 1))
+            summaries = [summary(model, name, seed) for seed in args.seed_list]
+            values = [s["test_error"] for s in summaries]
+            # Compute, not wall time: every child of a multi-network run costs as much.
+            seconds = [s["training_seconds"] * MULTI_PROCESS.get(name, 1) for s in summaries]
             note = (f"{MULTI_PROCESS[name]} children share one controller; child 0 (this seed) "
                     "reported" if name in MULTI_PROCESS else "")
             if name == "l2t":  # the shared teacher's training, spread over the seeds it teaches
-                teacher_run = os.path.join(work, "digits", f"{model}_l2t_seed{args.seed_list[0]}")
-                share = teacher_seconds(teacher_run) / len(args.seed_list)
+                share = summaries[0]["teacher_seconds"] / len(args.seed_list)
                 seconds = [value + share for value in seconds]
                 note = "one teacher (trained in the seed-1 run) for all seeds; its time shared"
             row = MethodRow(name, values, seconds, note)
@@ -176,12 +179,9 @@ def digits_tables(args, work: str) -> List[str]:
     if args.aucpr:
         rows = []
         for name in AUCPR_METHODS:
-            values, seconds = [], []
-            for seed in args.seed_list:
-                run_dir = os.path.join(work, "digits", f"mlp_aucpr_{name}_seed{seed}")
-                values.append(best_val_row(os.path.join(run_dir, "metrics.csv"), "aucpr")["test_aucpr"])
-                seconds.append(training_seconds(run_dir))
-            rows.append(MethodRow(name, values, seconds))
+            summaries = [summary("mlp", "aucpr_" + name, seed) for seed in args.seed_list]
+            rows.append(MethodRow(name, [s["test_aucpr"] for s in summaries],
+                                  [s["training_seconds"] for s in summaries]))
         sections.append("### digits, mlp: test AUCPR (one-vs-rest, macro) at the best-validation "
                         "epoch\n\n" + paired_table(rows, "ce", "AUCPR %", lower_is_better=False)
                         + "\n\n" + verdict(rows, "ce", lower_is_better=False))
@@ -209,52 +209,65 @@ def make_plots(args, work: str, plots: str) -> List[Tuple[str, str]]:
     seed = args.seed_list[0]
     if "digits" in args.parts and "ala" in args.digits_methods:
         model = args.digits_models[0]
-        state = torch.load(os.path.join(work, "digits", f"{model}_ala_seed{seed}",
-                                        "checkpoint_last.pt"), weights_only=True)
-        snapshots = {int(k): v - torch.diag(v.diagonal()) for k, v in state["phi_snapshots"].items()}
+        runs = {name: os.path.join(work, "digits", f"{model}_{name}_seed{seed}")
+                for name in ("ce", "ala")}
         path = os.path.join(plots, "digits_ala_phi_offdiag.png")
-        plot_phi(path, snapshots)
-        lines.append(("digits", f"![ALA Phi (off-diagonal) over training, digits {model}, seed {seed}]({path})"))
+        checkpoint = os.path.join(runs["ala"], "checkpoint_last.pt")
+        if os.path.exists(checkpoint):
+            state = torch.load(checkpoint, weights_only=True)
+            snapshots = {int(k): v - torch.diag(v.diagonal())
+                         for k, v in state["phi_snapshots"].items()}
+            plot_phi(path, snapshots)
+        if os.path.exists(path):  # drawn now, or by the run that made the archived records
+            lines.append(("digits", f"![ALA Phi (off-diagonal) over training, digits {model}, "
+                                    f"seed {seed}]({path})"))
 
-        fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.6))
-        for name in ("ce", "ala"):
-            with open(os.path.join(work, "digits", f"{model}_{name}_seed{seed}", "metrics.csv")) as h:
-                rows = list(csv.DictReader(h))
-            epochs = [int(r["epoch"]) for r in rows]
-            left.plot(epochs, [float(r["val_loss"]) for r in rows], label=name)
-            right.plot(epochs, [float(r["test_error"]) for r in rows], label=name)
-        left.set(xlabel="epoch", ylabel="validation cross-entropy", title="validation loss")
-        right.set(xlabel="epoch", ylabel="test error %", title="test error")
-        left.legend(), right.legend()
         path = os.path.join(plots, "digits_val_loss_vs_test_error.png")
-        fig.savefig(path, dpi=100, bbox_inches="tight")
-        plt.close(fig)
-        lines.append(("digits", f"![validation loss vs test error, CE vs ALA, digits {model}]({path})"))
+        if all(os.path.exists(os.path.join(run, "metrics.csv")) for run in runs.values()):
+            fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.6))
+            for name, run in runs.items():
+                with open(os.path.join(run, "metrics.csv")) as h:
+                    rows = list(csv.DictReader(h))
+                epochs = [int(r["epoch"]) for r in rows]
+                left.plot(epochs, [float(r["val_loss"]) for r in rows], label=name)
+                right.plot(epochs, [float(r["test_error"]) for r in rows], label=name)
+            left.set(xlabel="epoch", ylabel="validation cross-entropy", title="validation loss")
+            right.set(xlabel="epoch", ylabel="test error %", title="test error")
+            left.legend(), right.legend()
+            fig.savefig(path, dpi=100, bbox_inches="tight")
+            plt.close(fig)
+        if os.path.exists(path):
+            lines.append(("digits", f"![validation loss vs test error, CE vs ALA, digits {model}]({path})"))
 
-    logs = []
-    if "toy" in args.parts and "l2t" in args.toy_methods:
+    # The teachers' dev objective, one plot per part (drawn from the teacher logs when this
+    # work folder has them; else the plot drawn by the run that made the archived records).
+    logs = {"toy": [], "digits": []}
+    if "toy" in args.parts:
         for arch in args.toy_archs:
-            logs.append((f"toy {arch}", os.path.join(work, "toy", "checkpoints",
-                                                     f"{arch}_l2t_teacher", "teacher_log.csv")))
+            for method in ("l2t", "l2t_paper"):
+                if method in args.toy_methods:
+                    logs["toy"].append((f"toy {arch} {method}", os.path.join(
+                        work, "toy", "checkpoints", translation.teacher_run(arch, method),
+                        "teacher_log.csv")))
     if "digits" in args.parts and "l2t" in args.digits_methods:
         for model in args.digits_models:
-            logs.append((f"digits {model}", os.path.join(work, "digits", f"{model}_l2t_seed{seed}",
-                                                         "teacher_log.csv")))
-    logs = [(label, path) for label, path in logs if os.path.exists(path)]
-    if logs:
-        fig, ax = plt.subplots(figsize=(6, 3.6))
-        for label, path in logs:
-            with open(path) as handle:
-                rows = list(csv.DictReader(handle))
-            ax.plot([float(r["dev_objective"]) for r in rows], label=label, alpha=0.8)
-        ax.set(xlabel="teacher step", ylabel="dev objective (after the unroll)",
-               title="L2T-DLF teachers' dev objective")
-        ax.legend()
-        path = os.path.join(plots, "teacher_dev_objective.png")
-        fig.savefig(path, dpi=100, bbox_inches="tight")
-        plt.close(fig)
-        lines.append(("toy" if "toy" in args.parts else "digits",
-                      f"![teacher dev objective over teacher steps]({path})"))
+            logs["digits"].append((f"digits {model}", os.path.join(
+                work, "digits", f"{model}_l2t_seed{seed}", "teacher_log.csv")))
+    for part, part_logs in logs.items():
+        path = os.path.join(plots, f"{part}_teacher_dev_objective.png")
+        if part_logs and all(os.path.exists(log) for _, log in part_logs):
+            fig, ax = plt.subplots(figsize=(6, 3.6))
+            for label, log in part_logs:
+                with open(log) as handle:
+                    rows = list(csv.DictReader(handle))
+                ax.plot([float(r["dev_objective"]) for r in rows], label=label, alpha=0.8)
+            ax.set(xlabel="teacher step", ylabel="dev objective (after the unroll)",
+                   title=f"L2T-DLF teachers' dev objective ({part})")
+            ax.legend()
+            fig.savefig(path, dpi=100, bbox_inches="tight")
+            plt.close(fig)
+        if part_logs and os.path.exists(path):
+            lines.append((part, f"![teacher dev objective over teacher steps ({part})]({path})"))
     return lines
 
 

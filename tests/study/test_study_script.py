@@ -1,5 +1,6 @@
 """End to end: scripts/study.py on a tiny digits grid writes RESULTS.md whose numbers are the
-runs' own (recomputed here from metrics.csv), and a re-run reuses the finished jobs."""
+runs' own (recomputed here from metrics.csv), and a re-run reuses the finished jobs, also from
+the archive in another work folder."""
 
 import csv
 import os
@@ -14,11 +15,11 @@ pytestmark = pytest.mark.slow
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
-def run_study(tmp_path):
+def run_study(tmp_path, work="work"):
     command = [sys.executable, os.path.join(REPO, "scripts", "study.py"), "--parts", "digits",
                "--seeds", "2", "--digits-models", "mlp", "--digits-methods", "ce",
                "label_smoothing", "--digits-epochs", "2", "--no-aucpr",
-               "--work", str(tmp_path / "work"), "--out", str(tmp_path / "RESULTS.md")]
+               "--work", str(tmp_path / work), "--out", str(tmp_path / "RESULTS.md")]
     done = subprocess.run(command, capture_output=True, text=True,
                           env=dict(os.environ, OMP_NUM_THREADS="1"))
     assert done.returncode == 0, done.stderr[-3000:]
@@ -44,6 +45,11 @@ def test_study_digits_tiny_grid(tmp_path):
     assert ": done in" not in second.stdout + second.stderr
     rows = [l for l in (tmp_path / "RESULTS.md").read_text().splitlines() if l.startswith("| label_smoothing |")]
     assert rows == [line]
+    # A new checkout (another work folder): the same table from the archive, without a run.
+    third = run_study(tmp_path, "elsewhere")
+    assert ": done in" not in third.stdout + third.stderr
+    assert not (tmp_path / "elsewhere" / "digits").exists()
+    assert line in (tmp_path / "RESULTS.md").read_text().splitlines()
 
 
 def test_study_mnist1d_part_tiny(tmp_path):
