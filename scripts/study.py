@@ -303,6 +303,12 @@ PART_STATISTICS = {
 PARTS = tuple(PART_TITLES)
 
 
+def part_of(job_name: str) -> str:
+    """The part a job belongs to: the longest part name its name starts with
+    (``toy_hard_lstm_ce_seed1`` is toy_hard's, ``toy_lstm_ce_seed1`` toy's)."""
+    return max((part for part in PARTS if job_name.startswith(part + "_")), key=len, default="")
+
+
 def atomic_write_text(path: str, text: str) -> None:
     os.makedirs(os.path.dirname(path), exist_ok=True)
     tmp = path + ".tmp"
@@ -465,18 +471,20 @@ def main(argv: Sequence[str] = None) -> None:
                   args.mnist1d_reference_seed_list, work)]}
     records = [load_record(os.path.join(work, "state"), job.name) for job in jobs]
     records = [record for record in records if record is not None]
-    job_minutes = sum(record.seconds for record in records) / 60
-    cpus = collections.Counter(record.cpu or "CPU not recorded" for record in records)
-    made_on = "; ".join(f"{cpu}: {count} jobs" for cpu, count in cpus.most_common())
     for part in args.parts:
+        mine = [record for record in records if part_of(record.name) == part]
+        job_minutes = sum(record.seconds for record in mine) / 60
+        cpus = collections.Counter(record.cpu or "CPU not recorded" for record in mine)
+        made_on = "; ".join(f"{cpu}: {count} jobs" for cpu, count in cpus.most_common())
         seeds = {"mnist1d": args.mnist1d_seed_list,
                  "toy_hard": args.toy_hard_seed_list,
                  "mnist1d_reference": args.mnist1d_reference_seed_list}.get(part, args.seed_list)
         lines = [line.replace(out_dir + os.sep, "") for tag, line in plot_lines if tag == part]
         header = (f"`{command.strip()}` — {datetime.date.today()}, {platform.machine()} CPU "
-                  f"({os.cpu_count()} cores), torch {torch.__version__}; {len(jobs)} jobs, "
-                  f"{args.workers} at a time with one thread each, {job_minutes:.0f} min of job "
-                  f"wall time in all; this invocation ran for {elapsed / 60:.1f} min (jobs "
+                  f"({os.cpu_count()} cores), torch {torch.__version__}; this part: {len(mine)} "
+                  f"jobs, {job_minutes:.0f} min of job wall time in all, {args.workers} at a time "
+                  f"with one thread each; this invocation ({len(jobs)} jobs) ran for "
+                  f"{elapsed / 60:.1f} min (jobs "
                   f"finished earlier, or archived in results/runs/, were reused). Runs made on "
                   f"{made_on}. Seeds "
                   f"{seeds[0]}..{seeds[-1]}. {PART_STATISTICS[part]}")

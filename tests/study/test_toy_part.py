@@ -57,3 +57,16 @@ def test_every_archived_toy_record_is_of_a_job_the_part_defines_now():
         assert name in jobs, f"{name}: archived, but no toy job has that name"
         record = load_record(archive, name)
         assert record.matches(jobs[name], roots), f"{name}: archived command differs from the job's"
+
+
+def test_every_archived_job_belongs_to_one_part_by_its_longest_prefix():
+    # "toy_" is a prefix of toy_hard's jobs and "mnist1d_" of the reference part's: each
+    # section's header counts its own part's jobs only.
+    assert study.part_of("toy_hard_transformer_ce_seed1") == "toy_hard"
+    assert study.part_of("toy_lstm_ce_seed1") == "toy"
+    assert study.part_of("mnist1d_reference_mnist1d_mlp_seed1") == "mnist1d_reference"
+    assert study.part_of("mnist1d_clean_mnist1d_mlp_ce_seed1") == "mnist1d"
+    assert study.part_of("digits_mlp_ce_seed1") == "digits"
+    assert study.part_of("unrelated") == ""
+    archived = [name[:-5] for name in os.listdir(os.path.join(REPO, "results", "runs"))]
+    assert all(study.part_of(name) for name in archived)
