@@ -10,8 +10,9 @@ assembled from every section present, so a part regenerates alone.
 
 Parts:
 * ``digits`` (scikit-learn 8x8 digits, ``dynloss-train``): MLP and LeNet with CE, label
-  smoothing, L-Softmax, self-paced, L2T-DLF (teacher trained in the run), ALA single-network and
-  ALA multi-network (2 processes); test error at the best-validation epoch. Plus AUCPR, CE vs
+  smoothing, L-Softmax, self-paced, and L2T-DLF and ALA in both loss forms with their fixed-Phi
+  controls (prob: online teacher; paper: one episodic teacher trained in the seed-1 run, and
+  multi-network ALA, 2 processes); test error at the best-validation epoch. Plus AUCPR, CE vs
   ALA with the AUCPR reward (MLP).
 * ``toy`` (the toy translation corpus, ``fairseq-train`` through ``recipes/toy/``;
   ``fairseq_dynloss/study/translation.py``): Transformer and LSTM students with CE,
@@ -30,6 +31,9 @@ Parts:
   against the published test accuracies: the benchmark reproduces before it judges anything.
 * ``toy_hard`` (``fairseq_dynloss/study/toy_hard.py``): the hard synthetic translation corpus
   (``recipes/toy_hard/``), transformer, 10 paired seeds; the toy part's rows and jobs.
+* ``toy_lstm2k`` (``fairseq_dynloss/study/toy_lstm2k.py``): the toy corpus's LSTM student with
+  2000-token batches, where CE aligns on every seed (the toy part's 1000-token LSTM stalls on
+  some); the toy part's rows and jobs but ``dynamic_fixed``, 10 paired seeds.
 
 Every table is paired (the methods run the same seeds): the per-seed difference from CE, its
 bootstrap CI, paired t and Wilcoxon p-values, the minimum detectable difference, and time
@@ -56,7 +60,7 @@ import torch
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
-from fairseq_dynloss.study import mnist1d, mnist1d_reference, toy_hard, translation  # noqa: E402
+from fairseq_dynloss.study import mnist1d, mnist1d_reference, toy_hard, toy_lstm2k, translation  # noqa: E402
 from fairseq_dynloss.study.jobs import Job, forget_records, load_record, run_jobs, summary_of  # noqa: E402
 from fairseq_dynloss.study.report import MethodRow, paired_table, verdict, versus_paired  # noqa: E402
 from fairseq_dynloss.study.runs import run_summary  # noqa: E402
@@ -65,31 +69,42 @@ PYTHON = sys.executable
 ONE_THREAD = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 
 # -- digits ------------------------------------------------------------------------------------
-# name -> dynloss-train overrides. ALA and L2T use the dynamic loss mixed with NLL (weight 0.5):
-# without it -sigmoid(Phi[y] . log p) saturates and training stalls (README, "ALA"). RESULTS.md
-# was made with the paper form at scale 1 (dynloss-train's default then; now 1/sqrt(C)): pinned.
+# name -> dynloss-train overrides. The names follow the other parts: ``l2t`` / ``ala`` are the
+# prob form at dynloss-train's defaults (online teacher), ``*_paper`` the papers' form, mixed with
+# NLL (weight 0.5: without it -sigmoid(Phi[y] . log p) saturates and training stalls, README
+# "ALA") at scale 1 (dynloss-train's default when these rows were first made; now 1/sqrt(C)).
+PAPER = ["loss=dynamic", "loss.form=paper", "loss.scale=1.0", "loss.nll_weight=0.5"]
 DIGITS_METHODS: Dict[str, List[str]] = {
     "ce": ["loss=ce"],
     "label_smoothing": ["loss=label_smoothing"],
     "lsoftmax": ["loss=lsoftmax"],
     "self_paced": ["loss=self_paced"],
-    # The control of L2T-DLF and ALA: the same loss (dynamic, NLL weight 0.5) with Phi fixed at
-    # the identity; what the teacher / controller adds is the difference to this row
-    # (docs/investigation.md).
-    "dynamic_fixed": ["loss=dynamic", "loss.form=paper", "loss.scale=1.0", "loss.nll_weight=0.5"],
+    # The controls of L2T-DLF and ALA: the same loss with Phi fixed at the identity; what the
+    # teacher / controller adds is the difference to this row (docs/investigation.md). In the
+    # prob form that is CE up to round-off.
+    "dynamic_fixed": ["loss=dynamic", "loss.form=prob"],
+    "l2t": ["loss=dynamic", "loss.form=prob", "teacher=l2t"],
+    "ala": ["loss=dynamic", "loss.form=prob", "controller=ala"],
+    "dynamic_fixed_paper": PAPER,
     # One teacher per model, trained in the seed-1 run (phase a: 100 teacher steps of 50
     # unrolled updates); the other seeds load it (teacher.path), as the paper reuses a teacher.
-    "l2t": ["loss=dynamic", "loss.form=paper", "loss.scale=1.0", "loss.nll_weight=0.5", "teacher=l2t", "teacher.mode=episodic",
-            "teacher.lr=1e-3", "teacher.dev_objective=expected_accuracy"],  # + --digits-teacher
-    "ala": ["loss=dynamic", "loss.form=paper", "loss.scale=1.0", "loss.nll_weight=0.5", "controller=ala"],
-    "ala_multi": ["loss=dynamic", "loss.form=paper", "loss.scale=1.0", "loss.nll_weight=0.5", "controller=ala",
-                  "controller.multi_network=true"],
+    "l2t_paper": [*PAPER, "teacher=l2t", "teacher.mode=episodic", "teacher.lr=1e-3",
+                  "teacher.dev_objective=expected_accuracy"],  # + --digits-teacher
+    "ala_paper": [*PAPER, "controller=ala"],
+    "ala_multi_paper": [*PAPER, "controller=ala", "controller.multi_network=true"],
 }
-MULTI_PROCESS = {"ala_multi": 2}
+# row -> its fixed-Phi control (same form, Phi = I), compared paired in the row's notes
+DIGITS_CONTROL = {"l2t": "dynamic_fixed", "ala": "dynamic_fixed", "l2t_paper": "dynamic_fixed_paper",
+                  "ala_paper": "dynamic_fixed_paper", "ala_multi_paper": "dynamic_fixed_paper"}
+SHARED_TEACHER = "l2t_paper"  # the episodic row: one teacher, trained in the seed-1 run
+DIGITS_NOTES = {"dynamic_fixed": "control: prob form, Phi = I (= CE)",
+                "l2t": "prob form, online teacher (each seed its own)",
+                "ala": "prob form",
+                "dynamic_fixed_paper": "control: paper form + 0.5 NLL, Phi = I"}
+MULTI_PROCESS = {"ala_multi_paper": 2}
 AUCPR_METHODS: Dict[str, List[str]] = {
     "ce": ["loss=ce"],
-    "ala_aucpr": ["loss=dynamic", "loss.form=paper", "loss.scale=1.0", "loss.nll_weight=0.5", "controller=ala",
-                  "controller.reward_metric=aucpr"],
+    "ala_aucpr": [*PAPER, "controller=ala", "controller.reward_metric=aucpr"],
 }
 
 # -- toy translation: fairseq_dynloss/study/translation.py -----------------------------------
@@ -118,13 +133,13 @@ def digits_jobs(args, work: str) -> List[Job]:
                        "progress=false", "tensorboard=false", "overwrite=true", "device=cpu",
                        f"hydra.run.dir={run_dir}"]
             after = ()
-            if name == "l2t":
+            if name == SHARED_TEACHER:
                 command[-1:-1] = [f"teacher.steps={args.digits_teacher[0]}",
                                   f"teacher.unroll={args.digits_teacher[1]}"]
-            if name == "l2t" and seed != args.seed_list[0]:
-                teacher_run = os.path.join(work, "digits", f"{model}_l2t_seed{args.seed_list[0]}")
+            if name == SHARED_TEACHER and seed != args.seed_list[0]:
+                teacher_run = os.path.join(work, "digits", f"{model}_{name}_seed{args.seed_list[0]}")
                 command.insert(-1, f"teacher.path={teacher_run}/teacher.pt")
-                after = (f"digits_{model}_l2t_seed{args.seed_list[0]}",)
+                after = (f"digits_{model}_{name}_seed{args.seed_list[0]}",)
             processes = MULTI_PROCESS.get(name.replace("aucpr_", ""), 1)
             if processes > 1:
                 command = ["-m", "torch.distributed.run", "--standalone",
@@ -161,15 +176,17 @@ def digits_tables(args, work: str) -> List[str]:
             values = [s["test_error"] for s in summaries]
             # Compute, not wall time: every child of a multi-network run costs as much.
             seconds = [s["training_seconds"] * MULTI_PROCESS.get(name, 1) for s in summaries]
-            note = (f"{MULTI_PROCESS[name]} children share one controller; child 0 (this seed) "
-                    "reported" if name in MULTI_PROCESS else "")
-            if name == "l2t":  # the shared teacher's training, spread over the seeds it teaches
+            note = DIGITS_NOTES.get(name, "")
+            if name in MULTI_PROCESS:
+                note = (f"paper form; {MULTI_PROCESS[name]} children share one controller; "
+                        "child 0 (this seed) reported")
+            if name == SHARED_TEACHER:  # its teacher's training, spread over the seeds it teaches
                 share = summaries[0]["teacher_seconds"] / len(args.seed_list)
                 seconds = [value + share for value in seconds]
-                note = "one teacher (trained in the seed-1 run) for all seeds; its time shared"
+                note = "episodic; one teacher (trained in the seed-1 run) for all seeds; its time shared"
             row = MethodRow(name, values, seconds, note)
-            control = next((r for r in rows if r.name == "dynamic_fixed"), None)
-            if name in ("l2t", "ala", "ala_multi") and control is not None:
+            control = next((r for r in rows if r.name == DIGITS_CONTROL.get(name)), None)
+            if control is not None:
                 row.note += ("; " if note else "") + versus_paired(row, control)
             rows.append(row)
         sections.append(f"### digits, {model}: test error % at the best-validation epoch "
@@ -249,10 +266,10 @@ def make_plots(args, work: str, plots: str) -> List[Tuple[str, str]]:
                     logs["toy"].append((f"toy {arch} {method}", os.path.join(
                         work, "toy", "checkpoints", translation.teacher_run(arch, method),
                         "teacher_log.csv")))
-    if "digits" in args.parts and "l2t" in args.digits_methods:
+    if "digits" in args.parts and SHARED_TEACHER in args.digits_methods:
         for model in args.digits_models:
-            logs["digits"].append((f"digits {model}", os.path.join(
-                work, "digits", f"{model}_l2t_seed{seed}", "teacher_log.csv")))
+            logs["digits"].append((f"digits {model} {SHARED_TEACHER}", os.path.join(
+                work, "digits", f"{model}_{SHARED_TEACHER}_seed{seed}", "teacher_log.csv")))
     for part, part_logs in logs.items():
         path = os.path.join(plots, f"{part}_teacher_dev_objective.png")
         if part_logs and all(os.path.exists(log) for _, log in part_logs):
@@ -280,6 +297,7 @@ def paper_scale_section() -> str:
 
 
 PART_TITLES = {"digits": "digits (scikit-learn 8x8)", "toy": "toy translation",
+               "toy_lstm2k": "toy translation, LSTM student with 2000-token batches",
                "mnist1d_reference": "MNIST-1D reference reproduction",
                "mnist1d": "MNIST-1D, clean and with label noise",
                "toy_hard": "toy_hard translation (room above CE)"}
@@ -299,7 +317,8 @@ PART_STATISTICS = {
               "work (not process start-up) over CE's.",
     "toy": PAIRED_NO_ORACLE + " " + translation.TIME_NOTE,
     "mnist1d": PAIRED, "mnist1d_reference": REFERENCE,
-    "toy_hard": PAIRED_NO_ORACLE + " " + translation.TIME_NOTE}
+    "toy_hard": PAIRED_NO_ORACLE + " " + translation.TIME_NOTE,
+    "toy_lstm2k": PAIRED_NO_ORACLE + " " + translation.TIME_NOTE}
 PARTS = tuple(PART_TITLES)
 
 
@@ -400,6 +419,9 @@ def main(argv: Sequence[str] = None) -> None:
     parser.add_argument("--mnist1d-lr", type=float, default=1e-2, help="Adam lr (reference: 1e-2)")
     parser.add_argument("--mnist1d-reference-seeds", type=int, default=mnist1d_reference.SEEDS,
                         help="seeds 1..N of the reference reproduction (>= 2)")
+    parser.add_argument("--toy-lstm2k-methods", nargs="+", default=list(toy_lstm2k.METHODS),
+                        choices=list(translation.METHODS))
+    parser.add_argument("--toy-lstm2k-seeds", type=int, default=10, help="seeds 1..N (>= 2)")
     parser.add_argument("--toy-hard-methods", nargs="+", default=list(toy_hard.METHODS),
                         choices=list(toy_hard.METHODS))
     parser.add_argument("--toy-hard-seeds", type=int, default=10, help="seeds 1..N (>= 2)")
@@ -416,6 +438,10 @@ def main(argv: Sequence[str] = None) -> None:
         parser.error(f"--mnist1d-reference-seeds {args.mnist1d_reference_seeds}: need >= 2")
     if args.toy_hard_seeds < 2:
         parser.error(f"--toy-hard-seeds {args.toy_hard_seeds}: need >= 2 for a paired test")
+    if args.toy_lstm2k_seeds < 2:
+        parser.error(f"--toy-lstm2k-seeds {args.toy_lstm2k_seeds}: need >= 2 for a paired test")
+    if "ce" not in args.toy_lstm2k_methods:
+        parser.error("--toy-lstm2k-methods must include ce (the baseline of every row)")
     if "ce" not in args.toy_hard_methods:
         parser.error("--toy-hard-methods must include ce (the baseline of every row)")
     if args.mnist1d_methods is not None and "ce" not in args.mnist1d_methods:
@@ -425,6 +451,7 @@ def main(argv: Sequence[str] = None) -> None:
     args.seed_list = list(range(1, args.seeds + 1))
     args.mnist1d_seed_list = list(range(1, args.mnist1d_seeds + 1))
     args.toy_hard_seed_list = list(range(1, args.toy_hard_seeds + 1))
+    args.toy_lstm2k_seed_list = list(range(1, args.toy_lstm2k_seeds + 1))
     args.mnist1d_reference_seed_list = list(range(1, args.mnist1d_reference_seeds + 1))
     args.toy_updates = dict(zip(["transformer", "lstm"], args.toy_updates))
     if "digits" not in args.parts:
@@ -435,6 +462,8 @@ def main(argv: Sequence[str] = None) -> None:
            (toy_jobs(args, work) if "toy" in args.parts else [])
     if "toy_hard" in args.parts:
         jobs += toy_hard.jobs(args, work, REPO, dict(ONE_THREAD, VENV_BIN=os.path.dirname(PYTHON)))
+    if "toy_lstm2k" in args.parts:
+        jobs += toy_lstm2k.jobs(args, work, REPO, dict(ONE_THREAD, VENV_BIN=os.path.dirname(PYTHON)))
     if "mnist1d_reference" in args.parts:
         jobs += mnist1d_reference.jobs(args.mnist1d_reference_seed_list, work, PYTHON, ONE_THREAD)
     started = time.perf_counter()
@@ -467,6 +496,7 @@ def main(argv: Sequence[str] = None) -> None:
     command = "python scripts/study.py " + " ".join(sys.argv[1:] if argv is None else argv)
     tables = {"digits": lambda: digits_tables(args, work), "toy": lambda: toy_tables(args, work),
               "toy_hard": lambda: toy_hard.tables(args, work),
+              "toy_lstm2k": lambda: toy_lstm2k.tables(args, work),
               "mnist1d_reference": lambda: [mnist1d_reference.table(
                   args.mnist1d_reference_seed_list, work)]}
     records = [load_record(os.path.join(work, "state"), job.name) for job in jobs]
@@ -478,6 +508,7 @@ def main(argv: Sequence[str] = None) -> None:
         made_on = "; ".join(f"{cpu}: {count} jobs" for cpu, count in cpus.most_common())
         seeds = {"mnist1d": args.mnist1d_seed_list,
                  "toy_hard": args.toy_hard_seed_list,
+                 "toy_lstm2k": args.toy_lstm2k_seed_list,
                  "mnist1d_reference": args.mnist1d_reference_seed_list}.get(part, args.seed_list)
         lines = [line.replace(out_dir + os.sep, "") for tag, line in plot_lines if tag == part]
         header = (f"`{command.strip()}` — {datetime.date.today()}, {platform.machine()} CPU "

@@ -50,8 +50,8 @@ def test_every_archived_toy_record_is_of_a_job_the_part_defines_now():
     roots = {"<work>": work, "<repo>": study.REPO, "<python>": study.PYTHON,
              "<venv-bin>": os.path.dirname(study.PYTHON)}
     archive = os.path.join(REPO, "results", "runs")
-    names = [f[:-len(".json")] for f in os.listdir(archive) if f.startswith("toy_") and
-             not f.startswith("toy_hard_")]
+    names = [f[:-len(".json")] for f in os.listdir(archive)
+             if study.part_of(f[:-len(".json")]) == "toy"]
     assert names, "no archived toy records"
     for name in names:
         assert name in jobs, f"{name}: archived, but no toy job has that name"
@@ -64,9 +64,29 @@ def test_every_archived_job_belongs_to_one_part_by_its_longest_prefix():
     # section's header counts its own part's jobs only.
     assert study.part_of("toy_hard_transformer_ce_seed1") == "toy_hard"
     assert study.part_of("toy_lstm_ce_seed1") == "toy"
+    assert study.part_of("toy_lstm2k_lstm_ce_seed1") == "toy_lstm2k"
     assert study.part_of("mnist1d_reference_mnist1d_mlp_seed1") == "mnist1d_reference"
     assert study.part_of("mnist1d_clean_mnist1d_mlp_ce_seed1") == "mnist1d"
     assert study.part_of("digits_mlp_ce_seed1") == "digits"
     assert study.part_of("unrelated") == ""
     archived = [name[:-5] for name in os.listdir(os.path.join(REPO, "results", "runs"))]
     assert all(study.part_of(name) for name in archived)
+
+
+def test_every_archived_digits_record_is_of_a_job_the_part_defines_now():
+    """As for the toy part: a renamed digits row leaves no orphan record, and no record's
+    command differs from its job's (it would be silently re-run)."""
+    args = SimpleNamespace(digits_models=["mlp", "lenet"], digits_methods=list(study.DIGITS_METHODS),
+                           aucpr=True, seed_list=list(range(1, 11)), digits_epochs=30,
+                           digits_teacher=[100, 50])
+    work = "/nowhere/work"
+    jobs = {job.name: job for job in study.digits_jobs(args, work)}
+    roots = {"<work>": work, "<repo>": study.REPO, "<python>": study.PYTHON,
+             "<venv-bin>": os.path.dirname(study.PYTHON)}
+    archive = os.path.join(REPO, "results", "runs")
+    names = [f[:-len(".json")] for f in os.listdir(archive)
+             if study.part_of(f[:-len(".json")]) == "digits"]
+    assert len(names) == len(jobs) == 240
+    for name in names:
+        assert name in jobs, f"{name}: archived, but no digits job has that name"
+        assert load_record(archive, name).matches(jobs[name], roots), name
