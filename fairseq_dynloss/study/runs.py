@@ -50,13 +50,21 @@ def training_seconds(run_dir: str) -> float:
 
 
 def teacher_seconds(run_dir: str) -> float:
-    """Time of an L2T run's separate teacher-training phase (``teacher_log.csv``, one row per
-    step; CPU time as ``training_seconds``); 0 when the run has none."""
+    """Time of an L2T run's separate teacher-training phase (episodic mode: ``teacher_log.csv``,
+    one row per teacher ``step``; CPU time as ``training_seconds``); 0 when the run has none.
+
+    An online teacher has no separate phase: its steps run between the student's updates, inside
+    the epochs that ``training_seconds`` times. Its log (one row per teacher step, keyed by the
+    student ``update`` it ran at) is not added again: that double-counted the online teacher,
+    in wall seconds, and read 8.9-15.6x CE where the whole run costs ~5x (issue 16)."""
     path = os.path.join(run_dir, "teacher_log.csv")
     if not os.path.exists(path):
         return 0.0
     with open(path) as handle:
-        return _seconds(list(csv.DictReader(handle)))
+        rows = list(csv.DictReader(handle))
+    if rows and "update" in rows[0] and "step" not in rows[0]:  # trainer/l2t_online.py's log
+        return 0.0
+    return _seconds(rows)
 
 
 def run_summary(run_dir: str, metric: str = "error") -> dict:

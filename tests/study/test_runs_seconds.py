@@ -32,3 +32,11 @@ def test_teacher_phase_uses_the_same_rule(tmp_path):
     assert teacher_seconds(str(tmp_path)) == 0.0
     write(str(tmp_path / "teacher_log.csv"), ["step", "time", "cpu_time"], [[1, 0.5, 0.25], [2, 0.5, 0.25]])
     assert teacher_seconds(str(tmp_path)) == pytest.approx(0.5)
+
+
+def test_an_online_teachers_steps_are_not_counted_twice(tmp_path):
+    # online: the teacher steps run inside the epochs, whose CPU time training_seconds sums
+    write(str(tmp_path / "metrics.csv"), ["epoch", "time", "cpu_time"], [[1, 5.0, 1.5]])
+    write(str(tmp_path / "teacher_log.csv"), ["update", "dev_objective", "time"], [[0, 0.1, 0.5], [4, 0.2, 0.5]])
+    assert teacher_seconds(str(tmp_path)) == 0.0
+    assert training_seconds(str(tmp_path)) == pytest.approx(1.5)
