@@ -100,7 +100,8 @@ SHARED_TEACHER = "l2t_paper"  # the episodic row: one teacher, trained in the se
 DIGITS_NOTES = {"dynamic_fixed": "control: prob form, Phi = I (= CE)",
                 "l2t": "prob form, online teacher (each seed its own)",
                 "ala": "prob form",
-                "dynamic_fixed_paper": "control: paper form + 0.5 NLL, Phi = I"}
+                "dynamic_fixed_paper": "control: paper form + 0.5 NLL, Phi = I",
+                "ala_paper": "paper form"}
 MULTI_PROCESS = {"ala_multi_paper": 2}
 AUCPR_METHODS: Dict[str, List[str]] = {
     "ce": ["loss=ce"],
@@ -183,7 +184,8 @@ def digits_tables(args, work: str) -> List[str]:
             if name == SHARED_TEACHER:  # its teacher's training, spread over the seeds it teaches
                 share = summaries[0]["teacher_seconds"] / len(args.seed_list)
                 seconds = [value + share for value in seconds]
-                note = "episodic; one teacher (trained in the seed-1 run) for all seeds; its time shared"
+                note = ("paper form, episodic; one teacher (trained in the seed-1 run) for all "
+                        "seeds; its time shared")
             row = MethodRow(name, values, seconds, note)
             control = next((r for r in rows if r.name == DIGITS_CONTROL.get(name)), None)
             if control is not None:
