@@ -14,6 +14,26 @@ sys.path.insert(0, os.path.join(REPO, "scripts"))
 import study  # noqa: E402
 
 
+WORK = "/nowhere/work"
+
+
+def assert_archive_matches(part, part_jobs):
+    """Every record of ``part`` in results/runs/ is a job of ``part_jobs`` (built with work
+    folder WORK) with the same command. Returns how many records there are (at least one)."""
+    jobs = {job.name: job for job in part_jobs}
+    roots = {"<work>": WORK, "<repo>": study.REPO, "<python>": study.PYTHON,
+             "<venv-bin>": os.path.dirname(study.PYTHON)}
+    archive = os.path.join(REPO, "results", "runs")
+    names = [f[:-len(".json")] for f in os.listdir(archive)
+             if study.part_of(f[:-len(".json")]) == part]
+    assert names, f"no archived {part} records"
+    for name in names:
+        assert name in jobs, f"{name}: archived, but no {part} job has that name"
+        record = load_record(archive, name)
+        assert record.matches(jobs[name], roots), f"{name}: archived command differs from the job's"
+    return len(names)
+
+
 def test_toy_table_reads_the_archived_summaries_not_the_run_folders(tmp_path):
     args = SimpleNamespace(toy_archs=["transformer"], toy_methods=["ce", "ala"], seed_list=[1, 2],
                            toy_updates={"transformer": 600}, teacher_steps=5, seq_updates=50)
@@ -45,19 +65,7 @@ def test_every_archived_toy_record_is_of_a_job_the_part_defines_now():
     args = SimpleNamespace(toy_archs=list(study.TOY_UPDATES), toy_methods=study.translation.METHODS,
                            seed_list=list(range(1, 11)), toy_updates=study.TOY_UPDATES,
                            teacher_steps=60, seq_updates=50)
-    work = "/nowhere/work"
-    jobs = {job.name: job for job in study.toy_jobs(args, work)}
-    roots = {"<work>": work, "<repo>": study.REPO, "<python>": study.PYTHON,
-             "<venv-bin>": os.path.dirname(study.PYTHON)}
-    archive = os.path.join(REPO, "results", "runs")
-    names = [f[:-len(".json")] for f in os.listdir(archive)
-             if study.part_of(f[:-len(".json")]) == "toy"]
-    assert names, "no archived toy records"
-    for name in names:
-        assert name in jobs, f"{name}: archived, but no toy job has that name"
-        record = load_record(archive, name)
-        assert record.matches(jobs[name], roots), f"{name}: archived command differs from the job's"
-
+    assert_archive_matches("toy", study.toy_jobs(args, WORK))
 
 def test_every_archived_job_belongs_to_one_part_by_its_longest_prefix():
     # "toy_" is a prefix of toy_hard's jobs and "mnist1d_" of the reference part's: each
@@ -79,14 +87,5 @@ def test_every_archived_digits_record_is_of_a_job_the_part_defines_now():
     args = SimpleNamespace(digits_models=["mlp", "lenet"], digits_methods=list(study.DIGITS_METHODS),
                            aucpr=True, seed_list=list(range(1, 11)), digits_epochs=30,
                            digits_teacher=[100, 50])
-    work = "/nowhere/work"
-    jobs = {job.name: job for job in study.digits_jobs(args, work)}
-    roots = {"<work>": work, "<repo>": study.REPO, "<python>": study.PYTHON,
-             "<venv-bin>": os.path.dirname(study.PYTHON)}
-    archive = os.path.join(REPO, "results", "runs")
-    names = [f[:-len(".json")] for f in os.listdir(archive)
-             if study.part_of(f[:-len(".json")]) == "digits"]
-    assert len(names) == len(jobs) == 240
-    for name in names:
-        assert name in jobs, f"{name}: archived, but no digits job has that name"
-        assert load_record(archive, name).matches(jobs[name], roots), name
+    jobs = study.digits_jobs(args, WORK)
+    assert assert_archive_matches("digits", jobs) == len(jobs) == 240
