@@ -156,7 +156,7 @@ def check_teacher_file(config: Dict[str, Any], state_dict: Dict[str, Any],
     from .losses.phi import PhiError
 
     sizes = {"num_classes": 1, "rank": 1, "num_buckets": 1, "num_gates": 1, "hidden": 1, "dim": 1,
-             "horizon": 1, "teacher_steps": 0}
+             "horizon": 1, "teacher_steps": 0, "seed": 0}
     check_int_fields(config, sizes, path, "teacher file", PhiError)
     check_tensors(state_dict, path, "teacher file", PhiError)
     check_module_shapes(build, state_dict, path, "teacher file", PhiError)

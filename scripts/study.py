@@ -396,7 +396,7 @@ def main(argv: Sequence[str] = None) -> None:
     parser.add_argument("--toy-archs", nargs="+", default=["transformer", "lstm"],
                         choices=list(TOY_UPDATES))
     parser.add_argument("--toy-methods", nargs="+", default=list(translation.METHODS),
-                        choices=list(translation.METHODS))
+                        choices=list(translation.ROWS))
     parser.add_argument("--seq-updates", type=int, default=50,
                         help="fine-tuning updates of the sequence-level criteria")
     parser.add_argument("--toy-updates", type=int, nargs=2, metavar=("TRANSFORMER", "LSTM"),
@@ -422,7 +422,7 @@ def main(argv: Sequence[str] = None) -> None:
     parser.add_argument("--mnist1d-reference-seeds", type=int, default=mnist1d_reference.SEEDS,
                         help="seeds 1..N of the reference reproduction (>= 2)")
     parser.add_argument("--toy-lstm2k-methods", nargs="+", default=list(toy_lstm2k.METHODS),
-                        choices=list(translation.METHODS))
+                        choices=list(translation.ROWS))
     parser.add_argument("--toy-lstm2k-seeds", type=int, default=10, help="seeds 1..N (>= 2)")
     parser.add_argument("--toy-hard-methods", nargs="+", default=list(toy_hard.METHODS),
                         choices=list(toy_hard.METHODS))

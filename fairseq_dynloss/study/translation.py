@@ -15,6 +15,8 @@ Rows (``METHODS``):
   ``ce_continued`` (CE for the same extra updates) as their control;
 * ``l2t`` / ``l2t_paper``: L2T-DLF, one teacher per architecture and form (trained once with
   seed 1, then frozen) teaching every seed;
+* ``l2t_init`` (an optional control, ``CONTROLS``): ``l2t``'s students taught by its teacher
+  *untrained* (``scripts/untrained_teacher.py``): what the teacher's starting point does alone;
 * ``ala`` / ``ala_paper``: ALA (``tasks/translation_ala.py`` at its defaults).
 
 ``l2t`` and ``ala`` use the prob form (``--dynamic-form prob``), as the ``mnist1d`` part does;
@@ -74,9 +76,15 @@ L2T_TEACHER = ("--task translation_l2t {phi} --teacher-mode episodic --unroll-st
 # toy_hard run, 2.6-3.7x CE's cost (recipes/toy_hard/README.md), the part's largest row.
 ALA = "--task translation_ala --phi-source ala --ala-metric-every 20 {phi}"
 METHODS = ["ce", "label_smoothing", *FINETUNED, *FORMS]
+# Rows a part may add to METHODS. l2t_init: the l2t row with the teacher file replaced by the
+# same teacher untrained, deployed by the same code; l2t is compared with it paired.
+CONTROLS = ["l2t_init"]
+# Every row a part may run, in the tables' order (the control just above the row it controls).
+ROWS = METHODS[:METHODS.index("l2t")] + CONTROLS + METHODS[METHODS.index("l2t"):]
 NOTES = {"label_smoothing": "eps 0.1 (not tuned)",
          "dynamic_fixed": "control: prob form at Phi = I (= CE in exact arithmetic) + 0.5 NLL",
          "l2t": "prob form + 0.5 NLL; one teacher, its time shared over seeds",
+         "l2t_init": "control: l2t's teacher untrained (its Phi_t at initialisation)",
          "l2t_paper": "paper form + 0.5 NLL; one teacher, its time shared over seeds",
          "ala": "prob form + 0.5 NLL", "ala_paper": "paper form + 0.5 NLL"}
 # The end of the parts' statistics line (the paired columns are explained by the study's text).
@@ -135,8 +143,8 @@ def jobs(part: str, work: str, repo: str, env: Dict[str, str], prepare: str,
     recipes = os.path.join(repo, "recipes", "toy")
     env = dict(env, WORK=part_work)
 
-    def train_and_score(name, arch, criterion, updates, extra, after, seed):
-        script = (f"MAX_UPDATE={updates} SEED={seed} bash {recipes}/train.sh {name} {arch} "
+    def train_and_score(name, arch, criterion, updates, extra, after, seed, before=""):
+        script = (f"{before}MAX_UPDATE={updates} SEED={seed} bash {recipes}/train.sh {name} {arch} "
                   f"{criterion} {archs[arch][0]} {extra} && bash {recipes}/evaluate.sh {name}")
         # a changed command must not resume the old checkpoint (train.sh resumes a finished one)
         return Job(f"{part}_{name}", ["bash", "-c", script], [result_path(part_work, name)],
@@ -148,7 +156,8 @@ def jobs(part: str, work: str, repo: str, env: Dict[str, str], prepare: str,
     out = [prepare_job]
     for arch, (arch_args, updates) in archs.items():
         teachers = {}
-        for method in (m for m in ("l2t", "l2t_paper") if m in methods):
+        taught = {"l2t", "l2t_paper"} & set(methods) | ({"l2t"} if "l2t_init" in methods else set())
+        for method in sorted(taught):
             # one teacher per architecture and form, trained once, then frozen
             name = teacher_run(arch, method)
             teachers[method] = os.path.join(part_work, "checkpoints", name, "teacher.pt")
@@ -177,7 +186,17 @@ def jobs(part: str, work: str, repo: str, env: Dict[str, str], prepare: str,
             if "dynamic_fixed" in methods:
                 out.append(train_and_score(run("dynamic_fixed"), arch, "dynamic_loss", updates,
                                            phi_args("dynamic_fixed"), [prepare_job.name], seed))
+            if "l2t_init" in methods:
+                # the l2t teacher as it was before training (the initialisation of its seed)
+                untrained = os.path.join(part_work, "checkpoints", run("l2t_init"), "teacher_untrained.pt")
+                before = (f"mkdir -p {os.path.dirname(untrained)} && \"${{VENV_BIN}}/python\" "
+                          f"{repo}/scripts/untrained_teacher.py {teachers['l2t']} {untrained} && ")
+                extra = f"{phi_args('l2t')} --phi-source teacher --teacher-path {untrained}"
+                out.append(train_and_score(run("l2t_init"), arch, "dynamic_loss", updates, extra,
+                                           [f"{part}_{teacher_run(arch, 'l2t')}"], seed, before))
             for method, path in teachers.items():
+                if method not in methods:  # trained for l2t_init only
+                    continue
                 extra = f"{phi_args(method)} --phi-source teacher --teacher-path {path}"
                 out.append(train_and_score(run(method), arch, "dynamic_loss", updates, extra,
                                            [f"{part}_{teacher_run(arch, method)}"], seed))
@@ -194,7 +213,7 @@ def table(part: str, work: str, arch: str, updates: int, methods: Sequence[str],
     rows are also compared with ``ce_continued``, the same extra training with CE."""
     state = os.path.join(work, "state")
     rows = []
-    for method in METHODS:
+    for method in ROWS:
         if method not in methods and not (method == "ce" and needs_ce(methods)):
             continue
         values, seconds = [], []
@@ -208,6 +227,9 @@ def table(part: str, work: str, arch: str, updates: int, methods: Sequence[str],
                 spent += seconds_of(work, f"{part}_{teacher_run(arch, method)}") / len(seeds)
             seconds.append(spent)
         row = MethodRow(method, values, seconds, NOTES.get(method, ""))
+        if method == "l2t" and "l2t_init" in methods:  # what the teacher's training added
+            control = next(r for r in rows if r.name == "l2t_init")
+            row.note += "; " + versus_paired(row, control)
         if method == "ce_continued":
             row.note = f"control: CE fine-tuned {seq_updates} more updates"
         elif method in FINETUNED:

@@ -51,22 +51,48 @@ def load_teacher(path: str, parametrisation: Optional[str] = None, num_classes: 
             raise PhiError(
                 f"teacher file {path!r} was built for {key}={config.get(key)!r}; this student needs {value!r}"
             )
-    kind = config.pop("kind", None)
-    if kind not in TEACHERS:
-        raise PhiError(f"teacher file {path!r} has unknown kind {kind!r}; expected one of {sorted(TEACHERS)}")
-    kwargs = {k: config[k] for k in ("rank", "num_buckets", "num_gates", "hidden", "fixed_diagonal", "form")
-              if config.get(k) is not None}
-    if "dim" in config:
-        kwargs["dim"] = config["dim"]
+    if config.get("kind") not in TEACHERS:
+        raise PhiError(f"teacher file {path!r} has unknown kind {config.get('kind')!r}; "
+                       f"expected one of {sorted(TEACHERS)}")
     # NaN / Inf weights, a NaN horizon, a crafted size: refused naming the file, before allocating
-    check_teacher_file(config, payload["state_dict"], lambda: TEACHERS[kind](
-        config["parametrisation"], config["num_classes"], **kwargs), path)
-    teacher = TEACHERS[kind](config["parametrisation"], config["num_classes"], **kwargs)
+    check_teacher_file(config, payload["state_dict"], lambda: _build(config), path)
+    teacher = _build(config)
     try:
         teacher.load_state_dict(payload["state_dict"], strict=True)
     except RuntimeError as err:
         raise PhiError(f"teacher file {path!r} does not match its config: {err}") from err
-    for key in ("horizon",):
-        if key in config:
-            teacher.config[key] = config[key]
+    if "horizon" in config:
+        teacher.config["horizon"] = config["horizon"]
+    teacher.config["seed"] = config.get("seed")  # None: written before the seed was recorded
+    return teacher
+
+
+def _build(config: dict, seed: Optional[int] = None) -> Teacher:
+    """A freshly initialised teacher of a teacher file's ``config`` (its weights are the
+    initialisation of ``seed``, 0 if None: the caller loads the file's own weights over them)."""
+    kwargs = {k: config[k] for k in ("rank", "num_buckets", "num_gates", "hidden", "fixed_diagonal", "form", "dim")
+              if config.get(k) is not None}
+    return TEACHERS[config["kind"]](config["parametrisation"], config["num_classes"],
+                                    seed=0 if seed is None else seed, **kwargs)
+
+
+def untrained_teacher(path: str, seed: Optional[int] = None) -> Teacher:
+    """The teacher of the file ``path`` as it was before training: the same kind, sizes, form
+    and horizon, the initialisation of its seed (the file's, or ``seed`` for files written
+    before the seed was recorded). Deploying it is the control that tells what the teacher
+    learned from what its starting point already does (docs/investigation.md §4g).
+
+    Raises:
+        PhiError: an unreadable teacher file (``load_teacher``), or no seed to rebuild it with.
+    """
+    trained = load_teacher(path)
+    recorded = trained.config.get("seed")
+    if recorded is None and seed is None:
+        raise PhiError(f"teacher file {path!r} does not record the seed of its initialisation; "
+                       "pass the seed it was built with (translation_l2t: --teacher-seed, default 1)")
+    if recorded is not None and seed is not None and int(seed) != int(recorded):
+        raise PhiError(f"teacher file {path!r} was initialised with seed {recorded}; got seed={seed}")
+    teacher = _build(trained.config, int(recorded if recorded is not None else seed))
+    if "horizon" in trained.config:
+        teacher.config["horizon"] = trained.config["horizon"]
     return teacher

@@ -82,7 +82,7 @@ class Teacher(nn.Module):
                            rank=rank if parametrisation == "diag_lowrank" else None,
                            num_buckets=num_buckets if parametrisation == "bucketed" else None,
                            num_gates=num_gates, hidden=hidden, features=list(STATE_FEATURES),
-                           fixed_diagonal=bool(fixed_diagonal), form=form)
+                           fixed_diagonal=bool(fixed_diagonal), form=form, seed=int(seed))
         if form not in ("paper", "prob"):
             raise PhiError(f"teacher form={form!r}; expected 'paper' or 'prob'")
         # Seeded initialisation: the same arguments always give the same teacher.

@@ -7,11 +7,12 @@ import sys
 from types import SimpleNamespace
 
 from fairseq_dynloss.study import toy_lstm2k, translation
-from fairseq_dynloss.study.jobs import load_record
+from fairseq_dynloss.study.jobs import JobRecord, write_record
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.join(REPO, "scripts"))
 import study  # noqa: E402
+from archive_check import WORK, assert_archive_matches  # noqa: E402
 
 
 def part_jobs(work, seeds=range(1, 11)):
@@ -25,7 +26,7 @@ def test_the_toy_parts_lstm_rows_with_2000_token_batches():
     assert "dynamic_fixed" not in toy_lstm2k.METHODS and "ce" in toy_lstm2k.METHODS
     assert not any("dynamic_fixed" in name for name in jobs)
     toy = study.toy_jobs(SimpleNamespace(
-        toy_archs=["lstm"], toy_methods=translation.METHODS, seed_list=[1, 2],
+        toy_archs=["lstm"], toy_methods=translation.ROWS, seed_list=[1, 2],
         toy_updates=study.TOY_UPDATES, teacher_steps=60, seq_updates=50), "/w")
     toy = {job.name[len("toy_"):]: job for job in toy}
     for name, job in jobs.items():
@@ -44,12 +45,36 @@ def test_the_toy_parts_lstm_rows_with_2000_token_batches():
 
 
 def test_every_archived_toy_lstm2k_record_is_of_a_job_the_part_defines_now():
-    work = "/nowhere/work"
-    jobs = part_jobs(work)
-    roots = {"<work>": work, "<repo>": study.REPO, "<python>": study.PYTHON,
-             "<venv-bin>": os.path.dirname(study.PYTHON)}
-    archive = os.path.join(REPO, "results", "runs")
-    for name in (f[:-len(".json")] for f in os.listdir(archive)):
-        if study.part_of(name) == "toy_lstm2k":
-            assert name in jobs, f"{name}: archived, but no toy_lstm2k job has that name"
-            assert load_record(archive, name).matches(jobs[name], roots), name
+    assert_archive_matches("toy_lstm2k", part_jobs(WORK).values())
+
+
+def test_l2t_init_deploys_the_l2t_teacher_untrained_with_l2ts_arguments():
+    """The control differs from l2t in the teacher file alone: the l2t teacher job's file,
+    rebuilt untrained by scripts/untrained_teacher.py before the student trains."""
+    jobs = part_jobs("/w", seeds=(3,))
+    control, taught = jobs["toy_lstm2k_lstm_l2t_init_seed3"], jobs["toy_lstm2k_lstm_l2t_seed3"]
+    assert control.after == taught.after == ("toy_lstm2k_lstm_l2t_teacher",)
+    trained = "/w/toy_lstm2k/checkpoints/lstm_l2t_teacher/teacher.pt"
+    untrained = "/w/toy_lstm2k/checkpoints/lstm_l2t_init_seed3/teacher_untrained.pt"
+    before, script = control.command[-1].split("MAX_UPDATE=", 1)
+    assert f"scripts/untrained_teacher.py {trained} {untrained} && " in before
+    assert ("MAX_UPDATE=" + script).replace(untrained, trained).replace("l2t_init", "l2t") \
+        == taught.command[-1]
+    # the teacher is trained once, for both rows
+    assert sum(name.endswith("_teacher") for name in jobs) == 2  # l2t and l2t_paper
+
+
+def test_the_l2t_row_is_compared_with_its_untrained_teacher(tmp_path):
+    work = str(tmp_path)
+    state = os.path.join(work, "state")
+    scores = {"ce": [80.0, 82.0, 90.0], "l2t_init": [85.0, 88.0, 91.0], "l2t": [86.0, 88.5, 92.0]}
+    for method, values in scores.items():
+        for seed, value in enumerate(values, 1):
+            name = f"toy_lstm2k_lstm_{method}_seed{seed}"
+            write_record(state, JobRecord(name, 10.0, 0, summary={"score": value}))
+    args = SimpleNamespace(toy_lstm2k_methods=["ce", "l2t_init", "l2t"], toy_lstm2k_seed_list=[1, 2, 3])
+    table = toy_lstm2k.tables(args, work)[0]
+    rows = [line for line in table.splitlines() if line.startswith("| ")]
+    names = [row.split("|")[1].strip() for row in rows[1:]]
+    assert names[:3] == ["ce", "l2t_init", "l2t"]
+    assert "vs l2t_init: Δ +0.83" in rows[3]  # (1 + 0.5 + 1) / 3

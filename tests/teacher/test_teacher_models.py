@@ -1,6 +1,9 @@
 """Teachers: state features, the gated and bilinear forms, gradients into theta, teacher files."""
 
 import math
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -8,7 +11,7 @@ import torch
 from fairseq_dynloss.losses import BucketedPhi, PhiError, build_phi, dynamic_loss
 from fairseq_dynloss.teacher import (
     STATE_FEATURES, BilinearTeacher, ExponentialAverage, GatedTeacher, StudentState, build_teacher,
-    load_teacher, save_teacher,
+    load_teacher, save_teacher, untrained_teacher,
 )
 
 C = 6
@@ -152,3 +155,64 @@ def test_missing_corrupt_and_unknown_teacher_files(tmp_path):
         load_teacher(str(tmp_path / "odd.pt"))
     with pytest.raises(PhiError, match="unknown teacher kind 'oracle'"):
         build_teacher("oracle", "full", C)
+
+
+@pytest.mark.parametrize("kind, form", [("gated", "prob"), ("gated", "paper"), ("bilinear", "paper")])
+def test_untrained_teacher_is_the_initialisation_of_a_trained_one(tmp_path, kind, form):
+    """A teacher trained away from its start, saved, then rebuilt untrained: the weights (and so
+    every Phi_t) equal those of a fresh teacher of the same seed, and the horizon is kept."""
+    fresh = build_teacher(kind, "bucketed", C, num_buckets=3, seed=7, form=form)
+    trained = build_teacher(kind, "bucketed", C, num_buckets=3, seed=7, form=form)
+    with torch.no_grad():
+        for p in trained.parameters():
+            p.add_(0.5)
+    save_teacher(trained, str(tmp_path / "t.pt"), horizon=300)
+    rebuilt = untrained_teacher(str(tmp_path / "t.pt"))
+    assert rebuilt.config["horizon"] == 300 and rebuilt.config["seed"] == 7
+    for (name, value), (_, expected) in zip(rebuilt.state_dict().items(), fresh.state_dict().items()):
+        assert torch.equal(value, expected), name
+    features = StudentState(1, 10).features(C)
+    assert not torch.equal(rebuilt(features)["B"], trained(features)["B"])
+
+
+def test_untrained_teacher_of_a_file_without_seed(tmp_path):
+    """Files written before the seed was recorded need it passed; a disagreeing seed is refused."""
+    teacher = build_teacher("gated", "full", C, seed=3)
+    payload = {"config": {k: v for k, v in teacher.config.items() if k != "seed"},
+               "state_dict": teacher.state_dict()}
+    torch.save(payload, tmp_path / "old.pt")
+    assert load_teacher(str(tmp_path / "old.pt")).config["seed"] is None
+    with pytest.raises(PhiError, match="does not record the seed.*--teacher-seed"):
+        untrained_teacher(str(tmp_path / "old.pt"))
+    rebuilt = untrained_teacher(str(tmp_path / "old.pt"), seed=3)
+    for name, value in rebuilt.state_dict().items():
+        assert torch.equal(value, teacher.state_dict()[name]), name
+    save_teacher(teacher, str(tmp_path / "new.pt"))
+    with pytest.raises(PhiError, match="initialised with seed 3; got seed=4"):
+        untrained_teacher(str(tmp_path / "new.pt"), seed=4)
+
+
+def test_untrained_teacher_script(tmp_path):
+    """scripts/untrained_teacher.py writes a loadable file equal to the fresh teacher; a file
+    without a seed and no --seed is refused (exit 2, the reason, nothing written)."""
+    script = Path(__file__).resolve().parents[2] / "scripts" / "untrained_teacher.py"
+    torch.set_default_dtype(torch.float32)  # the script's dtype (the fixture restores float64)
+    teacher = build_teacher("gated", "bucketed", C, num_buckets=3, seed=2, form="prob")
+    trained = build_teacher("gated", "bucketed", C, num_buckets=3, seed=2, form="prob")
+    with torch.no_grad():
+        trained.base["mix"].add_(3.0)
+    save_teacher(trained, str(tmp_path / "t.pt"), horizon=50)
+    done = subprocess.run([sys.executable, str(script), str(tmp_path / "t.pt"), str(tmp_path / "u.pt")],
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    loaded = load_teacher(str(tmp_path / "u.pt"), "bucketed", C, num_buckets=3, form="prob")
+    features = StudentState(3, 50).features(C)
+    torch.testing.assert_close(loaded(features)["diag"], teacher(features)["diag"], rtol=0, atol=0)
+    assert loaded.config["horizon"] == 50
+
+    config = {k: v for k, v in trained.config.items() if k != "seed"}
+    torch.save({"config": config, "state_dict": trained.state_dict()}, tmp_path / "old.pt")
+    done = subprocess.run([sys.executable, str(script), str(tmp_path / "old.pt"), str(tmp_path / "v.pt")],
+                          capture_output=True, text=True)
+    assert done.returncode == 2 and "does not record the seed" in done.stderr
+    assert not (tmp_path / "v.pt").exists()
