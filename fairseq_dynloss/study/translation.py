@@ -187,10 +187,12 @@ def jobs(part: str, work: str, repo: str, env: Dict[str, str], prepare: str,
                 out.append(train_and_score(run("dynamic_fixed"), arch, "dynamic_loss", updates,
                                            phi_args("dynamic_fixed"), [prepare_job.name], seed))
             if "l2t_init" in methods:
-                # the l2t teacher as it was before training (the initialisation of its seed)
+                # the l2t teacher as it was before training: the initialisation of its seed,
+                # translation_l2t's default --teacher-seed (1), which L2T_TEACHER keeps
                 untrained = os.path.join(part_work, "checkpoints", run("l2t_init"), "teacher_untrained.pt")
                 before = (f"mkdir -p {os.path.dirname(untrained)} && \"${{VENV_BIN}}/python\" "
-                          f"{repo}/scripts/untrained_teacher.py {teachers['l2t']} {untrained} && ")
+                          f"{repo}/scripts/untrained_teacher.py {teachers['l2t']} {untrained} "
+                          "--seed 1 && ")
                 extra = f"{phi_args('l2t')} --phi-source teacher --teacher-path {untrained}"
                 out.append(train_and_score(run("l2t_init"), arch, "dynamic_loss", updates, extra,
                                            [f"{part}_{teacher_run(arch, 'l2t')}"], seed, before))

@@ -57,7 +57,7 @@ def test_l2t_init_deploys_the_l2t_teacher_untrained_with_l2ts_arguments():
     trained = "/w/toy_lstm2k/checkpoints/lstm_l2t_teacher/teacher.pt"
     untrained = "/w/toy_lstm2k/checkpoints/lstm_l2t_init_seed3/teacher_untrained.pt"
     before, script = control.command[-1].split("MAX_UPDATE=", 1)
-    assert f"scripts/untrained_teacher.py {trained} {untrained} && " in before
+    assert f"scripts/untrained_teacher.py {trained} {untrained} --seed 1 && " in before
     assert ("MAX_UPDATE=" + script).replace(untrained, trained).replace("l2t_init", "l2t") \
         == taught.command[-1]
     # the teacher is trained once, for both rows
