@@ -83,6 +83,8 @@ VARIANTS: Dict[str, List[str]] = {
     # crosses the logit box (9.2) in the 60 windows of 3000 updates (1.36-1.38x CE, BENCHMARKS.md)
     "prior_k50": _with("controller.policy_prior=confusion", "controller.window=50",
                        "controller.metric_every=50", "controller.base_beta=3.0"),
+    # per-class credit (controllers/reward.py ClassCredit) at the current default cost (every10)
+    "classes": _with("controller.metric_every=10", "controller.credit=classes"),
 }
 
 

@@ -23,7 +23,7 @@ from .policy import (
 )
 from .reinforce import LoadedController, ReinforceLearner, load_controller, save_controller
 from .reward import (
-    METRIC_DIRECTION, WindowReward, check_gamma, check_window, discounted_window_metric,
+    METRIC_DIRECTION, ClassCredit, WindowReward, check_gamma, check_window, class_means, discounted_window_metric,
     higher_is_better, measures_metric, reward, sampled_window,
 )
 from .state import (
@@ -31,10 +31,10 @@ from .state import (
     element_features, pair_distances, pair_feature_size, pair_features,
 )
 from .targets import ElementTarget, PairTarget, element_feature_size
-from .window import STATE_SOURCES, WindowController, write_rows
+from .window import CREDITS, STATE_SOURCES, WindowController, write_rows
 
 __all__ = [
-    "ACTIONS", "PRIORS", "prior_policy", "METRIC_DIRECTION", "STATE_SOURCES", "WindowController", "write_rows", "ConfusionAccumulator", "ControllerError", "ElementTarget",
+    "ACTIONS", "CREDITS", "ClassCredit", "class_means", "PRIORS", "prior_policy", "METRIC_DIRECTION", "STATE_SOURCES", "WindowController", "write_rows", "ConfusionAccumulator", "ControllerError", "ElementTarget",
     "LoadedController", "PairPolicy", "PairTarget", "ReinforceLearner", "ReplayMemory",
     "StateHistory", "Transition", "WindowReward", "apply_actions", "beta_for", "check_beta",
     "check_gamma", "check_window", "measures_metric", "sampled_window", "confusion_state", "controlled_pairs", "controlled_tensor",

@@ -8,7 +8,8 @@ trajectories and takes the same REINFORCE step: the controllers stay identical w
 weights.
 
 A transition travels as one flat float64 tensor (exact for float32 states and small integers):
-``[state (P F), next_state (P F), action (P), reward, child, step]``. A first all-gather of the
+``[state (P F), next_state (P F), action (P), reward (P), child, step]`` (a number reward is sent
+P times: children share their settings, so each reads it back as the kind it sent). A first all-gather of the
 shapes checks that all children agree on (P, F) before the payload is sent.
 """
 
@@ -54,8 +55,10 @@ def gather_transitions(transition: Transition, device: Optional[torch.device] = 
     payload = torch.cat([
         transition.state.reshape(-1).double(), transition.next_state.reshape(-1).double(),
         transition.action.reshape(-1).double(),
-        torch.tensor([transition.reward, transition.child, transition.step], dtype=torch.float64),
+        torch.as_tensor(transition.reward, dtype=torch.float64).expand(P),
+        torch.tensor([transition.child, transition.step], dtype=torch.float64),
     ]).to(device)
+    per_element = isinstance(transition.reward, torch.Tensor) and transition.reward.dim() > 0
     out = []
     for flat in _all_gather(payload):
         flat = flat.cpu()
@@ -63,6 +66,8 @@ def gather_transitions(transition: Transition, device: Optional[torch.device] = 
         state = flat[:n].reshape(P, F).to(transition.state.dtype)
         next_state = flat[n:2 * n].reshape(P, F).to(transition.next_state.dtype)
         action = flat[2 * n:2 * n + P].long()
-        reward, child, step = flat[2 * n + P:].tolist()
+        rewards = flat[2 * n + P:2 * n + 2 * P]
+        reward = rewards.clone() if per_element else rewards[0].item()
+        child, step = flat[2 * n + 2 * P:].tolist()
         out.append(Transition(state, action, reward, next_state, int(child), int(step)))
     return out

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Union
 
 import torch
 
@@ -24,18 +24,34 @@ from .errors import ControllerError, check_finite_tensor, check_positive_int
 
 @dataclass
 class Transition:
-    """One controller step of one child: state (P, F), action (P,) in {-1, 0, 1}, scalar reward
-    r_{t+1} of that action, next state (P', F) or None, child id, window index within the child's
-    run, behaviour log-probabilities (P,) of the actions and the advantage, or None."""
+    """One controller step of one child: state (P, F), action (P,) in {-1, 0, 1}, reward
+    r_{t+1} of that action (a number, or (P,) per-element rewards under per-class credit,
+    ``reward.ClassCredit``), next state (P', F) or None, child id, window index within the child's
+    run, behaviour log-probabilities (P,) of the actions and the advantage (shaped as the
+    reward), or None."""
 
     state: torch.Tensor
     action: torch.Tensor
-    reward: float
+    reward: Union[float, torch.Tensor]
     next_state: Optional[torch.Tensor] = None
     child: int = 0
     step: int = 0
     behaviour: Optional[torch.Tensor] = None
-    advantage: Optional[float] = None
+    advantage: Optional[Union[float, torch.Tensor]] = None
+
+
+def _reward_value(name: str, value, elements: int) -> Union[float, torch.Tensor]:
+    """A finite number, or a finite (P,) tensor (float64, CPU) of per-element values."""
+    if isinstance(value, torch.Tensor) and value.dim() > 0:
+        check_finite_tensor(name, value)
+        if tuple(value.shape) != (elements,):
+            raise ControllerError(f"{name} has shape {tuple(value.shape)}; expected ({elements},), "
+                                  "one per state row, or a number")
+        return value.detach().double().cpu().clone()
+    value = float(value)
+    if not math.isfinite(value):
+        raise ControllerError(f"{name}={value}; expected a finite number")
+    return value
 
 
 def _validated(state, action, reward, next_state, child, step, behaviour=None, advantage=None) -> Transition:
@@ -49,9 +65,7 @@ def _validated(state, action, reward, next_state, child, step, behaviour=None, a
         )
     if action.numel() and (action.min() < -1 or action.max() > 1):
         raise ControllerError("action values must be in {-1, 0, 1}")
-    reward = float(reward)
-    if not math.isfinite(reward):
-        raise ControllerError(f"reward={reward}; expected a finite number")
+    reward = _reward_value("reward", reward, state.shape[0])
     if next_state is not None:
         check_finite_tensor("next_state", next_state)
         if next_state.dim() != 2 or next_state.shape[1] != state.shape[1]:
@@ -67,9 +81,7 @@ def _validated(state, action, reward, next_state, child, step, behaviour=None, a
             )
         behaviour = behaviour.detach().double().cpu().clone()
     if advantage is not None:
-        advantage = float(advantage)
-        if not math.isfinite(advantage):
-            raise ControllerError(f"advantage={advantage}; expected a finite number")
+        advantage = _reward_value("advantage", advantage, state.shape[0])
     return Transition(state.detach().cpu().clone(), action.detach().long().cpu().clone(), reward,
                       next_state, check_positive_int("child", child, 0), check_positive_int("step", step, 0),
                       behaviour, advantage)
@@ -92,7 +104,7 @@ class ReplayMemory:
     def __len__(self) -> int:
         return len(self.transitions)
 
-    def add(self, state: torch.Tensor, action: torch.Tensor, reward: float,
+    def add(self, state: torch.Tensor, action: torch.Tensor, reward: Union[float, torch.Tensor],
             next_state: Optional[torch.Tensor] = None, child: int = 0,
             step: Optional[int] = None) -> Transition:
         """Store a transition; ``step`` defaults to the child's next window index."""

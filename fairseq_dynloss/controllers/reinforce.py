@@ -17,7 +17,9 @@ window only,
 * **Baseline** per step: ``b`` tracks the current reward, ``b <- decay * b + (1 - decay) r``
   after each window (the mean reward of the window's children), starting at the first window's
   reward; ``r - b`` uses the baseline from *before* the reward. A constant reward thus gives zero
-  advantage after a few windows and cannot push the policy anywhere.
+  advantage after a few windows and cannot push the policy anywhere. Under per-class credit
+  (``reward.ClassCredit``) the rewards, the baseline and the advantages are (P,) tensors: each
+  element's log-probability is weighted by its own advantage.
 * **Entropy bonus**: ``- entropy_bonus * mean entropy`` in the loss keeps actions mixed.
 * The policy loss is averaged over elements and transitions; one Adam step per window.
 """
@@ -69,11 +71,19 @@ class ReinforceLearner:
         self.baseline: Optional[float] = None  # set by the first rewards
         self.num_updates = 0
 
-    def advantages(self, rewards: Sequence[float]) -> List[float]:
-        """``r - b`` for the rewards of one window (one per child), then the baseline moves."""
-        rewards = [float(r) for r in rewards]
+    def advantages(self, rewards: Sequence[Union[float, torch.Tensor]]) -> List[Union[float, torch.Tensor]]:
+        """``r - b`` for the rewards of one window (one per child), then the baseline moves.
+
+        Rewards are numbers, or (P,) per-element rewards (per-class credit): then the baseline
+        is per element too, each element's tracking its own reward.
+        """
         if not rewards:
             raise ControllerError("no rewards for the baseline; expected >= 1")
+        per_element = [isinstance(r, torch.Tensor) and r.dim() > 0 for r in rewards]
+        if any(per_element) != all(per_element) or (
+                self.baseline is not None and isinstance(self.baseline, torch.Tensor) != any(per_element)):
+            raise ControllerError("rewards mix numbers and per-element tensors; expected one kind per run")
+        rewards = [r.detach().double().cpu() if e else float(r) for r, e in zip(rewards, per_element)]
         mean = sum(rewards) / len(rewards)
         before = mean if self.baseline is None else self.baseline
         self.baseline = mean if self.baseline is None else (
@@ -94,16 +104,18 @@ class ReinforceLearner:
         if any(t.advantage is None for t in transitions):
             raise ControllerError("a transition without its advantage; expected advantages() first")
         device = self.policy.net[0].weight.device
-        sizes = torch.tensor([t.state.shape[0] for t in transitions])
+        sizes = [int(t.state.shape[0]) for t in transitions]
         if len(transitions) == 1:
             states, actions = transitions[0].state.to(device), transitions[0].action.to(device)
         else:
             states = torch.cat([t.state for t in transitions]).to(device)
             actions = torch.cat([t.action for t in transitions]).to(device)
         log_probs, entropies = self.policy.log_prob_and_entropy(states, actions)
-        # each transition weighs 1 / N, each of its P elements 1 / P: the mean over both
-        scales = torch.tensor([t.advantage for t in transitions], dtype=torch.float64) / (sizes * len(transitions))
-        weights = scales.repeat_interleave(sizes).to(device, log_probs.dtype)
+        # each transition weighs 1 / N, each of its P elements 1 / P: the mean over both; an
+        # element's advantage is the transition's, or its own under per-class credit
+        weights = torch.cat([torch.as_tensor(t.advantage, dtype=torch.float64).expand(n) / (n * len(transitions))
+                             for n, t in zip(sizes, transitions)]).to(device, log_probs.dtype)
+        sizes = torch.tensor(sizes)
         ratio = None
         if any(t.behaviour is not None for t in transitions):
             behaviour = torch.cat([t.behaviour if t.behaviour is not None else torch.full((int(n),), math.nan)
@@ -119,12 +131,14 @@ class ReinforceLearner:
         loss.backward()
         self.optimizer.step()
         self.num_updates += 1
-        return {"loss": loss.item(), "mean_advantage": sum(t.advantage for t in transitions) / len(transitions),
+        mean_advantage = sum(float(torch.as_tensor(t.advantage).mean()) for t in transitions) / len(transitions)
+        return {"loss": loss.item(), "mean_advantage": mean_advantage,
                 "importance_ratio": 1.0 if ratio is None else ratio.mean().item(), "entropy": entropy.item()}
 
     def state_dict(self) -> Dict:
         return {"policy": {k: v.detach().cpu().clone() for k, v in self.policy.state_dict().items()},
-                "optimizer": self.optimizer.state_dict(), "baseline": self.baseline,
+                "optimizer": self.optimizer.state_dict(),
+                "baseline": self.baseline.clone() if isinstance(self.baseline, torch.Tensor) else self.baseline,
                 "num_updates": self.num_updates, "lr": self.lr, "baseline_decay": self.baseline_decay,
                 "entropy_bonus": self.entropy_bonus, "clip": self.clip}
 
@@ -133,7 +147,9 @@ class ReinforceLearner:
         if "policy" in state:
             _load_policy_weights(self.policy, state["policy"], "learner state")
         self.optimizer.load_state_dict(state["optimizer"])
-        self.baseline = None if state["baseline"] is None else float(state["baseline"])
+        baseline = state["baseline"]
+        self.baseline = None if baseline is None else (
+            baseline.double().clone() if isinstance(baseline, torch.Tensor) and baseline.dim() else float(baseline))
         self.num_updates = int(state["num_updates"])
 
 

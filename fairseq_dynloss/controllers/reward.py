@@ -6,6 +6,18 @@
 
 The latest update of a window weighs 1 and earlier ones gamma, gamma^2, ...; gamma = 1 sums.
 
+**Per-class credit** (``ClassCredit``, an option; classification with a full Phi): the slides
+reward every controlled element with the same sign, so one action's effect is buried under the
+other P - 1 (MNIST-1D: 90 elements, ~300 windows per run). Element (i, j) of Phi changes the
+loss of the examples of classes i and j, so it is rewarded with the sign of the change of the
+reward metric *restricted to the validation examples of those classes*,
+
+    r_t(i, j) = sign(m_t(i) + m_t(j) - m_{t-1}(i) - m_{t-1}(j))   (flipped when lower is better)
+
+with ``m_t(c)`` the metric's mean over class c's validation examples at the end of window t
+(the window-end pass that builds the confusion state; no discounted window sum). A diagonal
+element (i, i) gets the sign of the change of ``m(i)``.
+
 **Against a moving average** (``average = a > 0``, an option): the reference is not the last
 window's ``M_t`` but ``A_t = a A_{t-1} + (1 - a) M_t`` (``A_1 = M_1``), so
 ``r_t = sign(A_t - M_{t+1})``: whether this window beat the recent level rather than the
@@ -17,6 +29,8 @@ from __future__ import annotations
 
 import math
 from typing import Dict, Optional, Sequence, Tuple, Union
+
+import torch
 
 from .errors import ControllerError, check_positive_int
 
@@ -154,3 +168,63 @@ class WindowReward:
         self.values = [float(v) for v in state["values"]]
         self.previous = None if state["previous"] is None else float(state["previous"])
         self.reference = None if state["reference"] is None else float(state["reference"])
+
+
+def class_means(values: torch.Tensor, labels: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """The mean of per-example ``values`` (N,) over each class's examples: (C,) float64 on CPU,
+    NaN for a class without examples."""
+    values, labels = values.detach().double().cpu(), labels.detach().long().cpu()
+    sums = torch.zeros(num_classes, dtype=torch.float64).index_add_(0, labels, values)
+    counts = torch.bincount(labels, minlength=num_classes).double()
+    return torch.where(counts > 0, sums / counts.clamp(min=1.0), torch.full_like(sums, math.nan))
+
+
+class ClassCredit:
+    """Per-element rewards from per-class metrics (module docstring, "Per-class credit").
+
+    ``add(metrics)`` at every window end with the (C,) per-class metric; returns the (P,) rewards
+    in {-1, 0, 1} of the elements (None at the first window, which only sets the reference).
+    A class without validation examples (NaN) counts as unchanged.
+
+    Args:
+        metric: a ``METRIC_DIRECTION`` name (the direction).
+        elements: (P, 2) controlled (i, j) class pairs.
+        num_classes: C.
+    """
+
+    def __init__(self, metric: str, elements: torch.Tensor, num_classes: int):
+        self.higher = higher_is_better(metric)
+        self.elements = elements.long().cpu()
+        if self.elements.dim() != 2 or self.elements.shape[1] != 2:
+            raise ControllerError(f"elements have shape {tuple(self.elements.shape)}; expected (P, 2)")
+        self.num_classes = int(num_classes)
+        if self.elements.numel() and (self.elements.min() < 0 or self.elements.max() >= self.num_classes):
+            raise ControllerError(f"per-class credit needs class pairs in [0, {self.num_classes}); "
+                                  "a bucketed Phi's elements are buckets, not classes")
+        self.previous: Optional[torch.Tensor] = None
+
+    def add(self, metrics: torch.Tensor) -> Optional[torch.Tensor]:
+        metrics = torch.as_tensor(metrics).detach().double().cpu()
+        if tuple(metrics.shape) != (self.num_classes,):
+            raise ControllerError(f"per-class metrics have shape {tuple(metrics.shape)}; "
+                                  f"expected ({self.num_classes},)")
+        if torch.isinf(metrics).any():
+            raise ControllerError("per-class metrics hold an infinite value; expected finite (or NaN: "
+                                  "a class without validation examples)")
+        previous, self.previous = self.previous, metrics.clone()
+        if previous is None:
+            return None
+        change = (metrics - previous).nan_to_num(0.0)  # no examples: unchanged
+        i, j = self.elements[:, 0], self.elements[:, 1]
+        delta = torch.where(i == j, change[i], change[i] + change[j])
+        return torch.sign(delta if self.higher else -delta)
+
+    def state_dict(self) -> Dict:
+        return {"previous": None if self.previous is None else self.previous.clone()}
+
+    def load_state_dict(self, state: Dict) -> None:
+        previous = state.get("previous")
+        if previous is not None and tuple(previous.shape) != (self.num_classes,):
+            raise ControllerError(f"per-class credit state has shape {tuple(previous.shape)}; "
+                                  f"expected ({self.num_classes},)")
+        self.previous = None if previous is None else previous.double().clone()

@@ -7,7 +7,9 @@ The caller measures the reward metric M_j of the student after every (measured) 
 
 1. ``WindowReward`` turns the window's values into ``M_t`` and the reward
    ``r_t = sign(M_{t-1} - M_t)`` (flipped for higher-is-better metrics) of the action ``a_{t-1}``
-   taken at the end of window t-1 (the first window only sets ``M_0``);
+   taken at the end of window t-1 (the first window only sets ``M_0``); with per-class credit
+   (``credit="classes"``) each element (i, j) is rewarded instead with the sign of the change of
+   the metric over the validation examples of classes i and j (``reward.ClassCredit``);
 2. the target builds the features ``s_t`` of every controlled element (``targets.py``), from the
    validation state -- or, for the state ablation (``state_source="random"``), from a random
    matrix of the same shape and range, which carries no information about the student;
@@ -35,10 +37,11 @@ from .errors import ControllerError
 from .memory import ReplayMemory, Transition
 from .policy import PairPolicy, beta_for, sample_actions
 from .reinforce import ReinforceLearner, save_controller
-from .reward import WindowReward
+from .reward import ClassCredit, WindowReward
 from .state import StateHistory
 
 STATE_SOURCES = ("confusion", "random")
+CREDITS = ("window", "classes")  # one reward for every element (the slides) | per-class credit
 LOG_FILE = "ala_log.csv"
 POLICY_FILE = "ala_controller.pt"
 
@@ -64,6 +67,8 @@ class WindowController:
         state_source: ``confusion`` (the validation state) or ``random`` (ablation).
         rank: this child's id (multi-network ALA); its action generator is seeded apart.
         gather: multi-network: maps this child's transition to every child's, in rank order.
+        credit: ``window`` (the slides: one reward for all elements) or ``classes`` (per-element
+            rewards from per-class metrics; a ``PairTarget`` over a full Phi only).
     """
 
     def __init__(self, target, *, metric: str, window: int, gamma: float, base_beta: float, seed: int,
@@ -72,7 +77,14 @@ class WindowController:
                  replay_batch: int = 1, train_policy: bool = True, policy: Optional[PairPolicy] = None,
                  state_source: str = "confusion", rank: int = 0,
                  gather: Optional[Callable[[Transition], List[Transition]]] = None,
-                 reward_average: float = 0.0):
+                 reward_average: float = 0.0, credit: str = "window"):
+        if credit not in CREDITS:
+            raise ControllerError(f"credit={credit!r}; expected one of {list(CREDITS)}")
+        if credit == "classes" and getattr(target, "bucketed", True):
+            raise ControllerError("credit='classes' rewards the class pairs of a full Phi from per-class "
+                                  "metrics; this controller acts on "
+                                  f"{getattr(target, 'description', type(target).__name__)!r}; expected "
+                                  "credit='window'")
         if state_source not in STATE_SOURCES:
             raise ControllerError(f"state={state_source!r}; expected one of {list(STATE_SOURCES)}")
         if isinstance(replay_capacity, bool) or not isinstance(replay_capacity, int) or replay_capacity < 0:
@@ -83,6 +95,9 @@ class WindowController:
         self.metric = metric
         self.window_reward = WindowReward(metric, window, gamma, reward_average)
         self.window = self.window_reward.window
+        self.credit = credit
+        self.class_credit = (ClassCredit(metric, target.elements, target.num_classes)
+                             if credit == "classes" else None)
         self.beta = beta_for(target.num_elements, base_beta)
         self.feature_size = target.feature_size
         self.policy = policy if policy is not None else PairPolicy(self.feature_size, hidden=hidden, seed=seed)
@@ -119,12 +134,15 @@ class WindowController:
         return (low + (high - low) * noise).to(state.dtype)
 
     def observe(self, value: float, state: Optional[torch.Tensor] = None, progress: float = 0.0,
-                update: int = 0, extra: Optional[Dict] = None) -> Optional[Dict]:
+                update: int = 0, extra: Optional[Dict] = None,
+                class_metric: Optional[torch.Tensor] = None) -> Optional[Dict]:
         """One metric value; at a window end (``state`` required) learn and act.
 
         Args:
             value: the reward metric of the student after its latest measured update.
             state: the validation state (``target.state``), required when ``window_ends()``.
+            class_metric: (C,) the reward metric per class (``reward.class_means``), required at a
+                window end under per-class credit.
             progress: training fraction in [0, 1] (a feature).
             update: the student's update count (logged).
             extra: more columns for the log row (timings).
@@ -134,14 +152,18 @@ class WindowController:
         end = self.window_ends()
         if end and state is None:
             raise ControllerError("this observation ends a window; expected the validation state")
+        if end and self.class_credit is not None and class_metric is None:
+            raise ControllerError("this observation ends a window under credit='classes'; expected "
+                                  "the per-class metric (class_metric)")
         r = self.window_reward.add(value)  # validates value before anything else moves
         if not end:
             return None
+        credit = r if self.class_credit is None else self.class_credit.add(class_metric)
         state = self._input_state(state.detach().cpu())
         features = self.target.features(state, self.history.matrices(state), progress)
         stats: Dict[str, float] = {}
         if self.pending is not None:  # r rewards the action taken at the end of the last window
-            mine = Transition(self.pending["state"], self.pending["action"], r, features, self.rank,
+            mine = Transition(self.pending["state"], self.pending["action"], credit, features, self.rank,
                               self.transitions)
             self.transitions += 1
             stats = self._learn(self.gather(mine))
@@ -155,7 +177,9 @@ class WindowController:
         row = {
             "update": int(update), "window": len(self.rows), "reward": "" if r is None else r,
             "metric": float(value), "window_metric": self.window_reward.previous, **self.target.summary(),
-            "entropy": entropy, "baseline": "" if self.learner.baseline is None else self.learner.baseline,
+            "entropy": entropy, "baseline": "" if self.learner.baseline is None else float(torch.as_tensor(self.learner.baseline).mean()),
+            **({} if self.class_credit is None else
+               {"element_reward": "" if credit is None else credit.mean().item()}),
             "advantage": stats.get("advantage", ""), "policy_loss": stats.get("loss", ""),
             **dict(zip(("actions_minus", "actions_zero", "actions_plus"),
                        torch.bincount(actions.cpu() + 1, minlength=3).tolist())), **(extra or {}),
@@ -176,7 +200,7 @@ class WindowController:
             if len(self.memory) and self.replay_batch > len(fresh):
                 batch += self.memory.sample(self.replay_batch - len(fresh))
             self.memory.extend(fresh)
-        stats = {"advantage": mine.advantage}
+        stats = {"advantage": float(torch.as_tensor(mine.advantage).mean())}
         if self.train_policy:
             stats.update(self.learner.update(batch))
         return stats
@@ -214,6 +238,7 @@ class WindowController:
             "learner": self.learner.state_dict(),
             "memory": None if self.memory is None else self.memory.state_dict(),
             "history": self.history.state_dict(), "window_reward": self.window_reward.state_dict(),
+            "class_credit": None if self.class_credit is None else self.class_credit.state_dict(),
             "generator": self.generator.get_state(), "state_generator": self.state_generator.get_state(),
             "pending": self.pending, "transitions": self.transitions,
             "rows": [dict(row) for row in self.rows], "feature_size": self.feature_size,
@@ -226,6 +251,9 @@ class WindowController:
         for key, mine in (("feature_size", self.feature_size), ("num_elements", self.num_elements)):
             if state.get(key) != mine:
                 raise ControllerError(f"checkpoint ALA controller has {key}={state.get(key)!r}; this run has {mine}")
+        if (state.get("class_credit") is None) != (self.class_credit is None):
+            raise ControllerError("checkpoint ALA controller and this run differ in credit (window / "
+                                  "classes); resume with the checkpoint's setting")
         if (state.get("memory") is None) != (self.memory is None):
             raise ControllerError("checkpoint ALA controller and this run differ in replay (replay_capacity 0 "
                                   "means on-policy); resume with the checkpoint's setting")
@@ -236,6 +264,8 @@ class WindowController:
             self.memory.load_state_dict(state["memory"])
         self.history.load_state_dict(state["history"])
         self.window_reward.load_state_dict(state["window_reward"])
+        if self.class_credit is not None:
+            self.class_credit.load_state_dict(state["class_credit"])
         self.generator.set_state(state["generator"])
         self.state_generator.set_state(state["state_generator"])
         self.pending = state["pending"]

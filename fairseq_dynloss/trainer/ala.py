@@ -34,8 +34,8 @@ from typing import Callable, Dict, List, Optional
 import torch
 
 from fairseq_dynloss.controllers import (
-    PRIORS, STATE_SOURCES, ControllerError, ElementTarget, PairTarget, Transition, WindowController,
-    check_beta, check_gamma, check_window, higher_is_better, load_controller, measures_metric,
+    CREDITS, PRIORS, STATE_SOURCES, ControllerError, ElementTarget, PairTarget, Transition, WindowController,
+    check_beta, check_gamma, check_window, class_means, higher_is_better, load_controller, measures_metric,
     pair_feature_size, prior_policy, sampled_window,
 )
 from fairseq_dynloss.controllers.errors import check_number, check_positive_int
@@ -47,6 +47,7 @@ from .registry import METRIC_ALA_LOSSES, ConfigError
 log = logging.getLogger("dynloss-train")
 
 REWARD_METRICS = ("error", "loss", "expected_accuracy", "aucpr")  # classification; metric learning: recall@K
+CLASS_METRICS = ("error", "loss", "expected_accuracy")  # those with a per-class mean (credit=classes)
 CONTROLLED_PARAMETRISATIONS = ("full", "bucketed")
 LOG_FILE = "ala_log.csv"
 POLICY_FILE = "ala_controller.pt"
@@ -101,6 +102,14 @@ def check_ala_config(ctrl, loss) -> None:
             raise ControllerError(f"{flag}={ctrl[flag]!r}; expected true or false")
     if ctrl.state not in STATE_SOURCES:
         raise ControllerError(f"controller.state={ctrl.state!r}; expected one of {list(STATE_SOURCES)}")
+    if ctrl.credit not in CREDITS:
+        raise ControllerError(f"controller.credit={ctrl.credit!r}; expected one of {list(CREDITS)}")
+    if ctrl.credit == "classes" and (metric_learning or loss.get("parametrisation") != "full"):
+        raise ControllerError("controller.credit=classes rewards the class pairs of a full Phi; expected "
+                              "loss=dynamic with loss.parametrisation=full (or controller.credit=window)")
+    if ctrl.credit == "classes" and ctrl.reward_metric not in CLASS_METRICS:
+        raise ControllerError(f"controller.credit=classes needs a reward metric with a per-class mean, one "
+                              f"of {list(CLASS_METRICS)}; got reward_metric={ctrl.reward_metric!r}")
     if ctrl.diagonal and (metric_learning or loss.get("parametrisation") != "full"):
         raise ControllerError("controller.diagonal=true controls the diagonal of a full Phi; expected "
                               "loss=dynamic with loss.parametrisation=full")
@@ -190,7 +199,7 @@ class ALATrainerController:
             entropy_bonus=ctrl.entropy_bonus, replay_capacity=ctrl.replay_capacity,
             replay_batch=ctrl.replay_batch, train_policy=ctrl.train_policy, policy=policy,
             state_source=ctrl.state, rank=self.rank, gather=gather,
-            reward_average=ctrl.reward_average)
+            reward_average=ctrl.reward_average, credit=ctrl.credit)
         self.feature_size = target.feature_size
         self.step = 0
         self.metric_values: List[torch.Tensor] = []  # M_j of the current window, on the device
@@ -248,6 +257,21 @@ class ALATrainerController:
             return torch.tensor(aucpr_one_vs_rest(outputs.float(), labels), device=labels.device)
         return _recall_at_k(outputs, labels, recall_k(self.metric))
 
+    @torch.no_grad()
+    def _class_metric(self, outputs: torch.Tensor) -> Optional[torch.Tensor]:
+        """Under credit=classes, the reward metric's mean over each class's validation examples
+        (C,) (``CLASS_METRICS``; the per-example terms of ``_metric``), else None."""
+        if self.controller.class_credit is None:
+            return None
+        labels, outputs = self.val_labels, outputs.float()
+        if self.metric == "error":
+            values = 100.0 * outputs.argmax(1).ne(labels).float()
+        elif self.metric == "loss":
+            values = torch.nn.functional.cross_entropy(outputs, labels, reduction="none")
+        else:  # expected_accuracy
+            values = 100.0 * torch.softmax(outputs, 1).gather(1, labels.unsqueeze(1)).squeeze(1)
+        return class_means(values, labels, outputs.shape[1])
+
     def after_update(self, student) -> Optional[Dict[str, float]]:
         """Call after every optimiser step; at the end of a window, act (returns its log row)."""
         started = time.perf_counter()
@@ -263,13 +287,14 @@ class ALATrainerController:
             return None
 
         state = self.target.state(outputs, self.val_labels)
+        class_metric = self._class_metric(outputs)
         clock = self._tick("state", clock)
         values = torch.stack(self.metric_values).tolist()  # the window's one host sync
         self.metric_values = []
         for value in values[:-1]:
             self.controller.observe(value)
         progress = min(1.0, self.step / self.total_updates)
-        row = self.controller.observe(values[-1], state, progress, self.step)
+        row = self.controller.observe(values[-1], state, progress, self.step, class_metric=class_metric)
         self._tick("policy", clock)
         # the row (kept by the controller) gains this window's times
         row["controller_time"] = sum(self.timings.values())

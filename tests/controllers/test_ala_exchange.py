@@ -10,16 +10,19 @@ import torch.multiprocessing as mp
 from fairseq_dynloss.controllers import ControllerError, Transition, gather_transitions
 
 
-def transition_of(rank: int, rows: int = 3) -> Transition:
+def transition_of(rank: int, rows: int = 3, per_element: bool = False) -> Transition:
     state = torch.arange(rows * 2, dtype=torch.float32).reshape(rows, 2) + 0.1 + 10 * rank
     action = torch.tensor([-1, 0, 1])[:rows] * (1 if rank == 0 else -1)
-    return Transition(state, action, reward=-1.0 if rank else 1.0, next_state=state * 2, child=rank, step=5 + rank)
+    reward = -1.0 if rank else 1.0
+    if per_element:  # per-class credit: one reward per element
+        reward = torch.tensor([1.0, -1.0, 0.0], dtype=torch.float64)[:rows] * (rank + 1)
+    return Transition(state, action, reward=reward, next_state=state * 2, child=rank, step=5 + rank)
 
 
-def _worker(rank: int, init_file: str, out_dir: str, mismatch: bool) -> None:
+def _worker(rank: int, init_file: str, out_dir: str, mismatch: bool, per_element: bool) -> None:
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=2)
     try:
-        mine = transition_of(rank, rows=2 if (mismatch and rank == 1) else 3)
+        mine = transition_of(rank, rows=2 if (mismatch and rank == 1) else 3, per_element=per_element)
         try:
             result = gather_transitions(mine)
         except ControllerError as err:
@@ -30,21 +33,26 @@ def _worker(rank: int, init_file: str, out_dir: str, mismatch: bool) -> None:
         dist.destroy_process_group()
 
 
-def run_two(tmp_path, mismatch=False):
-    mp.spawn(_worker, args=(str(tmp_path / "init"), str(tmp_path), mismatch), nprocs=2, join=True)
+def run_two(tmp_path, mismatch=False, per_element=False):
+    mp.spawn(_worker, args=(str(tmp_path / "init"), str(tmp_path), mismatch, per_element), nprocs=2, join=True)
     return [torch.load(tmp_path / f"rank{r}.pt", weights_only=False) for r in (0, 1)]
 
 
 @pytest.mark.slow
-def test_every_rank_receives_all_transitions_in_rank_order(tmp_path):
-    for received in run_two(tmp_path):
+@pytest.mark.parametrize("per_element", [False, True])
+def test_every_rank_receives_all_transitions_in_rank_order(tmp_path, per_element):
+    for received in run_two(tmp_path, per_element=per_element):
         assert len(received) == 2
         for rank, got in enumerate(received):
-            expected = transition_of(rank)
+            expected = transition_of(rank, per_element=per_element)
             assert torch.equal(got["state"], expected.state) and got["state"].dtype == torch.float32
             assert torch.equal(got["next_state"], expected.next_state)
             assert torch.equal(got["action"], expected.action) and got["action"].dtype == torch.long
-            assert (got["reward"], got["child"], got["step"]) == (expected.reward, rank, 5 + rank)
+            assert (got["child"], got["step"]) == (rank, 5 + rank)
+            if per_element:
+                assert torch.equal(got["reward"], expected.reward)
+            else:
+                assert got["reward"] == expected.reward and isinstance(got["reward"], float)
 
 
 @pytest.mark.slow

@@ -20,6 +20,38 @@ def test_advantages_and_baseline_by_hand():
     assert learner.baseline == pytest.approx(0.75 * 0.25 + 0.25)
 
 
+def test_per_element_advantages_and_baseline_by_hand():
+    """Per-class credit: each element's baseline tracks its own reward."""
+    learner = ReinforceLearner(PairPolicy(2, 4, seed=0), lr=0.1, baseline_decay=0.5)
+    first = learner.advantages([torch.tensor([1.0, -1.0]), torch.tensor([1.0, 1.0])])
+    assert [a.tolist() for a in first] == [[0.0, -1.0], [0.0, 1.0]]  # b = the children's mean [1, 0]
+    (second,) = learner.advantages([torch.tensor([-1.0, 1.0])])
+    assert second.tolist() == [-2.0, 1.0] and learner.baseline.tolist() == [0.0, 0.5]
+    with pytest.raises(ControllerError, match="mix numbers and per-element tensors"):
+        learner.advantages([1.0])
+    restored = ReinforceLearner(PairPolicy(2, 4, seed=0), lr=0.1, baseline_decay=0.5)
+    restored.load_state_dict(learner.state_dict())
+    assert torch.equal(restored.baseline, learner.baseline)
+
+
+def test_per_element_policy_gradient_equals_a_naive_computation():
+    """loss = -mean_n mean_e A_ne log pi(a_ne|s_ne): each element weighted by its own advantage."""
+    policy = PairPolicy(3, 4, seed=0)
+    g = torch.Generator().manual_seed(1)
+    batch = [Transition(torch.randn(4, 3, generator=g), torch.tensor([1, 0, -1, 1]), torch.ones(4),
+                        advantage=torch.tensor([0.5, -1.0, 2.0, 0.0], dtype=torch.float64)),
+             Transition(torch.randn(4, 3, generator=g), torch.tensor([0, 0, -1, 1]), torch.ones(4),
+                        advantage=torch.tensor([1.0, 1.0, -0.5, 0.25], dtype=torch.float64))]
+    naive = 0.0
+    for t in batch:
+        logp = torch.log_softmax(policy(t.state), -1)
+        taken = logp[torch.arange(len(t.action)), t.action + 1]
+        naive = naive - (t.advantage.float() * taken).mean() / 2
+    stats = ReinforceLearner(policy, lr=1e-3).update(batch)
+    assert stats["loss"] == pytest.approx(naive.item(), rel=1e-5)
+    assert stats["mean_advantage"] == pytest.approx((0.375 + 0.4375) / 2)
+
+
 def test_a_positive_advantage_makes_the_taken_action_more_likely():
     learner = ReinforceLearner(PairPolicy(2, 4, seed=0), lr=0.1)
     step = Transition(torch.zeros(1, 2), torch.tensor([1]), 1.0, advantage=1.0)

@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from fairseq_dynloss.controllers import (
-    METRIC_DIRECTION, ControllerError, ReplayMemory, Transition, WindowReward, check_window,
-    discounted_window_metric, higher_is_better, reward,
+    METRIC_DIRECTION, ClassCredit, ControllerError, ReplayMemory, Transition, WindowReward, check_window,
+    class_means, discounted_window_metric, higher_is_better, reward,
 )
 
 
@@ -159,3 +159,53 @@ def test_sampled_window_keeps_the_slides_weights_on_the_measured_updates():
     assert sampled_window(K, 1, gamma) == (K, gamma)  # n = 1: the slides' own
     with pytest.raises(ControllerError, match="metric_every=4 does not divide window K=6"):
         sampled_window(K, 4, gamma)
+
+
+def test_class_means_by_hand():
+    values = torch.tensor([1.0, 3.0, 10.0, 0.0])
+    labels = torch.tensor([0, 0, 2, 2])
+    means = class_means(values, labels, 4)
+    assert means[0] == 2.0 and means[2] == 5.0
+    assert math.isnan(means[1]) and math.isnan(means[3])  # classes without examples
+
+
+def test_class_credit_rewards_each_pair_by_its_two_classes():
+    """r(i, j) = sign of the change of m(i) + m(j) (flipped when lower is better); (i, i): m(i)."""
+    pairs = torch.tensor([[0, 1], [1, 0], [0, 2], [2, 2], [1, 3]])
+    credit = ClassCredit("error", pairs, 4)
+    assert credit.add(torch.tensor([10.0, 20.0, 30.0, math.nan], dtype=torch.float64)) is None
+    # errors: class 0 -5, class 1 +2, class 2 +1, class 3 unknown (NaN: unchanged)
+    r = credit.add(torch.tensor([5.0, 22.0, 31.0, 40.0], dtype=torch.float64))
+    assert r.tolist() == [1.0, 1.0, 1.0, -1.0, -1.0]  # (0,1): -3, (0,2): -4, (2,2): +1, (1,3): +2
+    higher = ClassCredit("expected_accuracy", pairs, 4)
+    higher.add(torch.tensor([10.0, 20.0, 30.0, 0.0]))
+    assert higher.add(torch.tensor([5.0, 25.0, 30.0, 0.0])).tolist() == [0.0, 0.0, -1.0, 0.0, 1.0]
+    restored = ClassCredit("error", pairs, 4)
+    restored.load_state_dict(credit.state_dict())
+    nxt = torch.tensor([1.0, 1.0, 1.0, 1.0], dtype=torch.float64)
+    assert torch.equal(restored.add(nxt), credit.add(nxt))
+
+
+def test_class_credit_errors():
+    with pytest.raises(ControllerError, match=r"class pairs in \[0, 3\); a bucketed Phi's elements are buckets"):
+        ClassCredit("loss", torch.tensor([[0, 3]]), 3)
+    credit = ClassCredit("loss", torch.tensor([[0, 1]]), 3)
+    with pytest.raises(ControllerError, match=r"per-class metrics have shape \(2,\); expected \(3,\)"):
+        credit.add(torch.zeros(2))
+    with pytest.raises(ControllerError, match="infinite"):
+        credit.add(torch.tensor([0.0, math.inf, 0.0]))
+    with pytest.raises(ControllerError, match="unknown reward metric 'bleu2'"):
+        ClassCredit("bleu2", torch.tensor([[0, 1]]), 3)
+
+
+def test_memory_keeps_per_element_rewards():
+    memory = ReplayMemory(4, seed=0)
+    t = memory.add(torch.zeros(3, 2), torch.tensor([1, 0, -1]), torch.tensor([1.0, -1.0, 0.0]))
+    assert t.reward.dtype == torch.float64 and t.reward.tolist() == [1.0, -1.0, 0.0]
+    restored = ReplayMemory(4, seed=0)
+    restored.load_state_dict(memory.state_dict())
+    assert torch.equal(restored.transitions[0].reward, t.reward)
+    with pytest.raises(ControllerError, match=r"reward has shape \(2,\); expected \(3,\), one per state row"):
+        memory.add(torch.zeros(3, 2), torch.tensor([1, 0, -1]), torch.tensor([1.0, -1.0]))
+    with pytest.raises(ControllerError, match="reward"):
+        memory.add(torch.zeros(3, 2), torch.tensor([1, 0, -1]), torch.tensor([1.0, math.nan, 0.0]))

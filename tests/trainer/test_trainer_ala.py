@@ -72,13 +72,13 @@ def test_the_policy_file_is_the_final_policy_when_max_steps_cuts_the_last_epoch(
         assert torch.equal(saved[key], value), key
 
 
-@pytest.mark.parametrize("replay", [0, 6])
-def test_ala_resume_equals_an_uninterrupted_run(tmp_path, replay):
+@pytest.mark.parametrize("replay, credit", [(0, "window"), (6, "window"), (6, "classes")])
+def test_ala_resume_equals_an_uninterrupted_run(tmp_path, replay, credit):
     # window 5 does not divide the 17 updates of an epoch: the checkpoint falls mid-window;
     # replay 6: the memory fills and evicts, and its sampling generator must resume too
     # metric_every=1: the metric of every update, so a checkpoint holds a window's partial values
     common = [*ALA, "controller.window=5", "controller.metric_every=1", "task.epochs=3",
-              f"controller.replay_capacity={replay}",
+              f"controller.replay_capacity={replay}", f"controller.credit={credit}",
               "controller.replay_batch=3", "controller.entropy_bonus=0.01"]
     full = train(compose_config(*common), str(tmp_path / "full"))
     train(compose_config(*common, "stop_after_epoch=1"), str(tmp_path / "split"))
@@ -94,7 +94,10 @@ def test_ala_resume_equals_an_uninterrupted_run(tmp_path, replay):
     a, b = a["controller"]["controller"], b["controller"]["controller"]
     for key, value in a["learner"]["policy"].items():
         assert torch.equal(value, b["learner"]["policy"][key]), key
-    assert a["learner"]["baseline"] == b["learner"]["baseline"]
+    assert torch.equal(torch.as_tensor(a["learner"]["baseline"]), torch.as_tensor(b["learner"]["baseline"]))
+    if credit == "classes":  # per-element rewards, stored and resumed
+        assert a["learner"]["baseline"].shape == (90,)
+        assert all(r["element_reward"] != "" for r in read_csv(tmp_path / "full/ala_log.csv")[1:])
     assert torch.equal(a["generator"], b["generator"])
     if replay:
         assert len(a["memory"]["transitions"]) == 6 and torch.equal(a["memory"]["generator"], b["memory"]["generator"])
@@ -136,6 +139,11 @@ def test_policy_transfer_loads_a_saved_policy(tmp_path):
     ("controller.policy_prior=confusion controller.policy_path=x.pt", ControllerError, "both set the starting policy"),
     ("controller.reward_average=1.0", ControllerError, r"reward_average=1.0; expected a value in \[0.0, 1.0\)"),
     ("loss.parametrisation=bucketed controller.diagonal=true", ControllerError, "diagonal of a full Phi"),
+    ("controller.credit=pairs", ControllerError, r"credit='pairs'; expected one of \['window', 'classes'\]"),
+    ("loss.parametrisation=bucketed controller.credit=classes", ControllerError,
+     "credit=classes rewards the class pairs of a full Phi"),
+    ("controller.credit=classes controller.reward_metric=aucpr", ControllerError,
+     "needs a reward metric with a per-class mean"),
 ])
 def test_bad_ala_settings_are_refused_before_anything_is_written(tmp_path, override, error, match):
     # the trainer's config rules (ConfigError) or the controller's own checks (ControllerError)
@@ -173,6 +181,30 @@ def test_expected_accuracy_metric_is_the_mean_probability_of_the_label():
         naive += exps[y] / sum(exps)
     value = controller._metric(None, logits, logits)
     assert value.item() == pytest.approx(100.0 * naive / 3, rel=1e-6)
+
+
+@pytest.mark.parametrize("metric", ["error", "loss", "expected_accuracy"])
+def test_per_class_metric_averages_back_to_the_reward_metric(metric):
+    """credit=classes: the per-class means, weighted by the classes' example counts, are the
+    window metric of the same validation outputs (one definition of each metric)."""
+    from types import SimpleNamespace
+
+    from fairseq_dynloss.controllers import ClassCredit
+    from fairseq_dynloss.trainer.ala import ALATrainerController
+    from fairseq_dynloss.trainer.objectives import CrossEntropyObjective
+
+    g = torch.Generator().manual_seed(0)
+    logits = torch.randn(40, 4, generator=g)
+    labels = torch.tensor([0] * 5 + [1] * 15 + [2] * 20)  # class 3: no examples
+    controller = object.__new__(ALATrainerController)
+    controller.metric, controller.val_labels = metric, labels
+    controller.controller = SimpleNamespace(class_credit=ClassCredit(metric, torch.tensor([[0, 1]]), 4))
+    per_class = controller._class_metric(logits)
+    assert math.isnan(per_class[3])
+    counts = torch.bincount(labels, minlength=4)[:3].double()
+    student = SimpleNamespace(objective=CrossEntropyObjective())
+    expected = controller._metric(student, logits, logits).item()
+    assert (per_class[:3] * counts).sum().item() / 40 == pytest.approx(expected, rel=1e-6)
 
 
 def test_policy_prior_starts_from_the_confusion_rule(tmp_path):
