@@ -85,6 +85,17 @@ VARIANTS: Dict[str, List[str]] = {
                        "controller.metric_every=50", "controller.base_beta=3.0"),
     # per-class credit (controllers/reward.py ClassCredit) at the current default cost (every10)
     "classes": _with("controller.metric_every=10", "controller.credit=classes"),
+    "classes_error": _with("controller.metric_every=10", "controller.credit=classes",
+                           "controller.reward_metric=error"),
+    "classes_expacc": _with("controller.metric_every=10", "controller.credit=classes",
+                            "controller.reward_metric=expected_accuracy"),
+    "classes_lr0.001": _with("controller.metric_every=10", "controller.credit=classes", "controller.lr=0.001"),
+    "classes_entropy0.05": _with("controller.metric_every=10", "controller.credit=classes",
+                                 "controller.entropy_bonus=0.05"),
+    # the soft confusion rule (hand_soft) as the start, then learning with per-class credit: can
+    # the element rewards switch the rule off where it costs (clean data)?
+    "classes_soft": _with("controller.policy_path={work}/hand_soft_policy.pt", "controller.metric_every=10",
+                          "controller.credit=classes"),
 }
 
 
@@ -181,7 +192,8 @@ def main() -> None:
                 jobs.append(Job(f"{setting}_{variant}_seed{seed}",
                                 command(sys.executable, folder, setting, overrides, seed, args.steps),
                                 [os.path.join(folder, "metrics.csv")], env=env))
-    if {"hand", "hand_learn", "hand_strict", "hand_mid", "hand_soft"} & set(args.variants) and not args.report_only:
+    if {"hand", "hand_learn", "hand_strict", "hand_mid", "hand_soft", "classes_soft"} & set(args.variants) \
+            and not args.report_only:
         os.makedirs(args.work, exist_ok=True)
         write_hand_policy(os.path.join(args.work, "hand_policy.pt"))
         write_hand_policy(os.path.join(args.work, "hand_strict_policy.pt"), threshold=1.5)
