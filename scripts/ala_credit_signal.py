@@ -67,12 +67,14 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3, 4, 5])
     parser.add_argument("--steps", type=int, default=3000)
     parser.add_argument("--work", default="work/ala_credit_signal")
+    parser.add_argument("--overrides", nargs="*", default=[],
+                        help="more dynloss-train overrides (e.g. controller.logit_init=-3); use another --work")
     args = parser.parse_args()
     jobs = []
     for setting in args.settings:
         for seed in args.seeds:
             folder = os.path.join(args.work, setting, f"seed{seed}")
-            command = train_command(sys.executable, "work", setting, "mnist1d_mlp", OVERRIDES, seed, folder,
+            command = train_command(sys.executable, "work", setting, "mnist1d_mlp", OVERRIDES + args.overrides, seed, folder,
                                     args.steps, 0.01)
             jobs.append(Job(f"{setting}_seed{seed}", command, [os.path.join(folder, "checkpoint_last.pt")],
                             env={"OMP_NUM_THREADS": "1"}))

@@ -14,33 +14,13 @@ update then costs about twice as much, so this part is the LSTM alone, to fit 15
 
 from __future__ import annotations
 
-from typing import Dict, List
-
 from . import translation
-from .jobs import Job
 
-ARCH = "lstm"
 # The toy part's LSTM arguments (translation.ARCH_ARGS) with the recipe's 2000-token batches.
 ARCH_ARGS = "--lr 0.01 --warmup-updates 100 --clip-norm 1.0 --max-tokens 2000"
-UPDATES = 2000
-SEQ_UPDATES = 50
-TEACHER_STEPS = 60
 # What was cut to fit 150 minutes: dynamic_fixed, which reproduced CE bit for bit on all 20 toy
 # runs (both architectures, docs/investigation.md §4e). In its slot (the same cost) l2t_init:
 # here the deployed teacher's Phi stayed at its initial value (diagonal 0.9935 vs 0.9933), so
 # what l2t does differently from CE could be its starting point's, not anything it learned.
-METHODS = [m for m in translation.ROWS if m != "dynamic_fixed"]
-
-
-def jobs(args, work: str, repo: str, env: Dict[str, str]) -> List[Job]:
-    """Every job of the part (``translation.jobs``) from the study's arguments
-    (``toy_lstm2k_methods``, ``toy_lstm2k_seed_list``); it writes ``<work>/toy_lstm2k/``."""
-    return translation.jobs("toy_lstm2k", work, repo, env, "recipes/toy/prepare.sh",
-                            {ARCH: (ARCH_ARGS, UPDATES)}, args.toy_lstm2k_methods,
-                            args.toy_lstm2k_seed_list, SEQ_UPDATES, TEACHER_STEPS)
-
-
-def tables(args, work: str) -> List[str]:
-    """One paired table: sacrebleu BLEU on test, per seed, vs CE (``translation.TIME_NOTE``)."""
-    return [translation.table("toy_lstm2k", work, ARCH, UPDATES, args.toy_lstm2k_methods,
-                              args.toy_lstm2k_seed_list, SEQ_UPDATES)]
+METHODS = tuple(m for m in translation.ROWS if m != "dynamic_fixed")
+PART = translation.SingleArchPart("toy_lstm2k", "recipes/toy/prepare.sh", "lstm", ARCH_ARGS, 2000, METHODS)

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import dataclass
 from typing import Dict, List, Sequence, Tuple
 
 from .jobs import Job, load_record, summary_of
@@ -244,3 +245,39 @@ def table(part: str, work: str, arch: str, updates: int, methods: Sequence[str],
             + paired_table(rows, "ce", "BLEU", lower_is_better=False)
             + "\n\n" + verdict(rows, "ce", lower_is_better=False)
             + "\n\n" + collapses(rows, "ce", seeds, lower_is_better=False))
+
+
+@dataclass(frozen=True)
+class SingleArchPart:
+    """A translation part of one architecture at fixed sizes (``toy_lstm2k``, ``toy_hard_lstm``):
+    the jobs and the table above, with the rows and seeds a study run asks for.
+
+    Args:
+        name: the part, the prefix of its job names and its folder under the work folder.
+        prepare: its data script, relative to the repository.
+        arch: the student architecture (``recipes/toy/common.sh``).
+        arch_args: its fairseq-train arguments (after common.sh's; the last occurrence wins).
+        updates: training updates of every student.
+        methods: the default rows (``ROWS``).
+        seq_updates: fine-tuning updates of the ``FINETUNED`` rows.
+        teacher_steps: L2T-DLF teacher steps (3 unrolled updates each).
+    """
+
+    name: str
+    prepare: str
+    arch: str
+    arch_args: str
+    updates: int
+    methods: Tuple[str, ...]
+    seq_updates: int = 50
+    teacher_steps: int = 60
+
+    def jobs(self, methods: Sequence[str], seeds: Sequence[int], work: str, repo: str,
+             env: Dict[str, str]) -> list:
+        """Every job; the part writes ``<work>/<name>/``."""
+        return jobs(self.name, work, repo, env, self.prepare, {self.arch: (self.arch_args, self.updates)},
+                    methods, seeds, self.seq_updates, self.teacher_steps)
+
+    def tables(self, methods: Sequence[str], seeds: Sequence[int], work: str) -> List[str]:
+        """One paired table: sacrebleu BLEU on test, per seed, vs CE (``TIME_NOTE``)."""
+        return [table(self.name, work, self.arch, self.updates, methods, seeds, self.seq_updates)]

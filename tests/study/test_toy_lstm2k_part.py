@@ -6,7 +6,7 @@ import os
 import sys
 from types import SimpleNamespace
 
-from fairseq_dynloss.study import toy_lstm2k, translation
+from fairseq_dynloss.study import toy_hard_lstm, toy_lstm2k, translation
 from fairseq_dynloss.study.jobs import JobRecord, write_record
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -15,10 +15,9 @@ import study  # noqa: E402
 from archive_check import WORK, assert_archive_matches  # noqa: E402
 
 
-def part_jobs(work, seeds=range(1, 11)):
-    args = SimpleNamespace(toy_lstm2k_methods=toy_lstm2k.METHODS, toy_lstm2k_seed_list=list(seeds))
+def part_jobs(work, seeds=range(1, 11), part=toy_lstm2k.PART):
     env = dict(study.ONE_THREAD, VENV_BIN=os.path.dirname(study.PYTHON))
-    return {job.name: job for job in toy_lstm2k.jobs(args, work, REPO, env)}
+    return {job.name: job for job in part.jobs(part.methods, list(seeds), work, REPO, env)}
 
 
 def test_the_toy_parts_lstm_rows_with_2000_token_batches():
@@ -72,9 +71,26 @@ def test_the_l2t_row_is_compared_with_its_untrained_teacher(tmp_path):
         for seed, value in enumerate(values, 1):
             name = f"toy_lstm2k_lstm_{method}_seed{seed}"
             write_record(state, JobRecord(name, 10.0, 0, summary={"score": value}))
-    args = SimpleNamespace(toy_lstm2k_methods=["ce", "l2t_init", "l2t"], toy_lstm2k_seed_list=[1, 2, 3])
-    table = toy_lstm2k.tables(args, work)[0]
+    table = toy_lstm2k.PART.tables(["ce", "l2t_init", "l2t"], [1, 2, 3], work)[0]
     rows = [line for line in table.splitlines() if line.startswith("| ")]
     names = [row.split("|")[1].strip() for row in rows[1:]]
     assert names[:3] == ["ce", "l2t_init", "l2t"]
     assert "vs l2t_init: Δ +0.83" in rows[3]  # (1 + 0.5 + 1) / 3
+
+
+def test_toy_hard_lstm_is_toy_lstm2ks_student_on_the_hard_corpus_with_five_rows():
+    """The same LSTM arguments and updates as toy_lstm2k, the hard corpus's data, the part's own
+    folder, and only the five rows (one teacher: l2t's, shared with l2t_init)."""
+    hard = part_jobs("/w", seeds=(1, 2), part=toy_hard_lstm.PART)
+    toy = part_jobs("/w", seeds=(1, 2))
+    rows = {name.rsplit("_seed", 1)[0][len("toy_hard_lstm_lstm_"):] for name in hard if "_seed" in name}
+    assert rows == set(toy_hard_lstm.METHODS) == {"ce", "label_smoothing", "l2t_init", "l2t", "ala"}
+    assert sorted(n for n in hard if n.endswith("_teacher")) == ["toy_hard_lstm_lstm_l2t_teacher"]
+    assert "recipes/toy_hard/prepare.sh" in " ".join(hard["toy_hard_lstm_prepare"].command)
+    for name, job in hard.items():
+        assert study.part_of(name) == "toy_hard_lstm" and job.env["WORK"] == "/w/toy_hard_lstm"
+        if name.endswith("_prepare"):
+            continue
+        twin = toy["toy_lstm2k_" + name[len("toy_hard_lstm_"):]].command[-1]
+        assert twin.replace("/w/toy_lstm2k/", "/w/toy_hard_lstm/") == job.command[-1]
+
