@@ -216,8 +216,8 @@ def digits_tables(args, work: str) -> List[str]:
 TOY_LSTM_NOTE = ("*This LSTM setting (1000-token batches) cannot judge a loss: CE itself falls "
                  "into a basin on some seeds (validation loss 0.6-1.3 where aligned seeds reach "
                  "0.10-0.25; docs/investigation.md §4e), so a collapse here may be the seed's, not "
-                 "the loss's. The LSTM is judged in the `toy_lstm2k` part (2000-token batches, "
-                 "chosen on CE's validation loss, §4g).*")
+                 "the loss's. The `toy_lstm2k` part re-runs the LSTM with 2000-token batches "
+                 "(chosen on CE's validation loss, §4g), where CE stalls on 1 seed of 10.*")
 
 
 def toy_tables(args, work: str) -> List[str]:

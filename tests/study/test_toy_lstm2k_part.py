@@ -1,6 +1,7 @@
 """The study's toy_lstm2k part: the toy part's jobs for the LSTM with the recipe's 2000-token
-batches (the one argument that differs), every row but dynamic_fixed, and archived records that
-match the jobs the part defines now."""
+batches (the one argument that differs), the rows not cut for the budget plus l2t_init, archived
+records that match the jobs the part defines now; and toy_hard_lstm, the same student on the hard
+corpus."""
 
 import os
 import sys
@@ -22,8 +23,8 @@ def part_jobs(work, seeds=range(1, 11), part=toy_lstm2k.PART):
 
 def test_the_toy_parts_lstm_rows_with_2000_token_batches():
     jobs = part_jobs("/w", seeds=(1, 2))
-    assert "dynamic_fixed" not in toy_lstm2k.METHODS and "ce" in toy_lstm2k.METHODS
-    assert not any("dynamic_fixed" in name for name in jobs)
+    assert not set(toy_lstm2k.CUT) & set(toy_lstm2k.METHODS) and "ce" in toy_lstm2k.METHODS
+    assert not any(cut in name for name in jobs for cut in toy_lstm2k.CUT)
     toy = study.toy_jobs(SimpleNamespace(
         toy_archs=["lstm"], toy_methods=translation.ROWS, seed_list=[1, 2],
         toy_updates=study.TOY_UPDATES, teacher_steps=60, seq_updates=50), "/w")
@@ -44,7 +45,11 @@ def test_the_toy_parts_lstm_rows_with_2000_token_batches():
 
 
 def test_every_archived_toy_lstm2k_record_is_of_a_job_the_part_defines_now():
-    assert_archive_matches("toy_lstm2k", part_jobs(WORK).values())
+    """The default rows' records, and those of the paper-form rows cut from the default (their
+    archived runs stay available with --toy-lstm2k-methods)."""
+    env = dict(study.ONE_THREAD, VENV_BIN=os.path.dirname(study.PYTHON))
+    every = toy_lstm2k.PART.jobs([*toy_lstm2k.METHODS, "l2t_paper", "ala_paper"], range(1, 11), WORK, REPO, env)
+    assert assert_archive_matches("toy_lstm2k", every) == 1 + 2 + 10 * 12  # prepare, 2 teachers, 12 rows
 
 
 def test_l2t_init_deploys_the_l2t_teacher_untrained_with_l2ts_arguments():
@@ -59,8 +64,8 @@ def test_l2t_init_deploys_the_l2t_teacher_untrained_with_l2ts_arguments():
     assert f"scripts/untrained_teacher.py {trained} {untrained} --seed 1 && " in before
     assert ("MAX_UPDATE=" + script).replace(untrained, trained).replace("l2t_init", "l2t") \
         == taught.command[-1]
-    # the teacher is trained once, for both rows
-    assert sum(name.endswith("_teacher") for name in jobs) == 2  # l2t and l2t_paper
+    # the teacher is trained once, for both rows (l2t_paper is cut from the default)
+    assert [name for name in jobs if name.endswith("_teacher")] == ["toy_lstm2k_lstm_l2t_teacher"]
 
 
 def test_the_l2t_row_is_compared_with_its_untrained_teacher(tmp_path):
