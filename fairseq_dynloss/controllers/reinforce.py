@@ -104,7 +104,7 @@ class ReinforceLearner:
         if any(t.advantage is None for t in transitions):
             raise ControllerError("a transition without its advantage; expected advantages() first")
         device = self.policy.net[0].weight.device
-        sizes = [int(t.state.shape[0]) for t in transitions]
+        sizes = torch.tensor([t.state.shape[0] for t in transitions])
         if len(transitions) == 1:
             states, actions = transitions[0].state.to(device), transitions[0].action.to(device)
         else:
@@ -114,8 +114,7 @@ class ReinforceLearner:
         # each transition weighs 1 / N, each of its P elements 1 / P: the mean over both; an
         # element's advantage is the transition's, or its own under per-class credit
         weights = torch.cat([torch.as_tensor(t.advantage, dtype=torch.float64).expand(n) / (n * len(transitions))
-                             for n, t in zip(sizes, transitions)]).to(device, log_probs.dtype)
-        sizes = torch.tensor(sizes)
+                             for n, t in zip(sizes.tolist(), transitions)]).to(device, log_probs.dtype)
         ratio = None
         if any(t.behaviour is not None for t in transitions):
             behaviour = torch.cat([t.behaviour if t.behaviour is not None else torch.full((int(n),), math.nan)
