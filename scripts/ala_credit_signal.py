@@ -27,8 +27,10 @@ from typing import Dict, List
 import torch
 from scipy import stats as scipy_stats
 
+from fairseq_dynloss.controllers import controlled_pairs
+from fairseq_dynloss.data.label_noise import noise_matrix
 from fairseq_dynloss.study.jobs import Job, run_jobs
-from fairseq_dynloss.study.mnist1d import METHODS, train_command
+from fairseq_dynloss.study.mnist1d import METHODS, NOISE, train_command
 
 OVERRIDES = [*METHODS["ala"], "controller.credit=classes", "controller.train_policy=false",
              "controller.replay_capacity=1000", "threads=1", "plot_every=100000"]
@@ -53,6 +55,20 @@ def effects(folder: str) -> Dict[str, List[float]]:
     return out
 
 
+def horizon_effect(folder: str, horizon: int, elements: torch.Tensor) -> float:
+    """The effect of a_e(t) on the next ``horizon`` per-element rewards summed,
+    r_e(t+1) + ... + r_e(t+H) (a move of Phi persists: the uniform policy does not undo it), over
+    the ``elements`` (a (P,) bool mask) and the whole run."""
+    state = torch.load(os.path.join(folder, "checkpoint_last.pt"), weights_only=True)
+    transitions = state["controller"]["controller"]["memory"]["transitions"]
+    actions = torch.stack([t["action"] for t in transitions])[:, elements]  # (W, P'): a(t)
+    rewards = torch.stack([t["reward"] for t in transitions])[:, elements]  # r(t+1) of a(t)
+    windows = len(transitions) - horizon + 1
+    sums = torch.stack([rewards[t:t + horizon].sum(0) for t in range(windows)])
+    actions = actions[:windows]
+    return (sums[actions == 1].mean() - sums[actions == -1].mean()).item()
+
+
 def interval(values: List[float]) -> str:
     mean = statistics.fmean(values)
     if len(values) < 2:
@@ -67,6 +83,9 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3, 4, 5])
     parser.add_argument("--steps", type=int, default=3000)
     parser.add_argument("--work", default="work/ala_credit_signal")
+    parser.add_argument("--horizons", type=int, nargs="*", default=[],
+                        help="also: the effect on the next H per-element rewards summed, per H, "
+                             "with pair-flip's flipped pairs apart from the others")
     parser.add_argument("--overrides", nargs="*", default=[],
                         help="more dynloss-train overrides (e.g. controller.logit_init=-3); use another --work")
     args = parser.parse_args()
@@ -88,6 +107,27 @@ def main() -> None:
         for kind in ("element", "window"):
             cells = [interval([r[kind][h] for r in runs]) for h in (0, 1)]
             print(f"| {setting} | {kind} | {cells[0]} | {cells[1]} |")
+    if args.horizons:
+        print()
+        print("| setting | pairs | " + " | ".join(f"H = {h}" for h in args.horizons) + " |")
+        print("|---|---|" + "---:|" * len(args.horizons))
+        for setting in args.settings:
+            for name, mask in pair_groups(setting).items():
+                cells = [interval([horizon_effect(os.path.join(args.work, setting, f"seed{s}"), h, mask)
+                                   for s in args.seeds]) for h in args.horizons]
+                print(f"| {setting} | {name} | " + " | ".join(cells) + " |")
+
+
+def pair_groups(setting: str) -> Dict[str, torch.Tensor]:
+    """Masks over the 90 controlled pairs: under a noise matrix, the pairs it flips (either
+    orientation) and the others; else all pairs."""
+    pairs = controlled_pairs(10, include_diagonal=False)
+    noise = dict(option.split("=", 1) for option in NOISE.get(setting, []))
+    if noise.get("task.label_noise.kind") != "pairflip":
+        return {"all": torch.ones(len(pairs), dtype=torch.bool)}
+    T = noise_matrix("pairflip", float(noise["task.label_noise.rate"]), 10)
+    flipped = torch.tensor([bool(T[i, j] > 0 or T[j, i] > 0) for i, j in pairs.tolist()])
+    return {"flipped": flipped, "other": ~flipped}
 
 
 if __name__ == "__main__":
