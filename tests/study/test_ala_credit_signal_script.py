@@ -34,3 +34,19 @@ def test_effects_by_hand(tmp_path):
     assert out["element"] == [2.0, -2.0]
     assert out["window"] == [0.0, 0.0]  # one reward for every element: no difference by action
     assert ala_credit_signal.interval([1.0, 3.0]).startswith("+2.0000 [")
+
+
+def test_horizon_effect_by_hand(tmp_path):
+    """H = 2: the action of window t against r(t+1) + r(t+2), on the chosen elements only."""
+    actions = [torch.tensor([1, -1]), torch.tensor([-1, 1]), torch.tensor([1, 1])]
+    rewards = [torch.tensor([1.0, 0.0]), torch.tensor([1.0, -1.0]), torch.tensor([0.0, 0.0])]
+    transitions = [{"action": a, "reward": r, "step": t} for t, (a, r) in enumerate(zip(actions, rewards))]
+    write_run(tmp_path / "run", transitions, [0.0, 0.0, 0.0])
+    first = torch.tensor([True, False])
+    # element 0: a = +1 at t = 0 (sum 1 + 1 = 2), a = -1 at t = 1 (sum 1 + 0 = 1)
+    assert ala_credit_signal.horizon_effect(str(tmp_path / "run"), 2, first) == 1.0
+    # element 1: a = -1 at t = 0 (0 - 1 = -1), a = +1 at t = 1 (-1 + 0 = -1)
+    assert ala_credit_signal.horizon_effect(str(tmp_path / "run"), 2, ~first) == 0.0
+    assert list(ala_credit_signal.pair_groups("clean")) == ["all"]
+    groups = ala_credit_signal.pair_groups("pairflip40")
+    assert int(groups["flipped"].sum()) == 20 and int(groups["other"].sum()) == 70
