@@ -5,6 +5,8 @@ corpus."""
 
 import os
 import sys
+
+import pytest
 from types import SimpleNamespace
 
 from fairseq_dynloss.study import toy_hard_lstm, toy_lstm2k, translation
@@ -99,3 +101,11 @@ def test_toy_hard_lstm_is_toy_lstm2ks_student_on_the_hard_corpus_with_five_rows(
         twin = toy["toy_lstm2k_" + name[len("toy_hard_lstm_"):]].command[-1]
         assert twin.replace("/w/toy_lstm2k/", "/w/toy_hard_lstm/") == job.command[-1]
 
+
+
+def test_each_single_arch_part_has_its_own_checked_options(capsys):
+    for argv, message in ((["--toy-hard-lstm-seeds", "1"], "--toy-hard-lstm-seeds 1: need >= 2"),
+                          (["--toy-lstm2k-methods", "l2t", "ala"], "--toy-lstm2k-methods must include ce")):
+        with pytest.raises(SystemExit):
+            study.main(["--parts", "toy_lstm2k", "--work", "/nowhere", *argv])
+        assert message in capsys.readouterr().err
