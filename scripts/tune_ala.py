@@ -96,6 +96,18 @@ VARIANTS: Dict[str, List[str]] = {
     # the element rewards switch the rule off where it costs (clean data)?
     "classes_soft": _with("controller.policy_path={work}/hand_soft_policy.pt", "controller.metric_every=10",
                           "controller.credit=classes"),
+    # held actions (controller.hold): a decision every 20 windows (15 per run), its actions applied
+    # at every window until the next, rewarded over those 20 windows; what helps on pair-flip is
+    # the same logits moved one way for hundreds of windows, which a one-window reward cannot see
+    "hold20": _with("controller.metric_every=10", "controller.hold=20"),
+    "hold20_classes": _with("controller.metric_every=10", "controller.hold=20", "controller.credit=classes"),
+    "hold20_init-3": _with("controller.metric_every=10", "controller.hold=20", "controller.logit_init=-3"),
+    "hold20_classes_init-3": _with("controller.metric_every=10", "controller.hold=20",
+                                   "controller.credit=classes", "controller.logit_init=-3"),
+    "hold20_classes_lr0.05": _with("controller.metric_every=10", "controller.hold=20",
+                                   "controller.credit=classes", "controller.lr=0.05"),
+    "hold10_classes_lr0.05": _with("controller.metric_every=10", "controller.hold=10",
+                                   "controller.credit=classes", "controller.lr=0.05"),
 }
 
 

@@ -19,6 +19,16 @@ The caller measures the reward metric M_j of the student after every (measured) 
 4. the policy samples ``a_t`` in {-beta, 0, +beta} per element (``beta = base_beta / sqrt(P)``)
    and the target moves the controlled values (clamped).
 
+**Held actions** (``hold = H > 1``, an option; the slides decide every window, H = 1): the policy
+decides only at every H-th window end and its actions are applied again at each of the H - 1
+window ends between, so an element keeps moving the same way for H windows; the decision's
+reward compares the window metric (per-class metrics under per-class credit) at the next
+decision with the one at this decision. Why: on MNIST-1D one window's move of Phi does not
+change, or lowers, the next window's metric, while the same moves held for a whole run gain
+8-9 points on pair-flip noise (docs/investigation.md §4c): a one-window reward cannot see the
+benefit, a reward over H windows of a held action might. ``H = 1`` is exactly the slides'
+controller.
+
 Everything random has its own seeded generator and every piece of state is in ``state_dict``, so a
 resumed run equals the uninterrupted one.
 """
@@ -37,7 +47,7 @@ from .errors import ControllerError
 from .memory import ReplayMemory, Transition
 from .policy import PairPolicy, beta_for, sample_actions
 from .reinforce import ReinforceLearner, save_controller
-from .reward import ClassCredit, WindowReward
+from .reward import ClassCredit, WindowReward, reward
 from .state import StateHistory
 
 STATE_SOURCES = ("confusion", "random")
@@ -69,6 +79,7 @@ class WindowController:
         gather: multi-network: maps this child's transition to every child's, in rank order.
         credit: ``window`` (the slides: one reward for all elements) or ``classes`` (per-element
             rewards from per-class metrics; a ``PairTarget`` over a full Phi only).
+        hold: H, windows an action is held for (module docstring; 1: the slides).
     """
 
     def __init__(self, target, *, metric: str, window: int, gamma: float, base_beta: float, seed: int,
@@ -77,7 +88,7 @@ class WindowController:
                  replay_batch: int = 1, train_policy: bool = True, policy: Optional[PairPolicy] = None,
                  state_source: str = "confusion", rank: int = 0,
                  gather: Optional[Callable[[Transition], List[Transition]]] = None,
-                 reward_average: float = 0.0, credit: str = "window"):
+                 reward_average: float = 0.0, credit: str = "window", hold: int = 1):
         if credit not in CREDITS:
             raise ControllerError(f"credit={credit!r}; expected one of {list(CREDITS)}")
         if credit == "classes" and getattr(target, "bucketed", True):
@@ -91,8 +102,16 @@ class WindowController:
             raise ControllerError(f"replay_capacity={replay_capacity!r}; expected an integer >= 0 (0: on-policy)")
         if isinstance(replay_batch, bool) or not isinstance(replay_batch, int) or replay_batch < 1:
             raise ControllerError(f"replay_batch={replay_batch!r}; expected an integer >= 1")
+        if isinstance(hold, bool) or not isinstance(hold, int) or hold < 1:
+            raise ControllerError(f"hold={hold!r}; expected an integer >= 1 (windows an action is held for)")
+        if hold > 1 and reward_average:
+            raise ControllerError(f"hold={hold} rewards a decision against the metric at the last decision; "
+                                  f"reward_average={reward_average!r} expected 0")
         self.target = target
         self.metric = metric
+        self.hold = hold
+        self.since_decision = 0  # window ends since the last decision
+        self.decision_metric: Optional[float] = None  # the window metric at the last decision (hold > 1)
         self.window_reward = WindowReward(metric, window, gamma, reward_average)
         self.window = self.window_reward.window
         self.credit = credit
@@ -158,11 +177,18 @@ class WindowController:
         r = self.window_reward.add(value)  # validates value before anything else moves
         if not end:
             return None
-        credit = r if self.class_credit is None else self.class_credit.add(class_metric)
         state = self._input_state(state.detach().cpu())
+        self.since_decision += 1
+        if self.pending is not None and self.since_decision < self.hold:
+            return self._hold(state, value, update, extra)
+        self.since_decision = 0
+        if self.hold > 1:  # the change since the last decision, not since the last window
+            previous, self.decision_metric = self.decision_metric, self.window_reward.previous
+            r = None if previous is None else reward(previous, self.decision_metric, self.window_reward.higher)
+        credit = r if self.class_credit is None else self.class_credit.add(class_metric)
         features = self.target.features(state, self.history.matrices(state), progress)
         stats: Dict[str, float] = {}
-        if self.pending is not None:  # r rewards the action taken at the end of the last window
+        if self.pending is not None:  # r rewards the action taken at the last decision
             mine = Transition(self.pending["state"], self.pending["action"], credit, features, self.rank,
                               self.transitions)
             self.transitions += 1
@@ -172,7 +198,7 @@ class WindowController:
             actions = sample_actions(logp, self.generator).to(features.device)
             entropy = -(logp.exp() * logp).sum(-1).mean().item()
         self.target.apply(actions, self.beta)
-        self.pending = {"state": features, "action": actions}
+        self.pending = {"state": features, "action": actions, "entropy": torch.tensor(entropy)}
         self.history.push(state)
         row = {
             "update": int(update), "window": len(self.rows), "reward": "" if r is None else r,
@@ -184,6 +210,19 @@ class WindowController:
             **dict(zip(("actions_minus", "actions_zero", "actions_plus"),
                        torch.bincount(actions.cpu() + 1, minlength=3).tolist())), **(extra or {}),
         }
+        self.rows.append(row)
+        return row
+
+    def _hold(self, state: torch.Tensor, value: float, update: int, extra: Optional[Dict]) -> Dict:
+        """A window end between decisions (``hold > 1``): the last decision's actions again."""
+        actions = self.pending["action"]
+        self.target.apply(actions, self.beta)
+        self.history.push(state)
+        row = {"update": int(update), "window": len(self.rows), "reward": "", "metric": float(value),
+               "window_metric": self.window_reward.previous, **self.target.summary(),
+               "entropy": float(self.pending["entropy"]), "held": 1,
+               **dict(zip(("actions_minus", "actions_zero", "actions_plus"),
+                          torch.bincount(actions.cpu() + 1, minlength=3).tolist())), **(extra or {})}
         self.rows.append(row)
         return row
 
@@ -241,6 +280,7 @@ class WindowController:
             "class_credit": None if self.class_credit is None else self.class_credit.state_dict(),
             "generator": self.generator.get_state(), "state_generator": self.state_generator.get_state(),
             "pending": self.pending, "transitions": self.transitions,
+            "hold": self.hold, "since_decision": self.since_decision, "decision_metric": self.decision_metric,
             "rows": [dict(row) for row in self.rows], "feature_size": self.feature_size,
             "num_elements": self.num_elements,
             "target": self.target.state_dict() if hasattr(self.target, "state_dict") else None,
@@ -257,6 +297,9 @@ class WindowController:
         if (state.get("memory") is None) != (self.memory is None):
             raise ControllerError("checkpoint ALA controller and this run differ in replay (replay_capacity 0 "
                                   "means on-policy); resume with the checkpoint's setting")
+        if state.get("hold", 1) != self.hold:
+            raise ControllerError(f"checkpoint ALA controller has hold={state.get('hold', 1)}; this run has "
+                                  f"hold={self.hold}; resume with the checkpoint's setting")
         if hasattr(self.target, "load_state_dict"):
             self.target.load_state_dict(state["target"])
         self.learner.load_state_dict(state["learner"])
@@ -270,5 +313,7 @@ class WindowController:
         self.state_generator.set_state(state["state_generator"])
         self.pending = state["pending"]
         self.transitions = int(state["transitions"])
+        self.since_decision = int(state.get("since_decision", 0))
+        self.decision_metric = state.get("decision_metric")
         self.rows = [dict(row) for row in state["rows"]]
         self._logged = None  # the next write rewrites the log from these rows

@@ -169,6 +169,10 @@ class TranslationALAConfig(TranslationConfig):
                              "this many transitions (oldest evicted)"})
     ala_replay_batch: int = field(
         default=8, metadata={"help": "with replay: transitions per policy step"})
+    ala_hold: int = field(
+        default=1, metadata={"help": "the policy decides every this many windows and its actions are "
+                             "applied again at the windows between; a decision is rewarded with the "
+                             "change of the reward until the next decision (1: every window, the slides)"})
     ala_state: ChoiceEnum(STATE_SOURCES) = field(
         default="confusion", metadata={"help": "policy input: the bucket confusion state, or a random "
                                        "matrix of its range (ablation)"})
@@ -226,6 +230,7 @@ def check_ala_options(cfg: TranslationALAConfig) -> None:
         "ala_lr": positive_float, "ala_baseline_decay": unit_interval,
         "ala_entropy_bonus": lambda name, value: check_number(name, value, 0.0),
         "ala_replay_capacity": at_least(0), "ala_replay_batch": at_least(1), "ala_horizon": at_least(0),
+        "ala_hold": at_least(1),
     }
     for name, check in checks.items():
         check("--" + name.replace("_", "-"), getattr(cfg, name))
@@ -266,7 +271,8 @@ def build_controller(cfg: TranslationALAConfig, phi, form: str = "paper") -> Win
         base_beta=cfg.ala_beta, seed=cfg.seed, history=cfg.ala_history, hidden=cfg.ala_hidden, lr=cfg.ala_lr,
         baseline_decay=cfg.ala_baseline_decay, entropy_bonus=cfg.ala_entropy_bonus,
         replay_capacity=cfg.ala_replay_capacity, replay_batch=cfg.ala_replay_batch,
-        train_policy=not cfg.ala_freeze_policy, policy=policy, state_source=str(cfg.ala_state))
+        train_policy=not cfg.ala_freeze_policy, policy=policy, state_source=str(cfg.ala_state),
+        hold=cfg.ala_hold)
 
 
 @register_task("translation_ala", dataclass=TranslationALAConfig)

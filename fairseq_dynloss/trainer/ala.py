@@ -125,6 +125,10 @@ def check_ala_config(ctrl, loss) -> None:
     check_number("entropy_bonus", ctrl.entropy_bonus, 0.0)
     check_number("baseline_decay", ctrl.baseline_decay, 0.0, 1.0, high_open=True)
     check_number("reward_average", ctrl.reward_average, 0.0, 1.0, high_open=True)
+    check_positive_int("hold", ctrl.hold)
+    if ctrl.hold > 1 and ctrl.reward_average:
+        raise ControllerError(f"controller.hold={ctrl.hold} rewards a decision against the metric at the "
+                              f"last decision; controller.reward_average={ctrl.reward_average} expected 0")
     check_positive_int("replay_capacity", ctrl.replay_capacity, 0)
     check_positive_int("replay_batch", ctrl.replay_batch)
 
@@ -199,7 +203,7 @@ class ALATrainerController:
             entropy_bonus=ctrl.entropy_bonus, replay_capacity=ctrl.replay_capacity,
             replay_batch=ctrl.replay_batch, train_policy=ctrl.train_policy, policy=policy,
             state_source=ctrl.state, rank=self.rank, gather=gather,
-            reward_average=ctrl.reward_average, credit=ctrl.credit)
+            reward_average=ctrl.reward_average, credit=ctrl.credit, hold=ctrl.hold)
         self.feature_size = target.feature_size
         self.step = 0
         self.metric_values: List[torch.Tensor] = []  # M_j of the current window, on the device

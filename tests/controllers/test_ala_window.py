@@ -124,6 +124,54 @@ def test_each_transition_pairs_the_next_reward_with_the_action_and_its_state():
     assert [r["reward"] for r in ctl.rows] == ["", 1.0, -1.0, 0.0, 1.0, -1.0]
 
 
+def test_held_actions_move_phi_for_hold_windows_and_are_rewarded_over_them():
+    """hold = 3: the policy decides at windows 0, 3, 6; each decision's actions move Phi at the
+    decision and at the two windows after it; its reward is the sign of the metric's change from
+    its decision to the next (per-class credit: of the per-class metric over the same span)."""
+    ctl = controller(hold=3, replay_capacity=50, replay_batch=2, credit="classes")
+    g = torch.Generator().manual_seed(5)
+    metric = [9.0, 1.0, 1.0, 8.0, 0.0, 0.0, 10.0, 5.0]  # decisions see 9 -> 8 (+1), 8 -> 10 (-1)
+    per_class = [torch.full((N,), m, dtype=torch.float64) for m in metric]
+    per_class[3][0] = 20.0  # class 0 got worse from decision 0 to decision 1
+    phi, decided = [ctl.target.phi.matrix.clone()], []
+    for w, value in enumerate(metric):
+        ctl.observe(value, realistic_C(g), w / 10, w, class_metric=per_class[w])
+        phi.append(ctl.target.phi.matrix.clone())
+        decided.append(ctl.pending["action"].clone())
+    stored = ctl.memory.transitions
+    assert [t.step for t in stored] == [0, 1]
+    for t, (state_window, next_window) in zip(stored, [(0, 3), (3, 6)]):
+        assert torch.equal(t.action, decided[state_window])
+    pairs = ctl.target.elements
+    touches_0 = (pairs == 0).any(1)
+    assert torch.equal(stored[0].reward, torch.where(touches_0, -1.0, 1.0).double())
+    assert torch.equal(stored[1].reward, torch.where(touches_0, 1.0, -1.0).double())
+    for w in range(8):  # every window moves Phi by the held decision's actions
+        step = torch.zeros(N, N)
+        step[pairs[:, 0], pairs[:, 1]] = ctl.beta * decided[w - w % 3].float()
+        torch.testing.assert_close(phi[w + 1] - phi[w], step, rtol=0, atol=1e-6)
+    assert all(torch.equal(decided[w], decided[w - w % 3]) for w in range(8))
+    assert [r["reward"] for r in ctl.rows] == ["", "", "", 1.0, "", "", -1.0, ""]  # window reward
+    assert [r.get("held", 0) for r in ctl.rows] == [0, 1, 1, 0, 1, 1, 0, 1]
+
+
+def test_hold_1_is_the_slides_controller_and_bad_holds_are_refused():
+    g = torch.Generator().manual_seed(6)
+    states = [realistic_C(g) for _ in range(6)]
+    a, b = controller(), controller(hold=1)
+    for w, C in enumerate(states):
+        a.observe(float(w % 3), C, w / 6, w)
+        b.observe(float(w % 3), C, w / 6, w)
+    assert a.rows == b.rows
+    for bad in (0, -2, True, 1.5):
+        with pytest.raises(ControllerError, match=rf"hold={bad!r}; expected an integer >= 1"):
+            controller(hold=bad)
+    with pytest.raises(ControllerError, match=r"hold=2 rewards a decision .* reward_average=0.9 expected 0"):
+        controller(hold=2, reward_average=0.9)
+    with pytest.raises(ControllerError, match="has hold=1; this run has hold=4"):
+        controller(hold=4).load_state_dict(a.state_dict())
+
+
 def test_random_state_carries_no_information_about_the_student():
     g = torch.Generator().manual_seed(3)
     C = realistic_C(g)
@@ -139,19 +187,20 @@ def test_random_state_carries_no_information_about_the_student():
         controller(state_source="noise")
 
 
-@pytest.mark.parametrize("replay, credit", [(0, "window"), (3, "window"), (3, "classes")])
-def test_state_dict_resumes_exactly(replay, credit):
+@pytest.mark.parametrize("replay, credit, hold", [(0, "window", 1), (3, "window", 1), (3, "classes", 1),
+                                                 (3, "classes", 2), (0, "window", 3)])
+def test_state_dict_resumes_exactly(replay, credit, hold):
     g = torch.Generator().manual_seed(4)
     states = [realistic_C(g) for _ in range(12)]
     metric = [float(v) for v in torch.randint(0, 10, (12,), generator=g)]
     per_class = [torch.rand(N, generator=g, dtype=torch.float64) for _ in range(12)]
     settings = dict(window=2, replay_capacity=replay, replay_batch=2, entropy_bonus=0.01, state_source="random",
-                    credit=credit)
+                    credit=credit, hold=hold)
     straight = controller(**settings)
     for k in range(12):
         straight.observe(metric[k], states[k], k / 12, k, class_metric=per_class[k])
     first = controller(**settings)
-    for k in range(7):  # stops inside a window
+    for k in range(7):  # stops inside a window (and inside a hold)
         first.observe(metric[k], states[k], k / 12, k, class_metric=per_class[k])
     buffer = io.BytesIO()
     torch.save(first.state_dict(), buffer)

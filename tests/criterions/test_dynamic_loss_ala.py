@@ -60,6 +60,7 @@ def test_registered_names():
     (["--max-update", "0"], "needs --max-update > 0 \\(got 0\\) or --ala-horizon"),
     (["--ala-horizon", "-1"], "--ala-horizon=-1; expected an integer >= 0"),
     (["--ala-replay-capacity", "-1"], "--ala-replay-capacity=-1; expected an integer >= 0"),
+    (["--ala-hold", "0"], "--ala-hold=0; expected an integer >= 1"),
     (["--dynamic-form", "prob", "--ala-clamp", "0.1"], "--ala-clamp=0.1 bounds W = .* under --dynamic-form paper"),
     (["--ala-entropy-bonus", "-1"], r"--ala-entropy-bonus=-1.0; expected a value in \[0.0, inf\]"),
     (["--ala-interval", "4", "--ala-metric-every", "3"],

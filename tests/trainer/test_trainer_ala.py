@@ -138,6 +138,10 @@ def test_policy_transfer_loads_a_saved_policy(tmp_path):
     ("controller.policy_prior=noise", ControllerError, r"policy_prior='noise'; expected one of \['none', 'confusion'\]"),
     ("controller.policy_prior=confusion controller.policy_path=x.pt", ControllerError, "both set the starting policy"),
     ("controller.reward_average=1.0", ControllerError, r"reward_average=1.0; expected a value in \[0.0, 1.0\)"),
+    ("controller.hold=0", ControllerError, "hold=0; expected an integer >= 1"),
+    ("controller.hold=3 controller.reward_average=0.5", ControllerError,
+     "controller.hold=3 rewards a decision against the metric at the last decision; "
+     "controller.reward_average=0.5 expected 0"),
     ("loss.parametrisation=bucketed controller.diagonal=true", ControllerError, "diagonal of a full Phi"),
     ("controller.credit=pairs", ControllerError, r"credit='pairs'; expected one of \['window', 'classes'\]"),
     ("loss.parametrisation=bucketed controller.credit=classes", ControllerError,
