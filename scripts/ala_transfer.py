@@ -42,14 +42,15 @@ MODEL, LR = "mnist1d_mlp", 0.01
 SETTINGS = ["pairflip40", "clean", "symmetric50", "sparse40"]
 
 
-def pretrain_jobs(python: str, work: str, runs: int, steps: int, env) -> List[Job]:
-    """The chain of pre-training runs; the last one's ``ala_controller.pt`` is the policy."""
+def pretrain_jobs(python: str, work: str, runs: int, steps: int, env, extra: List[str] = ()) -> List[Job]:
+    """The chain of pre-training runs; the last one's ``ala_controller.pt`` is the policy.
+    ``extra``: more overrides of every run (e.g. ``controller.hold=20``)."""
     from fairseq_dynloss.data.label_noise import random_sparse_noise_matrix, write_noise_matrix
 
     out, previous = [], None
     for r in range(1, runs + 1):
         folder = os.path.join(work, "pretrain", f"run{r}")
-        overrides = list(METHODS["ala"])
+        overrides = [*METHODS["ala"], *extra]
         if r % 2 == 0:  # every other run: a random one-target flip the benchmarks do not use
             matrix = os.path.join(work, "pretrain", f"flip_seed{100 + r}.csv")
             os.makedirs(os.path.dirname(matrix), exist_ok=True)
@@ -65,7 +66,7 @@ def pretrain_jobs(python: str, work: str, runs: int, steps: int, env) -> List[Jo
 
 
 def deploy_jobs(python: str, work: str, pretrained: Job, settings, seeds, steps: int,
-                env) -> List[Job]:
+                env, extra: List[str] = ()) -> List[Job]:
     """ALA from the policy ``pretrained`` left (still learning), on each setting and seed."""
     from fairseq_dynloss.study.mnist1d import write_sparse_matrix
 
@@ -75,7 +76,7 @@ def deploy_jobs(python: str, work: str, pretrained: Job, settings, seeds, steps:
     for setting in settings:
         for seed in seeds:
             folder = os.path.join(work, setting, f"ala_transfer_seed{seed}")
-            overrides = [*METHODS["ala"], f"controller.policy_path={policy}"]
+            overrides = [*METHODS["ala"], *extra, f"controller.policy_path={policy}"]
             command = train_command(python, work, setting, MODEL, overrides, seed, folder, steps, LR)
             out.append(Job(f"{setting}_ala_transfer_seed{seed}", command,
                            [os.path.join(folder, "metrics.csv")], after=(pretrained.name,), env=env,
@@ -115,14 +116,17 @@ def main() -> None:
     parser.add_argument("--work", default=os.path.join(REPO, "work", "ala_transfer"))
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--test", action="store_true", help="report test accuracy, not validation")
+    parser.add_argument("--overrides", nargs="*", default=[],
+                        help="more dynloss-train overrides of every pre-training and deployed run "
+                             "(e.g. controller.hold=20 controller.credit=classes); use another --work")
     args = parser.parse_args()
     if args.pretrain_runs < 1:
         parser.error(f"--pretrain-runs {args.pretrain_runs}: expected >= 1")
     work = os.path.abspath(args.work)
     env = {"OMP_NUM_THREADS": "1"}
-    chain = pretrain_jobs(sys.executable, work, args.pretrain_runs, args.steps, env)
+    chain = pretrain_jobs(sys.executable, work, args.pretrain_runs, args.steps, env, args.overrides)
     jobs = chain + deploy_jobs(sys.executable, work, chain[-1], args.settings, args.seeds,
-                               args.steps, env)
+                               args.steps, env, args.overrides)
     run_jobs(jobs, os.path.join(work, "jobs"), workers=args.workers, progress=False)
     print(f"# python scripts/ala_transfer.py {' '.join(sys.argv[1:])}")
     print(table(work, args.settings, args.seeds, "test" if args.test else "val"))

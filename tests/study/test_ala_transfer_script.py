@@ -38,3 +38,16 @@ def test_the_chain_passes_the_policy_on_and_never_uses_a_benchmark_pattern(tmp_p
         assert torch.allclose(T.diagonal(), torch.full((10,), 0.6, dtype=T.dtype))
         assert ((off > 0).sum(1) == 1).all()  # one other class per class
         assert not any(torch.allclose(T, B.to(T.dtype)) for B in benchmarks)
+
+
+def test_extra_overrides_reach_every_pretraining_and_deployed_run(tmp_path):
+    extra = ["controller.hold=20", "controller.credit=classes"]
+    chain = ala_transfer.pretrain_jobs("python", str(tmp_path), 3, 100, {}, extra)
+    deployed = ala_transfer.deploy_jobs("python", str(tmp_path), chain[-1], ["pairflip40", "clean"], [1, 2],
+                                        100, {}, extra)
+    assert len(deployed) == 4
+    for job in chain + deployed:
+        assert option(job.command, "controller.hold") == "20"
+        assert option(job.command, "controller.credit") == "classes"
+    for job in deployed:  # the transferred policy comes after the extra overrides
+        assert option(job.command, "controller.policy_path") == chain[-1].outputs[0]
