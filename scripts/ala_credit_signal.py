@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import functools
 import os
 import statistics
 import sys
@@ -36,10 +37,17 @@ OVERRIDES = [*METHODS["ala"], "controller.credit=classes", "controller.train_pol
              "controller.replay_capacity=1000", "threads=1", "plot_every=100000"]
 
 
+@functools.lru_cache(maxsize=None)
+def stored_transitions(folder: str) -> List[Dict]:
+    """The transitions a run's controller kept (its replay memory in ``checkpoint_last.pt``),
+    read once per folder: every table cell of a run reads them."""
+    state = torch.load(os.path.join(folder, "checkpoint_last.pt"), weights_only=True)
+    return state["controller"]["controller"]["memory"]["transitions"]
+
+
 def effects(folder: str) -> Dict[str, List[float]]:
     """{"element"/"window": [effect in the first half, in the second half]} of one run."""
-    state = torch.load(os.path.join(folder, "checkpoint_last.pt"), weights_only=True)
-    transitions = state["controller"]["controller"]["memory"]["transitions"]
+    transitions = stored_transitions(folder)
     with open(os.path.join(folder, "ala_log.csv")) as handle:
         window_reward = [float(r["reward"]) for r in csv.DictReader(handle) if r["reward"] != ""]
     half = len(transitions) // 2
@@ -59,8 +67,7 @@ def horizon_effect(folder: str, horizon: int, elements: torch.Tensor) -> float:
     """The effect of a_e(t) on the next ``horizon`` per-element rewards summed,
     r_e(t+1) + ... + r_e(t+H) (a move of Phi persists: the uniform policy does not undo it), over
     the ``elements`` (a (P,) bool mask) and the whole run."""
-    state = torch.load(os.path.join(folder, "checkpoint_last.pt"), weights_only=True)
-    transitions = state["controller"]["controller"]["memory"]["transitions"]
+    transitions = stored_transitions(folder)
     actions = torch.stack([t["action"] for t in transitions])[:, elements]  # (W, P'): a(t)
     rewards = torch.stack([t["reward"] for t in transitions])[:, elements]  # r(t+1) of a(t)
     windows = len(transitions) - horizon + 1

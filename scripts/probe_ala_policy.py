@@ -17,7 +17,7 @@ from typing import Callable, Dict, List
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from ala_credit_signal import pair_groups  # noqa: E402  (the flipped / other masks)
+from ala_credit_signal import pair_groups, stored_transitions  # noqa: E402
 
 from fairseq_dynloss.controllers import load_controller  # noqa: E402
 
@@ -33,8 +33,7 @@ def preferences(policy: Callable[[torch.Tensor], torch.Tensor], folders: List[st
     """
     out: Dict[str, List[float]] = {name: [] for name in groups}
     for folder in folders:
-        state = torch.load(os.path.join(folder, "checkpoint_last.pt"), weights_only=True)
-        transitions = state["controller"]["controller"]["memory"]["transitions"]
+        transitions = stored_transitions(folder)
         with torch.no_grad():
             for t in transitions[len(transitions) // 2:]:
                 p = torch.softmax(policy(t["state"].float()), -1)

@@ -101,9 +101,6 @@ VARIANTS: Dict[str, List[str]] = {
     # the same logits moved one way for hundreds of windows, which a one-window reward cannot see
     "hold20": _with("controller.metric_every=10", "controller.hold=20"),
     "hold20_classes": _with("controller.metric_every=10", "controller.hold=20", "controller.credit=classes"),
-    "hold20_init-3": _with("controller.metric_every=10", "controller.hold=20", "controller.logit_init=-3"),
-    "hold20_classes_init-3": _with("controller.metric_every=10", "controller.hold=20",
-                                   "controller.credit=classes", "controller.logit_init=-3"),
     "hold20_classes_lr0.05": _with("controller.metric_every=10", "controller.hold=20",
                                    "controller.credit=classes", "controller.lr=0.05"),
     "hold10_classes_lr0.05": _with("controller.metric_every=10", "controller.hold=10",

@@ -201,29 +201,29 @@ class WindowController:
         self.target.apply(actions, self.beta)
         self.pending = {"state": features, "action": actions, "entropy": torch.tensor(entropy)}
         self.history.push(state)
-        row = {
-            "update": int(update), "window": len(self.rows), "reward": "" if r is None else r,
-            "metric": float(value), "window_metric": self.window_reward.previous, **self.target.summary(),
-            "entropy": entropy, "baseline": "" if self.learner.baseline is None else float(torch.as_tensor(self.learner.baseline).mean()),
+        return self._log(update, value, r, actions, entropy, extra, {
+            "baseline": "" if self.learner.baseline is None else float(torch.as_tensor(self.learner.baseline).mean()),
             **({} if self.class_credit is None else
                {"element_reward": "" if credit is None else credit.mean().item()}),
-            "advantage": stats.get("advantage", ""), "policy_loss": stats.get("loss", ""),
-            **dict(zip(("actions_minus", "actions_zero", "actions_plus"),
-                       torch.bincount(actions.cpu() + 1, minlength=3).tolist())), **(extra or {}),
-        }
-        self.rows.append(row)
-        return row
+            "advantage": stats.get("advantage", ""), "policy_loss": stats.get("loss", "")})
 
     def _hold(self, state: torch.Tensor, value: float, update: int, extra: Optional[Dict]) -> Dict:
         """A window end between decisions (``hold > 1``): the last decision's actions again."""
         actions = self.pending["action"]
         self.target.apply(actions, self.beta)
         self.history.push(state)
-        row = {"update": int(update), "window": len(self.rows), "reward": "", "metric": float(value),
-               "window_metric": self.window_reward.previous, **self.target.summary(),
-               "entropy": float(self.pending["entropy"]), "held": 1,
-               **dict(zip(("actions_minus", "actions_zero", "actions_plus"),
-                          torch.bincount(actions.cpu() + 1, minlength=3).tolist())), **(extra or {})}
+        return self._log(update, value, None, actions, float(self.pending["entropy"]), extra, {"held": 1})
+
+    def _log(self, update: int, value: float, r: Optional[float], actions: torch.Tensor, entropy: float,
+             extra: Optional[Dict], columns: Dict) -> Dict:
+        """Append and return the window's log row: the shared columns around ``columns``."""
+        row = {
+            "update": int(update), "window": len(self.rows), "reward": "" if r is None else r,
+            "metric": float(value), "window_metric": self.window_reward.previous, **self.target.summary(),
+            "entropy": entropy, **columns,
+            **dict(zip(("actions_minus", "actions_zero", "actions_plus"),
+                       torch.bincount(actions.cpu() + 1, minlength=3).tolist())), **(extra or {}),
+        }
         self.rows.append(row)
         return row
 

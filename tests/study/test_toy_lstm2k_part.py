@@ -5,9 +5,9 @@ corpus."""
 
 import os
 import sys
+from types import SimpleNamespace
 
 import pytest
-from types import SimpleNamespace
 
 from fairseq_dynloss.study import toy_hard_lstm, toy_lstm2k, translation
 from fairseq_dynloss.study.jobs import JobRecord, write_record
@@ -100,7 +100,6 @@ def test_toy_hard_lstm_is_toy_lstm2ks_student_on_the_hard_corpus_with_five_rows(
             continue
         twin = toy["toy_lstm2k_" + name[len("toy_hard_lstm_"):]].command[-1]
         assert twin.replace("/w/toy_lstm2k/", "/w/toy_hard_lstm/") == job.command[-1]
-
 
 
 def test_each_single_arch_part_has_its_own_checked_options(capsys):
