@@ -1,7 +1,7 @@
 """The study's toy_lstm2k part: the toy part's jobs for the LSTM with the recipe's 2000-token
 batches (the one argument that differs), the rows not cut for the budget plus l2t_init, archived
 records that match the jobs the part defines now; and toy_hard_lstm, the same student on the hard
-corpus."""
+corpus, and toy_hard_lstm4k, that student with 4000-token batches."""
 
 import os
 import sys
@@ -9,7 +9,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from fairseq_dynloss.study import toy_hard_lstm, toy_lstm2k, translation
+from fairseq_dynloss.study import toy_hard_lstm, toy_hard_lstm4k, toy_lstm2k, translation
 from fairseq_dynloss.study.jobs import JobRecord, write_record
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -100,6 +100,25 @@ def test_toy_hard_lstm_is_toy_lstm2ks_student_on_the_hard_corpus_with_five_rows(
             continue
         twin = toy["toy_lstm2k_" + name[len("toy_hard_lstm_"):]].command[-1]
         assert twin.replace("/w/toy_lstm2k/", "/w/toy_hard_lstm/") == job.command[-1]
+
+
+def test_toy_hard_lstm4k_is_toy_hard_lstm_with_4000_token_batches_and_in_progress():
+    """Every job of toy_hard_lstm4k is toy_hard_lstm's with --max-tokens 4000 for the students'
+    2000 (the teacher's own --max-tokens 1000 comes later in its command and wins in both), in its
+    own folder; the part is in progress, so a default study run does not start its jobs."""
+    big = part_jobs("/w", seeds=(1, 2), part=toy_hard_lstm4k.PART)
+    small = part_jobs("/w", seeds=(1, 2), part=toy_hard_lstm.PART)
+    assert len(big) == len(small)
+    for name, job in big.items():
+        assert study.part_of(name) == "toy_hard_lstm4k" and job.env["WORK"] == "/w/toy_hard_lstm4k"
+        twin = small["toy_hard_lstm_" + name[len("toy_hard_lstm4k_"):]].command[-1]
+        expected = twin.replace("/w/toy_hard_lstm/", "/w/toy_hard_lstm4k/")
+        if not name.endswith("_prepare"):
+            assert "--max-tokens 2000" in expected and "--max-tokens 4000" not in expected
+            expected = expected.replace("--max-tokens 2000", "--max-tokens 4000")
+        assert expected == job.command[-1]
+    assert "--max-tokens 1000" in big["toy_hard_lstm4k_lstm_l2t_teacher"].command[-1].split("--max-tokens 4000")[1]
+    assert "toy_hard_lstm4k" in study.IN_PROGRESS and "toy_hard_lstm4k" in study.PARTS
 
 
 def test_each_single_arch_part_has_its_own_checked_options(capsys):
