@@ -14,6 +14,9 @@ random draw, so each comparison below is a randomised experiment) and prints thr
 3. **Noise or natural confusion?** Per window and row i, the lowest z(log C_ij) over j (the row's
    most confused pair) in pair-flip and in clean runs: the window-standardised state cannot tell a
    flipped pair from a clean run's most confused one if the two distributions agree.
+4. **The level the standardisation removes.** From each run's final student on the (clean)
+   validation split: per row i, the mean probability of the row's most confused class j != i and
+   of the true class, ``P_ij = mean over class-i examples of p(j | x)``.
 
     python scripts/ala_learnability.py --runs work/ala_hold20 --seeds $(seq 1 20)
 """
@@ -123,6 +126,31 @@ def row_most_confused(folders: Sequence[str], num_classes: int = 10) -> torch.Te
     return torch.cat(out)
 
 
+def class_mean_probabilities(probs: torch.Tensor, target: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """(C, C): row i = the mean of ``probs`` (N, C) over the examples with ``target`` (N,) = i."""
+    return torch.stack([probs[target == i].mean(0) for i in range(num_classes)])
+
+
+def final_confusion_level(folder: str) -> Tuple[float, float]:
+    """(median over rows of the most confused class's P_ij, median of P_ii) of a run's final
+    student (``checkpoint_last.pt``) on its validation split."""
+    from omegaconf import OmegaConf
+
+    from fairseq_dynloss.trainer.registry import build_net, build_splits
+
+    cfg = OmegaConf.load(os.path.join(folder, "config.yaml"))
+    splits = build_splits(cfg.task, cfg.get("data_dir", "~/data"))
+    classes = 10
+    net = build_net(cfg.model, splits.input_shape, classes)
+    weights = torch.load(os.path.join(folder, "checkpoint_last.pt"), weights_only=True)["student"]
+    net.load_state_dict({k[len("net."):]: v for k, v in weights.items() if k.startswith("net.")})
+    x, y = splits.val.batch(torch.arange(len(splits.val)))
+    with torch.no_grad():
+        P = class_mean_probabilities(torch.softmax(net.eval()(x), -1), y, classes)
+    off = P - 2 * torch.eye(classes)  # the diagonal out of the max
+    return off.max(1).values.median().item(), P.diagonal().median().item()
+
+
 def main(argv: Sequence[str] = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", default="work/ala_hold20",
@@ -148,6 +176,15 @@ def main(argv: Sequence[str] = None) -> None:
     for setting in ("pairflip40", "clean"):
         q = torch.quantile(row_most_confused(folders[setting]), torch.tensor([0.1, 0.5, 0.9], dtype=torch.float64))
         print(f"   {setting}: " + " / ".join(f"{v:+.2f}" for v in q.tolist()))
+    print("4. the final students on validation: median over rows of the most confused class's mean p, "
+          "and of the true class's (median [range] over runs)")
+    for setting in ("pairflip40", "clean"):
+        levels = [final_confusion_level(folder) for folder in folders[setting]]
+        cells = []
+        for k, name in ((0, "most confused"), (1, "true class")):
+            v = [level[k] for level in levels]
+            cells.append(f"{name} {statistics.median(v):.3f} [{min(v):.3f}, {max(v):.3f}]")
+        print(f"   {setting}: " + "; ".join(cells))
 
 
 if __name__ == "__main__":

@@ -86,3 +86,9 @@ def test_row_most_confused_reads_the_second_half_per_row(tmp_path):
     folder = write_run(tmp_path / "run", torch.stack([first, second]), torch.zeros(2, 6), torch.zeros(2, 6))
     out = ala_learnability.row_most_confused([folder], num_classes=3)
     assert out.tolist() == [-1.0, 2.0, -2.0]
+
+
+def test_class_mean_probabilities_by_hand():
+    probs = torch.tensor([[0.5, 0.5], [0.9, 0.1], [0.2, 0.8]])
+    out = ala_learnability.class_mean_probabilities(probs, torch.tensor([0, 0, 1]), 2)
+    assert torch.allclose(out, torch.tensor([[0.7, 0.3], [0.2, 0.8]]))
