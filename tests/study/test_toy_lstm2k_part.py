@@ -119,6 +119,8 @@ def test_toy_hard_lstm4k_is_toy_hard_lstm_with_4000_token_batches_and_in_progres
         assert expected == job.command[-1]
     assert "--max-tokens 1000" in big["toy_hard_lstm4k_lstm_l2t_teacher"].command[-1].split("--max-tokens 4000")[1]
     assert "toy_hard_lstm4k" in study.IN_PROGRESS and "toy_hard_lstm4k" in study.PARTS
+    # the runs archived so far are jobs of the part as it is defined now
+    assert assert_archive_matches("toy_hard_lstm4k", part_jobs(WORK, part=toy_hard_lstm4k.PART).values()) >= 2
 
 
 def test_each_single_arch_part_has_its_own_checked_options(capsys):
