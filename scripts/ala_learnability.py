@@ -39,11 +39,14 @@ from fairseq_dynloss.controllers import controlled_pairs  # noqa: E402
 from fairseq_dynloss.data.label_noise import noise_matrix  # noqa: E402
 
 
-def forward_flipped(num_classes: int = 10, rate: float = 0.4) -> torch.Tensor:
-    """(P,) bool over ``controlled_pairs``: the pairs (i, j) whose labels the pair-flip noise
-    moves from i to j (one orientation; ``ala_credit_signal.pair_groups`` takes both)."""
+def flipped_pairs(num_classes: int = 10, rate: float = 0.4) -> Tuple[torch.Tensor, torch.Tensor]:
+    """(P,) bool masks over ``controlled_pairs``: the pairs (i, j) whose labels the pair-flip
+    noise moves from i to j, and the same pairs reversed (``ala_credit_signal.pair_groups``
+    takes both as "flipped")."""
     T = noise_matrix("pairflip", rate, num_classes)
-    return torch.tensor([bool(T[i, j] > 0) for i, j in controlled_pairs(num_classes).tolist()])
+    pairs = controlled_pairs(num_classes).tolist()
+    return (torch.tensor([bool(T[i, j] > 0) for i, j in pairs]),
+            torch.tensor([bool(T[j, i] > 0) for i, j in pairs]))
 
 
 def run_arrays(folder: str) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -160,9 +163,7 @@ def main(argv: Sequence[str] = None) -> None:
     args = parser.parse_args(argv)
     folders = {setting: [os.path.join(args.runs, setting, f"seed{s}") for s in args.seeds]
                for setting in ("pairflip40", "clean")}
-    forward = forward_flipped()
-    T = noise_matrix("pairflip", 0.4, 10)
-    reverse = torch.tensor([bool(T[j, i] > 0) for i, j in controlled_pairs(10).tolist()])
+    forward, reverse = flipped_pairs()
     print(f"# python scripts/ala_learnability.py {' '.join(sys.argv[1:] if argv is None else argv)}")
     print("1. the oracle's bound: the effect of raising, by group of pairs")
     for name, setting, mask in (("pair-flip, flipped pairs (i -> i+1)", "pairflip40", forward),

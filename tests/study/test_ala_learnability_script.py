@@ -73,10 +73,11 @@ def test_oracle_bound_pools_runs(tmp_path):
     assert lines[1].startswith("pooled over 2 runs: +6.600")  # 40 / 5 - 7 / 5
 
 
-def test_forward_flipped_pairs_are_i_to_i_plus_1():
-    mask = ala_learnability.forward_flipped()
-    pairs = ala_learnability.controlled_pairs(10)[mask].tolist()
-    assert sorted(pairs) == sorted([i, (i + 1) % 10] for i in range(10))
+def test_flipped_pairs_are_i_to_i_plus_1_and_reversed():
+    forward, reverse = ala_learnability.flipped_pairs()
+    pairs = ala_learnability.controlled_pairs(10)
+    assert sorted(pairs[forward].tolist()) == sorted([i, (i + 1) % 10] for i in range(10))
+    assert sorted(pairs[reverse].tolist()) == sorted([(i + 1) % 10, i] for i in range(10))
 
 
 def test_row_most_confused_reads_the_second_half_per_row(tmp_path):
