@@ -6,8 +6,10 @@ that 2000 more updates do not leave, 19 slowly; docs/investigation.md §4i), so 
 criterion "every seed within 2 std of CE's mean" measures this student's basin rate at CE's Phi,
 not the loss. Batches of 4000 tokens were chosen on CE's validation loss on seeds 11-20, which
 the tables do not use (§4i): every screened seed aligned, the three stalled ones included. The
-rows and jobs are ``toy_hard_lstm``'s; a run costs about 8-9 minutes on this machine (twice
-``toy_hard_lstm``'s per update), so the part takes about 3.5 hours with two workers.
+rows and jobs are ``toy_hard_lstm``'s. Measured with two workers on this machine: a job takes
+9.5-12 minutes (CE 578 s, ALA 630 s, l2t 724 s on seed 1-2; about twice ``toy_hard_lstm``'s), so
+the five rows take ~4.5 hours and the three the criterion needs (CE, l2t, ALA) ~2.7; those ran
+first (``--toy-hard-lstm4k-methods ce l2t ala``), the controls after them.
 """
 
 from __future__ import annotations
