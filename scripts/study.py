@@ -37,9 +37,9 @@ Parts:
 * ``toy_hard_lstm`` (``fairseq_dynloss/study/toy_hard_lstm.py``): the hard corpus's LSTM student
   with the same settings; five rows, 10 paired seeds.
 * ``toy_hard_lstm4k`` (``fairseq_dynloss/study/toy_hard_lstm4k.py``): the same with 4000-token
-  batches, where CE aligns on every screened seed (at 2000 tokens it stalls on some). (A part
-  whose runs are not all archived
-  yet is listed in ``IN_PROGRESS`` and runs only when named in ``--parts``.)
+  batches, where CE aligns on every screened seed (at 2000 tokens it stalls on some).
+  (A part whose runs are not all archived yet is listed in ``IN_PROGRESS`` and runs only when
+  named in ``--parts``.)
 
 Every table is paired (the methods run the same seeds): the per-seed difference from CE, its
 bootstrap CI, paired t and Wilcoxon p-values, the minimum detectable difference, and time
