@@ -23,7 +23,7 @@ import functools
 import os
 import statistics
 import sys
-from typing import Dict, List
+from typing import Dict, List, Tuple
 
 import torch
 from scipy import stats as scipy_stats
@@ -125,17 +125,23 @@ def main() -> None:
                 print(f"| {setting} | {name} | " + " | ".join(cells) + " |")
 
 
+def flipped_pairs(rate: float, num_classes: int = 10) -> Tuple[torch.Tensor, torch.Tensor]:
+    """(P,) bool masks over ``controlled_pairs``: the pairs (i, j) whose labels the pair-flip
+    noise at ``rate`` moves from i to j, and the same pairs reversed."""
+    T = noise_matrix("pairflip", rate, num_classes)
+    pairs = controlled_pairs(num_classes, include_diagonal=False).tolist()
+    return (torch.tensor([bool(T[i, j] > 0) for i, j in pairs]),
+            torch.tensor([bool(T[j, i] > 0) for i, j in pairs]))
+
+
 def pair_groups(setting: str) -> Dict[str, torch.Tensor]:
     """Masks over the 90 controlled pairs: under a noise matrix, the pairs it flips (either
     orientation) and the others; else all pairs."""
-    pairs = controlled_pairs(10, include_diagonal=False)
     noise = dict(option.split("=", 1) for option in NOISE.get(setting, []))
     if noise.get("task.label_noise.kind") != "pairflip":
-        return {"all": torch.ones(len(pairs), dtype=torch.bool)}
-    T = noise_matrix("pairflip", float(noise["task.label_noise.rate"]), 10)
-    flipped = torch.tensor([bool(T[i, j] > 0 or T[j, i] > 0) for i, j in pairs.tolist()])
-    return {"flipped": flipped, "other": ~flipped}
-
+        return {"all": torch.ones(len(controlled_pairs(10, include_diagonal=False)), dtype=torch.bool)}
+    forward, reverse = flipped_pairs(float(noise["task.label_noise.rate"]))
+    return {"flipped": forward | reverse, "other": ~(forward | reverse)}
 
 if __name__ == "__main__":
     main()

@@ -33,20 +33,9 @@ import torch
 from scipy import stats
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from ala_credit_signal import stored_transitions  # noqa: E402
+from ala_credit_signal import flipped_pairs, stored_transitions  # noqa: E402
 
 from fairseq_dynloss.controllers import controlled_pairs  # noqa: E402
-from fairseq_dynloss.data.label_noise import noise_matrix  # noqa: E402
-
-
-def flipped_pairs(num_classes: int = 10, rate: float = 0.4) -> Tuple[torch.Tensor, torch.Tensor]:
-    """(P,) bool masks over ``controlled_pairs``: the pairs (i, j) whose labels the pair-flip
-    noise moves from i to j, and the same pairs reversed (``ala_credit_signal.pair_groups``
-    takes both as "flipped")."""
-    T = noise_matrix("pairflip", rate, num_classes)
-    pairs = controlled_pairs(num_classes).tolist()
-    return (torch.tensor([bool(T[i, j] > 0) for i, j in pairs]),
-            torch.tensor([bool(T[j, i] > 0) for i, j in pairs]))
 
 
 def run_arrays(folder: str) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -96,26 +85,26 @@ def interaction_design(x: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
     return torch.cat([ones, x, a[:, None], a[:, None] * x], dim=1)
 
 
-def held_out_policy(folders: Sequence[str], flipped: torch.Tensor) -> List[str]:
+def held_out_policy(folders: Sequence[str], flipped: torch.Tensor) -> str:
     """Leave-one-run-out: the fitted effect's sign as a policy, judged on the held-out run."""
     data = [run_arrays(folder) for folder in folders]
+    features = data[0][0].shape[-1]
     said_raise, said_lower, share_flipped, share_other = [], [], [], []
     for k in range(len(data)):
         train = [d for j, d in enumerate(data) if j != k]
-        x = torch.cat([s.reshape(-1, s.shape[-1]) for s, _, _ in train])
-        a = torch.cat([a.flatten() for _, a, _ in train])
-        r = torch.cat([r.flatten() for _, _, r in train])
-        w = ridge(interaction_design(x, a), r)
-        s, a, r = data[k]
-        up = (w[x.shape[1] + 1] + s @ w[x.shape[1] + 2:]) > 0  # (W, P)
-        said_raise.append(raise_effect(a[up], r[up])[0] if up.any() else float("nan"))
-        said_lower.append(raise_effect(a[~up], r[~up])[0] if (~up).any() else float("nan"))
+        w = ridge(interaction_design(torch.cat([s.reshape(-1, features) for s, _, _ in train]),
+                                     torch.cat([a.flatten() for _, a, _ in train])),
+                  torch.cat([r.flatten() for _, _, r in train]))
+        states, actions, rewards = data[k]
+        up = (w[features + 1] + states @ w[features + 2:]) > 0  # (W, P): the fit's "raise"
+        said_raise.append(raise_effect(actions[up], rewards[up])[0] if up.any() else float("nan"))
+        said_lower.append(raise_effect(actions[~up], rewards[~up])[0] if (~up).any() else float("nan"))
         share_flipped.append(up[:, flipped].double().mean().item())
         share_other.append(up[:, ~flipped].double().mean().item())
     mean = lambda v: statistics.fmean([e for e in v if e == e])
-    return [f"effect of raising where the fit says raise {mean(said_raise):+.3f}, where it says lower "
+    return (f"effect of raising where the fit says raise {mean(said_raise):+.3f}, where it says lower "
             f"{mean(said_lower):+.3f}; it says raise for {mean(share_flipped):.0%} of the flipped pairs' "
-            f"decisions and {mean(share_other):.0%} of the others'"]
+            f"decisions and {mean(share_other):.0%} of the others'")
 
 
 def row_most_confused(folders: Sequence[str], num_classes: int = 10) -> torch.Tensor:
@@ -163,7 +152,7 @@ def main(argv: Sequence[str] = None) -> None:
     args = parser.parse_args(argv)
     folders = {setting: [os.path.join(args.runs, setting, f"seed{s}") for s in args.seeds]
                for setting in ("pairflip40", "clean")}
-    forward, reverse = flipped_pairs()
+    forward, reverse = flipped_pairs(0.4)
     print(f"# python scripts/ala_learnability.py {' '.join(sys.argv[1:] if argv is None else argv)}")
     print("1. the oracle's bound: the effect of raising, by group of pairs")
     for name, setting, mask in (("pair-flip, flipped pairs (i -> i+1)", "pairflip40", forward),
@@ -172,7 +161,7 @@ def main(argv: Sequence[str] = None) -> None:
         for line in oracle_bound(folders[setting], mask, args.pools):
             print(f"   {name}: {line}")
     print("2. a linear model of the reward on the state's features, leave one run out (pair-flip)")
-    print("   " + held_out_policy(folders["pairflip40"], forward | reverse)[0])
+    print("   " + held_out_policy(folders["pairflip40"], forward | reverse))
     print("3. each row's most confused pair, min_j z(log C_ij), quantiles 10 / 50 / 90 %")
     for setting in ("pairflip40", "clean"):
         q = torch.quantile(row_most_confused(folders[setting]), torch.tensor([0.1, 0.5, 0.9], dtype=torch.float64))

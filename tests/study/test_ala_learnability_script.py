@@ -55,7 +55,7 @@ def test_held_out_policy_recovers_a_planted_state_dependent_effect(tmp_path):
         a = torch.randint(-1, 2, (30, 6), generator=g).float()
         r = a * torch.sign(x[:, :, 0]) + 0.1 * torch.randn(30, 6, generator=g)
         folders.append(write_run(tmp_path / f"seed{k}", x, a, r))
-    line = ala_learnability.held_out_policy(folders, flipped)[0]
+    line = ala_learnability.held_out_policy(folders, flipped)
     assert "raise for 100% of the flipped pairs' decisions and 0% of the others'" in line
     said = [float(v.split()[0].rstrip(",;")) for v in line.split("says raise ")[1:2] + line.split("says lower ")[1:2]]
     assert said[0] == pytest.approx(2.0, abs=0.1) and said[1] == pytest.approx(-2.0, abs=0.1)
@@ -74,7 +74,7 @@ def test_oracle_bound_pools_runs(tmp_path):
 
 
 def test_flipped_pairs_are_i_to_i_plus_1_and_reversed():
-    forward, reverse = ala_learnability.flipped_pairs()
+    forward, reverse = ala_learnability.flipped_pairs(0.4)
     pairs = ala_learnability.controlled_pairs(10)
     assert sorted(pairs[forward].tolist()) == sorted([i, (i + 1) % 10] for i in range(10))
     assert sorted(pairs[reverse].tolist()) == sorted([(i + 1) % 10, i] for i in range(10))
