@@ -102,10 +102,10 @@ def test_toy_hard_lstm_is_toy_lstm2ks_student_on_the_hard_corpus_with_five_rows(
         assert twin.replace("/w/toy_lstm2k/", "/w/toy_hard_lstm/") == job.command[-1]
 
 
-def test_toy_hard_lstm4k_is_toy_hard_lstm_with_4000_token_batches_and_in_progress():
+def test_toy_hard_lstm4k_is_toy_hard_lstm_with_4000_token_batches_all_archived():
     """Every job of toy_hard_lstm4k is toy_hard_lstm's with --max-tokens 4000 for the students'
     2000 (the teacher's own --max-tokens 1000 comes later in its command and wins in both), in its
-    own folder; the part is in progress, so a default study run does not start its jobs."""
+    own folder; every job of its rows is archived, so a default study run restores the part."""
     big = part_jobs("/w", seeds=(1, 2), part=toy_hard_lstm4k.PART)
     small = part_jobs("/w", seeds=(1, 2), part=toy_hard_lstm.PART)
     assert toy_hard_lstm4k.METHODS == tuple(m for m in toy_hard_lstm.METHODS if m not in toy_hard_lstm4k.CUT)
@@ -119,12 +119,15 @@ def test_toy_hard_lstm4k_is_toy_hard_lstm_with_4000_token_batches_and_in_progres
             expected = expected.replace("--max-tokens 2000", "--max-tokens 4000")
         assert expected == job.command[-1]
     assert "--max-tokens 1000" in big["toy_hard_lstm4k_lstm_l2t_teacher"].command[-1].split("--max-tokens 4000")[1]
-    assert "toy_hard_lstm4k" in study.IN_PROGRESS and "toy_hard_lstm4k" in study.PARTS
-    # the runs archived so far are jobs of the part as it is defined now (or of its cut row,
-    # label smoothing, whose seed-1 run is archived)
+    assert "toy_hard_lstm4k" not in study.IN_PROGRESS and "toy_hard_lstm4k" in study.PARTS
+    # the archived runs are the part's jobs as it is defined now, every one of them (prepare,
+    # teacher, 4 rows x 10 seeds), and the cut row's seed-1 run (label smoothing)
     env = dict(study.ONE_THREAD, VENV_BIN=os.path.dirname(study.PYTHON))
     every = toy_hard_lstm4k.PART.jobs(toy_hard_lstm.METHODS, range(1, 11), WORK, REPO, env)
-    assert assert_archive_matches("toy_hard_lstm4k", every) >= 2
+    assert assert_archive_matches("toy_hard_lstm4k", every) == 1 + 1 + 4 * 10 + 1
+    missing = [name for name in part_jobs(WORK, part=toy_hard_lstm4k.PART)
+               if not os.path.exists(os.path.join(REPO, "results", "runs", name + ".json"))]
+    assert not missing, f"not archived: {missing}"
 
 
 def test_each_single_arch_part_has_its_own_checked_options(capsys):
