@@ -143,5 +143,6 @@ def pair_groups(setting: str) -> Dict[str, torch.Tensor]:
     forward, reverse = flipped_pairs(float(noise["task.label_noise.rate"]))
     return {"flipped": forward | reverse, "other": ~(forward | reverse)}
 
+
 if __name__ == "__main__":
     main()

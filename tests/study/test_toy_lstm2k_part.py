@@ -18,9 +18,10 @@ import study  # noqa: E402
 from archive_check import WORK, assert_archive_matches  # noqa: E402
 
 
-def part_jobs(work, seeds=range(1, 11), part=toy_lstm2k.PART):
+def part_jobs(work, seeds=range(1, 11), part=toy_lstm2k.PART, methods=None):
+    """{name: job} of ``part``'s rows (``methods``, default the part's own) and seeds."""
     env = dict(study.ONE_THREAD, VENV_BIN=os.path.dirname(study.PYTHON))
-    return {job.name: job for job in part.jobs(part.methods, list(seeds), work, REPO, env)}
+    return {job.name: job for job in part.jobs(methods or part.methods, list(seeds), work, REPO, env)}
 
 
 def test_the_toy_parts_lstm_rows_with_2000_token_batches():
@@ -49,8 +50,7 @@ def test_the_toy_parts_lstm_rows_with_2000_token_batches():
 def test_every_archived_toy_lstm2k_record_is_of_a_job_the_part_defines_now():
     """The default rows' records, and those of the paper-form rows cut from the default (their
     archived runs stay available with --toy-lstm2k-methods)."""
-    env = dict(study.ONE_THREAD, VENV_BIN=os.path.dirname(study.PYTHON))
-    every = toy_lstm2k.PART.jobs([*toy_lstm2k.METHODS, "l2t_paper", "ala_paper"], range(1, 11), WORK, REPO, env)
+    every = part_jobs(WORK, methods=[*toy_lstm2k.METHODS, "l2t_paper", "ala_paper"]).values()
     assert assert_archive_matches("toy_lstm2k", every) == 1 + 2 + 10 * 12  # prepare, 2 teachers, 12 rows
 
 
@@ -122,8 +122,7 @@ def test_toy_hard_lstm4k_is_toy_hard_lstm_with_4000_token_batches_all_archived()
     assert "toy_hard_lstm4k" not in study.IN_PROGRESS and "toy_hard_lstm4k" in study.PARTS
     # the archived runs are the part's jobs as it is defined now, every one of them (prepare,
     # teacher, 4 rows x 10 seeds), and the cut row's seed-1 run (label smoothing)
-    env = dict(study.ONE_THREAD, VENV_BIN=os.path.dirname(study.PYTHON))
-    every = toy_hard_lstm4k.PART.jobs(toy_hard_lstm.METHODS, range(1, 11), WORK, REPO, env)
+    every = part_jobs(WORK, part=toy_hard_lstm4k.PART, methods=toy_hard_lstm.METHODS).values()
     assert assert_archive_matches("toy_hard_lstm4k", every) == 1 + 1 + 4 * 10 + 1
     missing = [name for name in part_jobs(WORK, part=toy_hard_lstm4k.PART)
                if not os.path.exists(os.path.join(REPO, "results", "runs", name + ".json"))]
